@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the whole Palisade test suite on a fresh machine:
+#  - installs what is missing (the official OpenTelemetry Python SDK in a venv),
+#  - starts a throwaway PostgreSQL cluster (removed on exit),
+#  - builds the palisade binary and runs every test in the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+# --- Python OpenTelemetry SDK (real client for the SDK tests) -----------------------
+venv="$root/target/pyenv"
+if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc" 2>/dev/null; then
+  echo "test.sh: installing the OpenTelemetry Python SDK into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    opentelemetry-sdk==1.45.2 \
+    opentelemetry-exporter-otlp-proto-http==1.45.2 \
+    opentelemetry-exporter-otlp-proto-grpc==1.45.2
+fi
+export PALISADE_TEST_PYTHON="$venv/bin/python"
+
+# --- PostgreSQL: the machine's server binaries, a private cluster on loopback -------
+pgbin=""
+if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then pgbin=$(pg_config --bindir); fi
+if [ -z "$pgbin" ]; then pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true); fi
+if [ -z "$pgbin" ] || [ ! -x "$pgbin/initdb" ]; then
+  echo "test.sh: PostgreSQL server binaries not found; installing postgresql"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+fi
+pgtmp=$(mktemp -d /tmp/palisade-testpg.XXXXXX)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" = 0 ] && chown postgres:postgres "$pgtmp"
+cleanup() {
+  as_pg "$pgbin/pg_ctl" -D "$pgtmp/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$pgtmp"
+}
+trap cleanup EXIT
+as_pg "$pgbin/initdb" -D "$pgtmp/data" -U postgres --auth=trust -E UTF8 --no-locale >"$pgtmp/initdb.log"
+as_pg "$pgbin/pg_ctl" -D "$pgtmp/data" -l "$pgtmp/server.log" -w -o \
+  "-p $port -k $pgtmp -c listen_addresses=127.0.0.1 -c max_connections=400 -c shared_buffers=256MB -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+  start >/dev/null
+export PALISADE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+echo "test.sh: throwaway PostgreSQL on 127.0.0.1:$port"
+
+# --- Build the binary the black-box tests spawn, then run everything ----------------
+cargo build --bin palisade
+RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --workspace

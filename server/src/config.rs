@@ -1,0 +1,149 @@
+//! Layered configuration: command-line flag > environment variable > config file >
+//! default. Read only here; each crate receives its own typed settings.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// TOML configuration file (see deploy/palisade.example.toml).
+    #[arg(long, env = "PALISADE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Directory for the index, the embedded database and generated secrets [default: ./data]
+    #[arg(long, env = "PALISADE_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; without one, an embedded cluster in the data dir is used.
+    #[arg(long, env = "PALISADE_DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Log output format [default: text]
+    #[arg(long, env = "PALISADE_LOG_FORMAT", global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Clone, Args, Default)]
+pub struct ServeArgs {
+    /// API and UI listener [default: 127.0.0.1:8080]
+    #[arg(long, env = "PALISADE_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listener [default: 127.0.0.1:4318]
+    #[arg(long, env = "PALISADE_OTLP_HTTP_ADDR")]
+    pub otlp_http_addr: Option<SocketAddr>,
+    /// OTLP/gRPC listener [default: 127.0.0.1:4317]
+    #[arg(long, env = "PALISADE_OTLP_GRPC_ADDR")]
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    /// Days of log records to keep; older daily partitions are dropped [default: 30]
+    #[arg(long, env = "PALISADE_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
+}
+
+/// The config file's shape: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub log_format: Option<LogFormat>,
+    pub http_addr: Option<SocketAddr>,
+    pub otlp_http_addr: Option<SocketAddr>,
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    pub retention_days: Option<u32>,
+}
+
+/// Fully resolved settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub log_format: LogFormat,
+    pub http_addr: SocketAddr,
+    pub otlp_http_addr: SocketAddr,
+    pub otlp_grpc_addr: SocketAddr,
+    pub retention_days: u32,
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+}
+
+impl Settings {
+    pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Settings> {
+        let file = match &global.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let retention_days = serve.retention_days.or(file.retention_days).unwrap_or(30);
+        if retention_days == 0 {
+            bail!("retention-days must be at least 1");
+        }
+        Ok(Settings {
+            data_dir: global
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            database_url: global.database_url.clone().or(file.database_url).filter(|u| !u.is_empty()),
+            log_format: global.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            http_addr: serve
+                .http_addr
+                .or(file.http_addr)
+                .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
+            otlp_http_addr: serve
+                .otlp_http_addr
+                .or(file.otlp_http_addr)
+                .unwrap_or_else(|| "127.0.0.1:4318".parse().expect("valid default")),
+            otlp_grpc_addr: serve
+                .otlp_grpc_addr
+                .or(file.otlp_grpc_addr)
+                .unwrap_or_else(|| "127.0.0.1:4317".parse().expect("valid default")),
+            retention_days,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = std::env::temp_dir().join(format!("palisade-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "http_addr = \"127.0.0.1:9000\"\nretention_days = 7\ndata_dir = \"/x\"\n").unwrap();
+        let global = GlobalArgs {
+            config: Some(path.clone()),
+            data_dir: Some("/flag".into()),
+            database_url: None,
+            log_format: None,
+        };
+        let serve = ServeArgs {
+            otlp_http_addr: Some("127.0.0.1:1".parse().unwrap()),
+            ..Default::default()
+        };
+        let s = Settings::resolve(&global, &serve).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/flag"));
+        assert_eq!(s.http_addr.port(), 9000);
+        assert_eq!(s.otlp_http_addr.port(), 1);
+        assert_eq!(s.otlp_grpc_addr.port(), 4317);
+        assert_eq!(s.retention_days, 7);
+        std::fs::write(&path, "bogus_key = 1\n").unwrap();
+        let err = format!("{:#}", Settings::resolve(&global, &serve).unwrap_err());
+        assert!(err.contains("bogus_key"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,83 @@
+//! The `palisade` binary: configuration, telemetry, wiring and administrative commands.
+
+mod bootstrap;
+mod commands;
+mod config;
+mod database;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{GlobalArgs, LogFormat, ServeArgs, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "palisade", version, about = "Security observability backend for Kubernetes")]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: API, OTLP/HTTP and OTLP/gRPC listeners, indexer, retention.
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Rebuild the search index from Postgres (the server must be stopped).
+    Reindex,
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(commands::TokenCommand),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(commands::TenantCommand),
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,sqlx=warn,h2=warn,tower=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let serve_args = match &cli.command {
+        Command::Serve(args) => args.clone(),
+        _ => ServeArgs::default(),
+    };
+    let settings = match Settings::resolve(&cli.global, &serve_args) {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("palisade: {err:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(settings.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => serve::run(settings).await,
+            Command::Migrate => commands::migrate(&settings).await,
+            Command::Reindex => commands::reindex(&settings).await,
+            Command::Token(cmd) => commands::token(&settings, cmd).await,
+            Command::Tenant(cmd) => commands::tenant(&settings, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("palisade: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,251 @@
+//! `palisade serve`: wiring and graceful shutdown.
+//!
+//! Tasks:
+//! * three listeners (API, OTLP/HTTP, OTLP/gRPC), each with graceful shutdown;
+//! * the ingest writer (group commit), owned by `ingest::writer::Ingestor`;
+//! * the indexer, following the committed sequence into tantivy;
+//! * the retention task, dropping expired daily partitions once an hour.
+//!
+//! Shutdown (SIGINT/SIGTERM): stop accepting and drain in-flight requests, so every
+//! acknowledged batch is committed; stop the indexer (it commits the index); close the
+//! pool; stop the embedded cluster if we started it.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use chrono::Utc;
+use ingest::metrics::IngestMetrics;
+use ingest::normalize::TimePolicy;
+use ingest::writer::{IngestConfig, Ingestor};
+use query::search::SearchService;
+use storage::access::AccessStore;
+use storage::index::{IndexConfig, LogIndex};
+use storage::indexer::IndexerStatus;
+use storage::logs::LogStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use web::AppState;
+use web::ops::Gauges;
+
+use crate::config::Settings;
+use crate::database::{Database, token_key};
+
+/// Hold an exclusive lock on the data dir for the life of the server, so two servers
+/// never share one index and one embedded cluster.
+fn lock_data_dir(settings: &Settings) -> anyhow::Result<File> {
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create data dir {}", settings.data_dir.display()))?;
+    let path = settings.data_dir.join("palisade.lock");
+    let file = File::create(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    if file.try_lock().is_err() {
+        bail!(
+            "another palisade server is using {}; stop it or choose another --data-dir",
+            settings.data_dir.display()
+        );
+    }
+    Ok(file)
+}
+
+async fn migrate_with_retry(db: &storage::Db) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match db.migrate().await {
+            Ok(()) => return Ok(()),
+            Err(err) if err.kind() == model::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
+                tracing::warn!(error = %err, "database not reachable yet; retrying migrations");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(err) => return Err(err).context("running migrations"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let _lock = lock_data_dir(&settings)?;
+    let database = Database::open(&settings, true).await?;
+    let result = run_with(&settings, &database).await;
+    database.close().await;
+    result
+}
+
+async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()> {
+    let db = database.db.clone();
+    migrate_with_retry(&db).await?;
+    let migrated = Arc::new(AtomicBool::new(true));
+    let key = token_key(&settings.data_dir, &db).await?;
+    let access = Arc::new(AccessStore::new(db.clone(), key));
+    if let Some(path) = crate::bootstrap::ensure(&access, &settings.data_dir).await? {
+        println!(
+            "palisade: first start: admin credentials and tokens written to {} (mode 0600)",
+            path.display()
+        );
+    }
+
+    let logs = Arc::new(LogStore::new(db.clone()));
+    let max_seq = logs.max_seq().await?;
+    let index_dir = settings.data_dir.join("index");
+    let mut index = LogIndex::open_or_create(&index_dir, &IndexConfig::default())?;
+    if index.checkpoint() > max_seq {
+        // The index claims records the database does not have (restored or replaced
+        // database): it cannot be trusted. Rebuild it from Postgres.
+        tracing::warn!(checkpoint = index.checkpoint(), max_seq, "index is ahead of the database; rebuilding");
+        drop(index);
+        std::fs::remove_dir_all(&index_dir)?;
+        index = LogIndex::open_or_create(&index_dir, &IndexConfig::default())?;
+    }
+    let index = Arc::new(index);
+
+    let registry = prometheus::Registry::new();
+    let metrics = IngestMetrics::register(&registry)?;
+    let gauges = Gauges::register(&registry)?;
+    let retention = chrono::Duration::days(i64::from(settings.retention_days));
+    let ingest_config = IngestConfig {
+        time_policy: TimePolicy {
+            max_age: retention,
+            ..TimePolicy::default()
+        },
+        ..IngestConfig::default()
+    };
+    let (ingestor, writer_task) = Ingestor::start(logs.clone(), ingest_config, metrics, max_seq);
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let indexer_status = Arc::new(IndexerStatus::default());
+    let retention_task = tokio::spawn(retention_loop(
+        logs.clone(),
+        indexer_status.clone(),
+        retention,
+        shutdown_rx.clone(),
+    ));
+    let indexer_task = tokio::spawn(storage::indexer::run(
+        logs.clone(),
+        index.clone(),
+        ingestor.committed(),
+        indexer_status.clone(),
+        shutdown_rx.clone(),
+    ));
+
+    let state = AppState {
+        db: db.clone(),
+        access: access.clone(),
+        ingestor: ingestor.clone(),
+        search: Arc::new(SearchService::new(index.clone(), logs.clone())),
+        index: index.clone(),
+        indexer: indexer_status,
+        migrated,
+        registry,
+        gauges,
+    };
+
+    let api_listener = bind(settings.http_addr, "http-addr").await?;
+    let otlp_http_listener = bind(settings.otlp_http_addr, "otlp-http-addr").await?;
+    let grpc_listener = bind(settings.otlp_grpc_addr, "otlp-grpc-addr").await?;
+    let api_addr = api_listener.local_addr()?;
+    let otlp_http_addr = otlp_http_listener.local_addr()?;
+    let grpc_addr = grpc_listener.local_addr()?;
+
+    let stop = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stopping| *stopping).await;
+    };
+    let api = axum::serve(
+        api_listener,
+        web::api_router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop(shutdown_rx.clone()));
+    let otlp_http = axum::serve(otlp_http_listener, web::otlp_router(state.clone()))
+        .with_graceful_shutdown(stop(shutdown_rx.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(ingest::grpc::logs_service(ingestor.clone(), access.clone()))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            stop(shutdown_rx.clone()),
+        );
+
+    println!("palisade: API and UI listening on http://{api_addr}");
+    println!("palisade: OTLP/HTTP listening on http://{otlp_http_addr}");
+    println!("palisade: OTLP/gRPC listening on {grpc_addr}");
+    println!("palisade: ready to serve (api={api_addr} otlp_http={otlp_http_addr} otlp_grpc={grpc_addr})");
+    tracing::info!(%api_addr, %otlp_http_addr, %grpc_addr, "palisade started");
+
+    let servers = tokio::spawn(async move {
+        let (a, b, c) = tokio::join!(api, otlp_http, grpc);
+        a.context("api listener")?;
+        b.context("otlp/http listener")?;
+        c.context("otlp/grpc listener")?;
+        anyhow::Ok(())
+    });
+
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests");
+    let _ = shutdown_tx.send(true);
+    let served = servers.await;
+    // Every handler has returned, so the writer has answered every queued batch.
+    drop(state);
+    drop(ingestor);
+    let _ = tokio::time::timeout(Duration::from_secs(30), writer_task).await;
+    let _ = indexer_task.await;
+    retention_task.abort();
+    tracing::info!("palisade stopped");
+    served??;
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (--{flag})"))
+}
+
+/// Drop expired partitions (and their index documents) at start and then hourly;
+/// pre-create today's and tomorrow's partitions so ingest rarely runs DDL.
+async fn retention_loop(
+    logs: Arc<LogStore>,
+    indexer: Arc<IndexerStatus>,
+    retention: chrono::Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let now = Utc::now();
+        let today = now.date_naive();
+        if let Err(err) = logs.ensure_partitions([today, today + chrono::Duration::days(1)]).await {
+            tracing::warn!(error = %err, "cannot pre-create partitions");
+        }
+        let cutoff = now - retention;
+        match logs.drop_partitions_before(cutoff).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(partitions = dropped.len(), "retention dropped expired partitions");
+                indexer
+                    .delete_before
+                    .store(cutoff.timestamp_micros(), std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "retention run failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => {
+                if *shutdown.borrow() { return; }
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Tenants, users, API tokens and instance settings.
+//!
+//! Tokens are looked up by their keyed hash only; the plaintext never reaches this
+//! crate's SQL. Revocation and expiry are checked on every lookup, so they take
+//! effect immediately.
+
+use chrono::{DateTime, Utc};
+use model::{Role, Scope, TenantId};
+use serde::Serialize;
+use sqlx::Row;
+use uuid::Uuid;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use model::token::TokenKey;
+
+use crate::{Db, Result, StorageError};
+
+/// The token of a `Bearer` authorization value (scheme case-insensitive).
+pub fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An authenticated token: who it belongs to and what it may do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenGrant {
+    pub token_id: Uuid,
+    pub tenant_id: TenantId,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UserRow {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub username: String,
+    pub role: String,
+    pub instance_admin: bool,
+}
+
+#[derive(Debug)]
+pub struct AccessStore {
+    db: Db,
+    token_key: TokenKey,
+    /// Last time each token's `last_used_*` columns were written: usage is recorded
+    /// at most once a minute per token so authentication does not add a write per
+    /// request.
+    touched: Mutex<HashMap<Uuid, Instant>>,
+}
+
+const TOUCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Tenant names: lower-case letters, digits, `-` and `_`, 1-63 chars, starting with a
+/// letter or digit (mirrors the database CHECK so the error names the field).
+pub fn validate_tenant_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::Invalid(format!(
+            "tenant name {name:?}: use 1-63 lower-case letters, digits, '-' or '_'"
+        )))
+    }
+}
+
+impl AccessStore {
+    pub fn new(db: Db, token_key: TokenKey) -> AccessStore {
+        AccessStore {
+            db,
+            token_key,
+            touched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn token_key(&self) -> &TokenKey {
+        &self.token_key
+    }
+
+    /// Resolve an `Authorization: Bearer <token>` header value to a live grant.
+    /// Malformed values are refused without a database round trip; `Ok(None)` means
+    /// unauthenticated, `Err` means the database could not be asked.
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Option<TokenGrant>> {
+        let Some(token) = header.and_then(bearer_token) else {
+            return Ok(None);
+        };
+        if !model::token::is_well_formed(token) {
+            return Ok(None);
+        }
+        let grant = self.token_by_hash(&self.token_key.hash(token)).await?;
+        if let Some(grant) = &grant {
+            let due = {
+                let mut touched = self.touched.lock().expect("touch map poisoned");
+                let now = Instant::now();
+                match touched.get(&grant.token_id) {
+                    Some(last) if now.duration_since(*last) < TOUCH_INTERVAL => false,
+                    _ => {
+                        touched.insert(grant.token_id, now);
+                        true
+                    }
+                }
+            };
+            if due {
+                self.touch_token(grant.token_id, None).await?;
+            }
+        }
+        Ok(grant)
+    }
+
+    /// Mint a token: returns the plaintext (show once) and stores only its keyed hash.
+    pub async fn mint_token(
+        &self,
+        tenant: TenantId,
+        scope: Scope,
+        name: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<(Uuid, String)> {
+        let token = model::token::generate();
+        let id = self
+            .create_token(tenant, scope, name, &self.token_key.hash(&token), expires_at)
+            .await?;
+        Ok((id, token))
+    }
+
+    pub async fn create_tenant(&self, name: &str) -> Result<Tenant> {
+        validate_tenant_name(name)?;
+        let id = Uuid::now_v7();
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at",
+        )
+        .bind(id)
+        .bind(name)
+        .fetch_one(&self.db.pool)
+        .await
+        .map_err(|err| match StorageError::from(err) {
+            StorageError::Conflict(_) => StorageError::Conflict(format!("tenant {name:?}")),
+            other => other,
+        })?;
+        Ok(Tenant {
+            id: TenantId(id),
+            name: name.to_string(),
+            created_at,
+        })
+    }
+
+    pub async fn tenant_by_name(&self, name: &str) -> Result<Tenant> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| StorageError::NotFound(format!("tenant {name:?}")))?;
+        Ok(Tenant {
+            id: TenantId(row.try_get("id")?),
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
+            .fetch_all(&self.db.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(Tenant {
+                    id: TenantId(row.try_get("id")?),
+                    name: row.try_get("name")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn create_user(
+        &self,
+        tenant: TenantId,
+        username: &str,
+        password_hash: &str,
+        role: Role,
+        instance_admin: bool,
+    ) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO users (id, tenant_id, username, password_hash, role, instance_admin) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(tenant.0)
+        .bind(username)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .bind(instance_admin)
+        .execute(&self.db.pool)
+        .await
+        .map_err(|err| match StorageError::from(err) {
+            StorageError::Conflict(_) => StorageError::Conflict(format!("user {username:?}")),
+            other => other,
+        })?;
+        Ok(id)
+    }
+
+    pub async fn list_users(&self) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, username, role, instance_admin FROM users ORDER BY username",
+        )
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserRow {
+                    id: row.try_get("id")?,
+                    tenant_id: TenantId(row.try_get("tenant_id")?),
+                    username: row.try_get("username")?,
+                    role: row.try_get("role")?,
+                    instance_admin: row.try_get("instance_admin")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Store a new token's keyed hash. The caller shows the plaintext once.
+    pub async fn create_token(
+        &self,
+        tenant: TenantId,
+        scope: Scope,
+        name: &str,
+        token_hash: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Uuid> {
+        let id = Uuid::now_v7();
+        sqlx::query(
+            "INSERT INTO api_tokens (id, tenant_id, name, token_hash, scope, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(tenant.0)
+        .bind(name)
+        .bind(token_hash)
+        .bind(scope.as_str())
+        .bind(expires_at)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Find a live (unrevoked, unexpired) token by keyed hash.
+    pub async fn token_by_hash(&self, token_hash: &str) -> Result<Option<TokenGrant>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, scope FROM api_tokens \
+             WHERE token_hash = $1 AND revoked_at IS NULL \
+               AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .bind(token_hash)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let scope: String = row.try_get("scope")?;
+        Ok(Some(TokenGrant {
+            token_id: row.try_get("id")?,
+            tenant_id: TenantId(row.try_get("tenant_id")?),
+            scope: scope.parse().map_err(StorageError::Internal)?,
+        }))
+    }
+
+    /// Record that a token was used (time and source address).
+    pub async fn touch_token(&self, token_id: Uuid, addr: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = now(), last_used_addr = $2 WHERE id = $1")
+            .bind(token_id)
+            .bind(addr)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn revoke_token(&self, tenant: TenantId, token_id: Uuid) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND tenant_id = $2 \
+             AND revoked_at IS NULL",
+        )
+        .bind(token_id)
+        .bind(tenant.0)
+        .execute(&self.db.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("token".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn setting(&self, key: &str) -> Result<Option<serde_json::Value>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM instance_settings WHERE key = $1")
+                .bind(key)
+                .fetch_optional(&self.db.pool)
+                .await?,
+        )
+    }
+
+    /// Set a setting only if absent; returns whether this call set it.
+    pub async fn set_setting_once(&self, key: &str, value: &serde_json::Value) -> Result<bool> {
+        let done = sqlx::query(
+            "INSERT INTO instance_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,426 @@
+//! The tantivy index: a derived, rebuildable view of `log_records`.
+//!
+//! One index holds every tenant; each document carries a `tenant` term and
+//! [`LogIndex::search`] and [`LogIndex::histogram`] take a [`TenantId`] and always
+//! AND that term in, so no caller can run an untenanted query.
+//!
+//! The index's checkpoint (the highest sequence id it contains) is written in the
+//! same tantivy commit as the documents (commit payload), so index contents and
+//! checkpoint can never disagree: after a crash the follower resumes from the
+//! checkpoint and re-reads from Postgres.
+//!
+//! Concurrency: the [`IndexWriter`] sits behind a mutex because only the indexer task
+//! writes; searches use the [`IndexReader`], reloaded after every commit.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use model::{StoredLog, TenantId};
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Field, FAST, INDEXED, IndexRecordOption, JsonObjectOptions, STRING, Schema, TEXT,
+    TextFieldIndexing,
+};
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
+    TantivyDocument, Term,
+};
+
+use crate::{Result, StorageError};
+
+/// Bump when the schema changes: an index of another version is rebuilt.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Field handles, public so the query compiler can build terms.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexFields {
+    pub seq: Field,
+    pub tenant: Field,
+    pub time: Field,
+    pub severity_number: Field,
+    pub severity_text: Field,
+    pub body: Field,
+    pub attributes: Field,
+    pub resource: Field,
+    pub scope_name: Field,
+    pub trace_id: Field,
+    pub span_id: Field,
+}
+
+fn build_schema() -> (Schema, IndexFields) {
+    let mut builder = Schema::builder();
+    let json_options = JsonObjectOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_expand_dots_enabled();
+    let fields = IndexFields {
+        seq: builder.add_i64_field("seq", INDEXED | FAST),
+        tenant: builder.add_text_field("tenant", STRING),
+        time: builder.add_i64_field("time", INDEXED | FAST),
+        severity_number: builder.add_i64_field("severity_number", INDEXED | FAST),
+        severity_text: builder.add_text_field("severity_text", TEXT),
+        body: builder.add_text_field("body", TEXT),
+        attributes: builder.add_json_field("attributes", json_options.clone()),
+        resource: builder.add_json_field("resource", json_options),
+        scope_name: builder.add_text_field("scope_name", STRING),
+        trace_id: builder.add_text_field("trace_id", STRING),
+        span_id: builder.add_text_field("span_id", STRING),
+    };
+    (builder.build(), fields)
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CommitPayload {
+    schema_version: u32,
+    checkpoint: i64,
+}
+
+/// A time range in microseconds since the epoch, inclusive on both ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRangeMicros {
+    pub from: i64,
+    pub to: i64,
+}
+
+/// Position after the last hit of a page, for newest-first pagination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchCursor {
+    pub time: i64,
+    pub seq: i64,
+}
+
+/// One page of search results: `(time_micros, seq)` newest first, and the exact total.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchPage {
+    pub hits: Vec<SearchCursor>,
+    pub total: u64,
+}
+
+pub struct LogIndex {
+    dir: PathBuf,
+    index: Index,
+    fields: IndexFields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+}
+
+impl std::fmt::Debug for LogIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogIndex").field("dir", &self.dir).finish()
+    }
+}
+
+/// Writer sizing.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    pub writer_threads: usize,
+    pub writer_heap_bytes: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            writer_threads: 2,
+            writer_heap_bytes: 128 * 1024 * 1024,
+        }
+    }
+}
+
+impl LogIndex {
+    /// Open the index in `dir`, or create it. An index of another schema version, or
+    /// one that cannot be opened, is discarded: it is rebuilt from Postgres.
+    pub fn open_or_create(dir: &Path, config: &IndexConfig) -> Result<LogIndex> {
+        let (schema, fields) = build_schema();
+        std::fs::create_dir_all(dir)?;
+        let opened = Index::open_in_dir(dir)
+            .ok()
+            .filter(|index| Self::read_payload(index).is_some_and(|p| p.schema_version == SCHEMA_VERSION));
+        let index = match opened {
+            Some(index) => index,
+            None => {
+                if std::fs::read_dir(dir)?.next().is_some() {
+                    tracing::warn!(dir = %dir.display(), "index missing, unreadable or of an older schema; rebuilding from postgres");
+                    std::fs::remove_dir_all(dir)?;
+                    std::fs::create_dir_all(dir)?;
+                }
+                Index::create_in_dir(dir, schema)?
+            }
+        };
+        let writer = index.writer_with_num_threads(config.writer_threads, config.writer_heap_bytes)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(LogIndex {
+            dir: dir.to_path_buf(),
+            index,
+            fields,
+            reader,
+            writer: Mutex::new(writer),
+        })
+    }
+
+    fn read_payload(index: &Index) -> Option<CommitPayload> {
+        let metas = index.load_metas().ok()?;
+        serde_json::from_str(metas.payload.as_deref()?).ok()
+    }
+
+    pub fn fields(&self) -> IndexFields {
+        self.fields
+    }
+
+    pub fn tantivy_index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The highest sequence id contained in the last commit (0 for a new index).
+    pub fn checkpoint(&self) -> i64 {
+        Self::read_payload(&self.index).map_or(0, |p| p.checkpoint)
+    }
+
+    fn document(&self, log: &StoredLog) -> TantivyDocument {
+        let f = &self.fields;
+        let r = &log.record;
+        let mut doc = TantivyDocument::default();
+        doc.add_i64(f.seq, log.seq);
+        doc.add_text(f.tenant, r.tenant_id.to_string());
+        doc.add_i64(f.time, r.time.timestamp_micros());
+        doc.add_i64(f.severity_number, i64::from(r.severity_number));
+        doc.add_text(f.severity_text, &r.severity_text);
+        doc.add_text(f.body, &r.body);
+        doc.add_field_value(f.attributes, &tantivy::schema::OwnedValue::from(r.attributes.clone()));
+        doc.add_field_value(f.resource, &tantivy::schema::OwnedValue::from(r.resource.clone()));
+        if !r.scope_name.is_empty() {
+            doc.add_text(f.scope_name, &r.scope_name);
+        }
+        if let Some(id) = &r.trace_id {
+            doc.add_text(f.trace_id, id);
+        }
+        if let Some(id) = &r.span_id {
+            doc.add_text(f.span_id, id);
+        }
+        doc
+    }
+
+    /// Add documents (not yet visible; see [`Self::commit`]).
+    pub fn add(&self, logs: &[StoredLog]) -> Result<()> {
+        let writer = self.writer.lock().expect("index writer poisoned");
+        for log in logs {
+            writer.add_document(self.document(log))?;
+        }
+        Ok(())
+    }
+
+    /// Make everything added so far durable and searchable, recording `checkpoint`.
+    pub fn commit(&self, checkpoint: i64) -> Result<()> {
+        {
+            let mut writer = self.writer.lock().expect("index writer poisoned");
+            let mut prepared = writer.prepare_commit()?;
+            let payload = CommitPayload {
+                schema_version: SCHEMA_VERSION,
+                checkpoint,
+            };
+            prepared.set_payload(&serde_json::to_string(&payload).expect("payload serialises"));
+            prepared.commit()?;
+        }
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Queue deletion of every document older than `before_micros` (retention); it
+    /// takes effect at the next [`Self::commit`]. Only the indexer task calls this, so
+    /// a commit never covers documents beyond its checkpoint.
+    pub fn delete_before(&self, before_micros: i64) -> Result<()> {
+        let writer = self.writer.lock().expect("index writer poisoned");
+        let query = RangeQuery::new(
+            Bound::Unbounded,
+            Bound::Excluded(Term::from_field_i64(self.fields.time, before_micros)),
+        );
+        writer.delete_query(Box::new(query))?;
+        Ok(())
+    }
+
+    /// Number of documents visible to searches (all tenants).
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn scoped(&self, tenant: TenantId, query: Box<dyn Query>, range: TimeRangeMicros) -> BooleanQuery {
+        let tenant_term = TermQuery::new(
+            Term::from_field_text(self.fields.tenant, &tenant.to_string()),
+            IndexRecordOption::Basic,
+        );
+        let time = RangeQuery::new(
+            Bound::Included(Term::from_field_i64(self.fields.time, range.from)),
+            Bound::Included(Term::from_field_i64(self.fields.time, range.to)),
+        );
+        BooleanQuery::new(vec![
+            (Occur::Must, Box::new(tenant_term)),
+            (Occur::Must, Box::new(time)),
+            (Occur::Must, query),
+        ])
+    }
+
+    /// Newest-first page of `query` for one tenant, plus the exact total.
+    pub fn search(
+        &self,
+        tenant: TenantId,
+        query: Box<dyn Query>,
+        range: TimeRangeMicros,
+        cursor: Option<SearchCursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        let searcher = self.reader.searcher();
+        let scoped = self.scoped(tenant, query, range);
+        let total = searcher.search(&scoped, &Count)? as u64;
+        let paged: Box<dyn Query> = match cursor {
+            None => Box::new(scoped),
+            Some(c) => {
+                // (time, seq) < (c.time, c.seq): strictly older, or same time and lower seq.
+                let older = RangeQuery::new(
+                    Bound::Unbounded,
+                    Bound::Excluded(Term::from_field_i64(self.fields.time, c.time)),
+                );
+                let same_time = BooleanQuery::new(vec![
+                    (
+                        Occur::Must,
+                        Box::new(TermQuery::new(
+                            Term::from_field_i64(self.fields.time, c.time),
+                            IndexRecordOption::Basic,
+                        )) as Box<dyn Query>,
+                    ),
+                    (
+                        Occur::Must,
+                        Box::new(RangeQuery::new(
+                            Bound::Unbounded,
+                            Bound::Excluded(Term::from_field_i64(self.fields.seq, c.seq)),
+                        )),
+                    ),
+                ]);
+                let before_cursor = BooleanQuery::new(vec![
+                    (Occur::Should, Box::new(older) as Box<dyn Query>),
+                    (Occur::Should, Box::new(same_time)),
+                ]);
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(scoped) as Box<dyn Query>),
+                    (Occur::Must, Box::new(before_cursor)),
+                ]))
+            }
+        };
+        let top = TopDocs::with_limit(limit.max(1)).order_by(|segment: &SegmentReader| {
+            let time = segment
+                .fast_fields()
+                .i64("time")
+                .expect("time is a fast field")
+                .first_or_default_col(0);
+            let seq = segment
+                .fast_fields()
+                .i64("seq")
+                .expect("seq is a fast field")
+                .first_or_default_col(0);
+            move |doc: DocId| (time.get_val(doc), seq.get_val(doc))
+        });
+        let docs = searcher.search(paged.as_ref(), &top)?;
+        let hits = if limit == 0 {
+            Vec::new()
+        } else {
+            docs.into_iter()
+                .map(|((time, seq), _addr)| SearchCursor { time, seq })
+                .collect()
+        };
+        Ok(SearchPage { hits, total })
+    }
+
+    /// Counts of `query` matches per time bucket over `range` (equal-width buckets).
+    pub fn histogram(
+        &self,
+        tenant: TenantId,
+        query: Box<dyn Query>,
+        range: TimeRangeMicros,
+        buckets: usize,
+    ) -> Result<Vec<u64>> {
+        if buckets == 0 {
+            return Err(StorageError::Invalid("buckets must be at least 1".into()));
+        }
+        let searcher = self.reader.searcher();
+        let scoped = self.scoped(tenant, query, range);
+        let collector = HistogramCollector {
+            from: range.from,
+            width: bucket_width(range, buckets),
+            buckets,
+        };
+        Ok(searcher.search(&scoped, &collector)?)
+    }
+}
+
+/// Width in microseconds of each of `buckets` equal buckets covering `range`.
+pub fn bucket_width(range: TimeRangeMicros, buckets: usize) -> i64 {
+    let span = (range.to - range.from).max(0) + 1;
+    (span + buckets as i64 - 1) / buckets as i64
+}
+
+struct HistogramCollector {
+    from: i64,
+    width: i64,
+    buckets: usize,
+}
+
+struct HistogramSegment {
+    from: i64,
+    width: i64,
+    counts: Vec<u64>,
+    time: std::sync::Arc<dyn tantivy::columnar::ColumnValues<i64>>,
+}
+
+impl Collector for HistogramCollector {
+    type Fruit = Vec<u64>;
+    type Child = HistogramSegment;
+
+    fn for_segment(&self, _ord: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<HistogramSegment> {
+        Ok(HistogramSegment {
+            from: self.from,
+            width: self.width,
+            counts: vec![0; self.buckets],
+            time: segment.fast_fields().i64("time")?.first_or_default_col(0),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<u64>>) -> tantivy::Result<Vec<u64>> {
+        let mut total = vec![0; self.buckets];
+        for fruit in fruits {
+            for (slot, count) in total.iter_mut().zip(fruit) {
+                *slot += count;
+            }
+        }
+        Ok(total)
+    }
+}
+
+impl SegmentCollector for HistogramSegment {
+    type Fruit = Vec<u64>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        let offset = self.time.get_val(doc) - self.from;
+        if offset < 0 {
+            return;
+        }
+        let bucket = (offset / self.width) as usize;
+        if let Some(slot) = self.counts.get_mut(bucket) {
+            *slot += 1;
+        }
+    }
+
+    fn harvest(self) -> Vec<u64> {
+        self.counts
+    }
+}

@@ -1,0 +1,135 @@
+//! The indexer: follows the committed sequence of `log_records` into the tantivy index.
+//!
+//! One task per process. It wakes when the local writer publishes a new committed
+//! sequence id (a `watch` channel) and also polls every [`POLL`] so rows committed by
+//! other replicas sharing the database are picked up. Because sequence order equals
+//! commit order (see `logs`), reading `seq > checkpoint` never skips a row.
+//!
+//! It commits the index when it has drained everything visible (so a record is
+//! searchable well within a second of its acknowledgement) or every
+//! [`CATCH_UP_COMMIT_DOCS`] documents while catching up after a restart or rebuild.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::index::LogIndex;
+use crate::logs::LogStore;
+
+const FETCH: i64 = 5_000;
+const POLL: Duration = Duration::from_millis(250);
+const CATCH_UP_COMMIT_DOCS: usize = 200_000;
+
+/// Shared progress of the indexer, read by `/readyz` and `/metrics`.
+#[derive(Debug, Default)]
+pub struct IndexerStatus {
+    /// Highest sequence id searchable.
+    pub indexed_seq: AtomicI64,
+    /// Set once the index has caught up with Postgres after start.
+    pub caught_up: AtomicBool,
+    /// Retention asks for documents older than this (µs since epoch) to be deleted;
+    /// 0 when nothing is pending. The indexer applies it, being the only committer.
+    pub delete_before: AtomicI64,
+}
+
+/// Run until `shutdown` flips to true.
+pub async fn run(
+    logs: Arc<LogStore>,
+    index: Arc<LogIndex>,
+    mut committed: watch::Receiver<i64>,
+    status: Arc<IndexerStatus>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut last = index.checkpoint();
+    status.indexed_seq.store(last, Ordering::Relaxed);
+    let mut uncommitted = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let expired = status.delete_before.swap(0, Ordering::Relaxed);
+        if expired > 0 {
+            let applied = index.delete_before(expired);
+            if let Err(err) = applied {
+                tracing::error!(error = %err, "index retention delete failed");
+            } else if commit(&index, last).await.is_ok() {
+                uncommitted = 0;
+                status.indexed_seq.store(last, Ordering::Relaxed);
+            }
+        }
+        match logs.fetch_after(last, FETCH).await {
+            Ok(batch) if !batch.is_empty() => {
+                let full = batch.len() as i64 == FETCH;
+                let new_last = batch.last().map_or(last, |r| r.seq);
+                uncommitted += batch.len();
+                let index2 = index.clone();
+                let added = tokio::task::spawn_blocking(move || index2.add(&batch)).await;
+                if let Err(err) = added.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                    tracing::error!(error = %err, "indexing failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                last = new_last;
+                if !full || uncommitted >= CATCH_UP_COMMIT_DOCS {
+                    if let Err(err) = commit(&index, last).await {
+                        tracing::error!(error = %err, "index commit failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                    uncommitted = 0;
+                    status.indexed_seq.store(last, Ordering::Relaxed);
+                }
+                if full {
+                    continue;
+                }
+                // A short batch means everything visible has been indexed.
+                mark_caught_up(&status, last);
+            }
+            Ok(_) => {
+                if uncommitted > 0 {
+                    if commit(&index, last).await.is_ok() {
+                        uncommitted = 0;
+                        status.indexed_seq.store(last, Ordering::Relaxed);
+                    }
+                }
+                mark_caught_up(&status, last);
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "indexer cannot read postgres; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+        }
+        // Wait for a local commit, a poll tick (other replicas) or shutdown.
+        let seen = *committed.borrow_and_update();
+        if seen > last {
+            continue;
+        }
+        tokio::select! {
+            _ = committed.changed() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    if uncommitted > 0 {
+        let _ = commit(&index, last).await;
+    }
+}
+
+fn mark_caught_up(status: &IndexerStatus, checkpoint: i64) {
+    if !status.caught_up.swap(true, Ordering::Relaxed) {
+        tracing::info!(checkpoint, "index caught up with postgres");
+    }
+}
+
+async fn commit(index: &Arc<LogIndex>, checkpoint: i64) -> crate::Result<()> {
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || index.commit(checkpoint))
+        .await
+        .map_err(|err| crate::StorageError::Internal(err.to_string()))?
+}

@@ -1,0 +1,433 @@
+//! Test harness: spawn the real `palisade` binary against a real Postgres.
+//!
+//! * [`TestServer::spawn`] creates a fresh database on the shared test cluster
+//!   (`PALISADE_TEST_DATABASE_URL`, started by `scripts/test.sh`), a fresh data dir,
+//!   starts `palisade serve` on port 0 and parses the bound addresses from its
+//!   stdout. One helper per endpoint.
+//! * [`PrivateCluster`] is a throwaway PostgreSQL cluster a test can stop and start
+//!   (outage tests).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use serde_json::Value;
+
+pub mod otlp;
+
+/// The workspace root (this crate lives in `<root>/tests`).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+/// The `palisade` binary under test: `PALISADE_BIN` or `target/debug/palisade`.
+pub fn palisade_bin() -> PathBuf {
+    if let Ok(path) = std::env::var("PALISADE_BIN") {
+        return PathBuf::from(path);
+    }
+    let path = workspace_root().join("target/debug/palisade");
+    assert!(
+        path.exists(),
+        "{} is missing: run the suite with scripts/test.sh (it builds the binary first)",
+        path.display()
+    );
+    path
+}
+
+/// Admin URL of the shared test cluster.
+pub fn admin_url() -> String {
+    std::env::var("PALISADE_TEST_DATABASE_URL").expect(
+        "PALISADE_TEST_DATABASE_URL is not set: run the suite with scripts/test.sh, which starts a throwaway PostgreSQL",
+    )
+}
+
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let prefix = &base[..base.rfind('/').expect("url has a path")];
+    match query {
+        Some(q) => format!("{prefix}/{db}?{q}"),
+        None => format!("{prefix}/{db}"),
+    }
+}
+
+/// Create a fresh, empty database on the shared cluster and return its URL.
+pub async fn fresh_database() -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let name = format!("palisade_test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin_url()).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(with_database(&admin_url(), &name))
+}
+
+/// A fresh temporary directory (removed on drop) that the `postgres` user can reach.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub admin_username: String,
+    pub admin_password: String,
+    pub ingest_token: String,
+    pub api_token: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Use this database URL; `None` = a fresh database on the shared cluster;
+    /// `Some("")` = the embedded default (no URL).
+    pub database_url: Option<String>,
+    pub extra_args: Vec<String>,
+}
+
+pub struct TestServer {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub api: String,
+    pub otlp_http: String,
+    pub otlp_grpc: String,
+    pub creds: Credentials,
+    pub http: reqwest::Client,
+    stdout_lines: mpsc::Receiver<String>,
+    _owned_dir: Option<TempDir>,
+}
+
+impl TestServer {
+    /// Spawn a server with a fresh database and data dir.
+    pub async fn spawn() -> anyhow::Result<TestServer> {
+        let dir = TempDir::new("palisade-test");
+        let data_dir = dir.0.clone();
+        let url = fresh_database().await?;
+        let mut server = Self::start(&data_dir, Some(url), &[]).await?;
+        server._owned_dir = Some(dir);
+        Ok(server)
+    }
+
+    /// Start a server on an existing data dir. `database_url = None` = embedded.
+    pub async fn start(data_dir: &Path, database_url: Option<String>, extra: &[&str]) -> anyhow::Result<TestServer> {
+        let mut cmd = Command::new(palisade_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env_remove("PALISADE_DATABASE_URL")
+            .env("RUST_LOG", "info,tantivy=warn,sqlx=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(url) = &database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd.spawn().context("spawn palisade")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let tx_err = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("[palisade stdout] {line}");
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[palisade stderr] {line}");
+                let _ = tx_err.send(format!("stderr: {line}"));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let ready = loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(remaining) {
+                Ok(line) if line.starts_with("palisade: ready to serve") => break line,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = child.kill();
+                    bail!("palisade did not report ready within 90 s (status {:?})", child.try_wait());
+                }
+            }
+        };
+        let field = |name: &str| -> anyhow::Result<String> {
+            ready
+                .split([' ', '(', ')'])
+                .find_map(|part| part.strip_prefix(&format!("{name}=")))
+                .map(str::to_owned)
+                .with_context(|| format!("no {name} in {ready:?}"))
+        };
+        let creds_path = data_dir.join("initial-credentials.json");
+        let creds: Value = serde_json::from_str(&std::fs::read_to_string(&creds_path)?)?;
+        let get = |k: &str| creds[k].as_str().unwrap_or_default().to_string();
+        Ok(TestServer {
+            child: Some(child),
+            data_dir: data_dir.to_path_buf(),
+            database_url,
+            api: format!("http://{}", field("api")?),
+            otlp_http: format!("http://{}", field("otlp_http")?),
+            otlp_grpc: format!("http://{}", field("otlp_grpc")?),
+            creds: Credentials {
+                admin_username: get("admin_username"),
+                admin_password: get("admin_password"),
+                ingest_token: get("ingest_token"),
+                api_token: get("api_token"),
+            },
+            http: reqwest::Client::new(),
+            stdout_lines: rx,
+            _owned_dir: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Lines printed so far that have not been read yet.
+    pub fn drain_output(&self) -> Vec<String> {
+        self.stdout_lines.try_iter().collect()
+    }
+
+    /// SIGTERM and wait for a clean exit. Returns the exit status.
+    pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("palisade did not stop within 60 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL (no cleanup at all).
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Peak and current resident memory of the server, in KiB (VmHWM, VmRSS).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let read = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        (read("VmHWM:"), read("VmRSS:"))
+    }
+
+    pub fn run_cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
+        let mut cmd = Command::new(palisade_bin());
+        cmd.args(args).arg("--data-dir").arg(&self.data_dir).env_remove("PALISADE_DATABASE_URL");
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        Ok(cmd.output()?)
+    }
+
+    /// POST an OTLP/HTTP logs body.
+    pub async fn post_logs(
+        &self,
+        body: Vec<u8>,
+        content_type: &str,
+        encoding: Option<&str>,
+        token: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/logs", self.otlp_http))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(enc) = encoding {
+            req = req.header("content-encoding", enc);
+        }
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request reaches the server")
+    }
+
+    pub async fn post_json(&self, request: &ExportLogsServiceRequest) -> reqwest::Response {
+        let body = serde_json::to_vec(request).expect("serialise");
+        self.post_logs(body, "application/json", None, Some(&self.creds.ingest_token)).await
+    }
+
+    pub async fn post_protobuf(&self, request: &ExportLogsServiceRequest) -> reqwest::Response {
+        use prost::Message;
+        self.post_logs(request.encode_to_vec(), "application/x-protobuf", None, Some(&self.creds.ingest_token))
+            .await
+    }
+
+    /// GET /api/v1/search with the API token. Returns (status, JSON body).
+    pub async fn search(&self, params: &[(&str, &str)]) -> (u16, Value) {
+        self.get_api("/api/v1/search", params, Some(&self.creds.api_token)).await
+    }
+
+    pub async fn get_api(&self, path: &str, params: &[(&str, &str)], token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(format!("{}{path}", self.api)).query(params);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Poll search until `q` has `expected` hits in total (or 10 s pass).
+    pub async fn wait_for_total(&self, q: &str, expected: u64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = self.search(&[("q", q), ("from", "now-30d"), ("limit", "1000")]).await;
+            if status == 200 && body["total"].as_u64() == Some(expected) {
+                return body;
+            }
+            if Instant::now() > deadline {
+                panic!("search {q:?} never reached {expected} hits; last answer {status}: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Count stored rows directly in Postgres (the system of record).
+    pub async fn stored_count(&self) -> i64 {
+        use sqlx::Connection;
+        let url = self.database_url.as_ref().expect("test database url");
+        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to test db");
+        sqlx::query_scalar("SELECT count(*) FROM log_records")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// A PostgreSQL cluster of the test's own, which it can stop and start.
+pub struct PrivateCluster {
+    dir: TempDir,
+    pub port: u16,
+    bin: PathBuf,
+}
+
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries in /usr/lib/postgresql")
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("a PostgreSQL server installation")
+}
+
+fn as_postgres(program: &Path) -> Command {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", "postgres", "--"]).arg(program);
+    cmd
+}
+
+impl PrivateCluster {
+    pub fn start() -> anyhow::Result<PrivateCluster> {
+        let dir = TempDir::new("palisade-pgtest");
+        Command::new("chown").args(["postgres:postgres"]).arg(&dir.0).status()?;
+        let bin = pg_bin();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        drop(listener);
+        let out = as_postgres(&bin.join("initdb"))
+            .arg("-D")
+            .arg(dir.0.join("data"))
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"])
+            .output()?;
+        if !out.status.success() {
+            bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let cluster = PrivateCluster { dir, port, bin };
+        cluster.pg_ctl("start")?;
+        Ok(cluster)
+    }
+
+    fn pg_ctl(&self, action: &str) -> anyhow::Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            self.port,
+            self.dir.0.display()
+        );
+        let mut cmd = as_postgres(&self.bin.join("pg_ctl"));
+        cmd.arg("-D").arg(self.dir.0.join("data")).arg("-l").arg(self.dir.0.join("log")).arg("-w");
+        match action {
+            "start" => cmd.args(["-o", &options, "start"]),
+            _ => cmd.args(["-m", "fast", "stop"]),
+        };
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("pg_ctl {action} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(())
+    }
+
+    pub fn stop(&self) -> anyhow::Result<()> {
+        self.pg_ctl("stop")
+    }
+
+    pub fn restart(&self) -> anyhow::Result<()> {
+        self.pg_ctl("start")
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        conn.close().await?;
+        Ok(self.url(name))
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

@@ -1,0 +1,47 @@
+//! HTTP: axum routers, DTOs, [`error::ApiError`]. The only crate that knows status
+//! codes and JSON error shapes.
+//!
+//! Two routers are built from one [`state::AppState`]:
+//! * [`api_router`] on the API listener: `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`;
+//! * [`otlp_router`] on the OTLP/HTTP listener: `POST /v1/logs`.
+//!
+//! Both carry the security headers of [`security`].
+
+pub mod api;
+pub mod error;
+pub mod ops;
+pub mod otlp_http;
+pub mod security;
+pub mod state;
+
+use axum::Router;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+pub use state::AppState;
+
+/// Largest body accepted by the JSON API (OTLP has its own, larger cap).
+pub const API_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/search", get(api::search))
+        .route("/api/v1/search/histogram", get(api::histogram))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(api::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
+        .layer(axum::middleware::from_fn(security::headers))
+        .with_state(state)
+}
+
+pub fn otlp_router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/logs", post(otlp_http::export_logs))
+        .fallback(api::not_found)
+        // The handler enforces its own cap while reading; disable axum's default.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(security::headers))
+        .with_state(state)
+}

@@ -1,0 +1,105 @@
+//! OTLP/HTTP `POST /v1/logs`: a thin adapter over `ingest`'s shared path.
+//!
+//! Order of checks: token (401/403) -> content type (415) -> content encoding (415)
+//! -> body read with a cap (413) -> bounded decompression (413) -> decode (400) ->
+//! normalise and commit (200 with `partial_success`, or 429/503 with Retry-After).
+//! Error bodies are `google.rpc.Status` in the request's format, as OTLP specifies.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ingest::body::{Encoding, decompress};
+use ingest::decode::{Format, decode_logs, encode_response, encode_status};
+use ingest::{IngestError, MAX_BODY_BYTES};
+
+use crate::AppState;
+
+fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn export_logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE));
+    let result = handle(&state, &headers, format.as_ref().ok().copied(), body).await;
+    let outcome = result.as_ref().map(|_| ()).map_err(IngestError::kind);
+    state.ingestor.observe("http", started, outcome);
+    let reply_format = format.unwrap_or(Format::Json);
+    match result {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, reply_format.content_type())],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => error_response(&err, reply_format),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    format: Option<Format>,
+    body: Body,
+) -> Result<Vec<u8>, IngestError> {
+    let grant = ingest::authenticate_ingest(&state.access, header_str(headers, header::AUTHORIZATION)).await?;
+    let format = match format {
+        Some(f) => f,
+        None => Format::from_content_type(header_str(headers, header::CONTENT_TYPE))?,
+    };
+    let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING))?;
+    // Cap the raw body too: a compressed body is never larger than the limit either.
+    let raw = axum::body::to_bytes(body, MAX_BODY_BYTES + 1)
+        .await
+        .map_err(|err| {
+            let inner = err.into_inner();
+            if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                IngestError::TooLarge { limit: MAX_BODY_BYTES }
+            } else {
+                IngestError::Malformed(format!("could not read request body: {inner}"))
+            }
+        })?;
+    if raw.len() > MAX_BODY_BYTES {
+        return Err(IngestError::TooLarge { limit: MAX_BODY_BYTES });
+    }
+    state
+        .ingestor
+        .metrics()
+        .bytes
+        .with_label_values(&["http"])
+        .inc_by(raw.len() as u64);
+    let decoded = tokio::task::block_in_place(|| -> Result<_, IngestError> {
+        let bytes = decompress(Vec::from(raw), encoding, MAX_BODY_BYTES)?;
+        decode_logs(format, &bytes)
+    })?;
+    let response = state.ingestor.export(grant.tenant_id, &decoded, "http").await?;
+    Ok(encode_response(format, &response))
+}
+
+fn error_response(err: &IngestError, format: Format) -> Response {
+    let kind = err.kind();
+    let status = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let message = if kind == model::ErrorKind::Internal {
+        tracing::error!(error = %err, "otlp export failed");
+        "internal error".to_string()
+    } else {
+        if kind.is_transient() {
+            tracing::warn!(error = %err, "otlp export refused, client will retry");
+        }
+        err.to_string()
+    };
+    let body = encode_status(format, kind.grpc_code(), &message);
+    let mut response = (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    if let Some(secs) = err.retry_after_secs() {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if kind == model::ErrorKind::Unauthenticated {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
