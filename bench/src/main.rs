@@ -1,1 +1,495 @@
-fn main() {}
+//! `palisade-bench`: end-to-end ingest and search benchmark with same-run baselines.
+//!
+//! Starts a durable PostgreSQL cluster (fsync on) and the release `palisade` binary,
+//! replays generated records over OTLP/HTTP and OTLP/gRPC from concurrent clients,
+//! and reports durable ingest records/s, ack latency, ack-to-searchable latency,
+//! search latency, bytes on disk per record and server RSS. In the same run it
+//! measures the baselines: the same rows loaded with raw COPY into the same table
+//! shape, and the same documents indexed into a bare tantivy index.
+//!
+//! Usage: `cargo run --release -p palisade-bench -- --records 1000000`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use model::TenantId;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use palisade_tests::otlp::{int, kv, record, request, string};
+use palisade_tests::{PrivateCluster, TempDir, TestServer};
+use prost::Message;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Records to ingest.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: usize,
+    /// Records per export request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Concurrent clients (half OTLP/HTTP, half OTLP/gRPC).
+    #[arg(long, default_value_t = 8)]
+    clients: usize,
+    /// Search queries per query kind.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+    /// Ack-to-searchable probes.
+    #[arg(long, default_value_t = 100)]
+    probes: usize,
+    /// The palisade binary to measure.
+    #[arg(long, default_value = "target/release/palisade")]
+    palisade: PathBuf,
+}
+
+/// Deterministic xorshift generator: the same records every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+const VERBS: [&str; 6] = ["get", "list", "watch", "create", "update", "delete"];
+const WORDS: [&str; 12] = [
+    "session",
+    "opened",
+    "closed",
+    "request",
+    "completed",
+    "timeout",
+    "denied",
+    "cache",
+    "refresh",
+    "token",
+    "upstream",
+    "retry",
+];
+
+fn attributes(rng: &mut Rng) -> Vec<KeyValue> {
+    vec![
+        kv("user.name", string(&format!("user{}", rng.below(1000)))),
+        kv(
+            "http.status_code",
+            int([200, 200, 200, 201, 204, 401, 403, 404, 500][rng.below(9) as usize]),
+        ),
+        kv(
+            "k8s.namespace.name",
+            string(&format!("ns-{}", rng.below(50))),
+        ),
+        kv("k8s.verb", string(VERBS[rng.below(6) as usize])),
+        kv(
+            "client.address",
+            string(&format!(
+                "10.{}.{}.{}",
+                rng.below(256),
+                rng.below(256),
+                rng.below(256)
+            )),
+        ),
+        kv("duration_ms", int(rng.below(5000) as i64)),
+    ]
+}
+
+fn body(rng: &mut Rng, i: usize) -> String {
+    let mut words: Vec<&str> = (0..8)
+        .map(|_| WORDS[rng.below(WORDS.len() as u64) as usize])
+        .collect();
+    words.push("id");
+    let mut text = words.join(" ");
+    text.push_str(&format!(" {i} trace {:016x}", rng.next()));
+    text
+}
+
+/// Generate `n` records as export requests of `batch` records each.
+fn generate(n: usize, batch: usize) -> Vec<ExportLogsServiceRequest> {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut requests = Vec::new();
+    let mut i = 0;
+    while i < n {
+        let take = batch.min(n - i);
+        let records = (0..take)
+            .map(|k| {
+                let severity = [9, 9, 9, 9, 13, 17][rng.below(6) as usize];
+                record(&body(&mut rng, i + k), severity, attributes(&mut rng))
+            })
+            .collect();
+        requests.push(request(&format!("svc-{}", i / batch % 20), records));
+        i += take;
+    }
+    requests
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn summary(mut samples: Vec<f64>) -> (f64, f64) {
+    samples.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    (percentile(&samples, 0.5), percentile(&samples, 0.99))
+}
+
+fn dir_size(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().ok();
+            match meta {
+                Some(m) if m.is_dir() => dir_size(&e.path()),
+                Some(m) => m.len(),
+                None => 0,
+            }
+        })
+        .sum()
+}
+
+/// Baseline 1: the same rows, COPYed straight into the same table shape.
+async fn baseline_copy(
+    cluster: &PrivateCluster,
+    requests: &[ExportLogsServiceRequest],
+) -> anyhow::Result<f64> {
+    let url = cluster.create_database("baseline").await?;
+    let db = storage::Db::connect_lazy(storage::Db::options_from_url(&url)?, &Default::default());
+    db.migrate().await?;
+    let store = storage::logs::LogStore::new(db.clone());
+    let tenant = TenantId(uuid::Uuid::nil());
+    let mut rows = Vec::new();
+    for req in requests {
+        let normalized =
+            ingest::normalize::normalize(tenant, req, chrono::Utc::now(), Default::default())?;
+        rows.extend(normalized.records);
+    }
+    store
+        .ensure_partitions(rows.iter().map(|r| r.time.date_naive()))
+        .await?;
+    let statement = storage::logs::copy_statement();
+    let started = Instant::now();
+    for chunk in rows.chunks(20_000) {
+        let payload = storage::logs::encode_copy(chunk);
+        let mut conn = db.pool.acquire().await?;
+        let mut copy = conn.copy_in_raw(&statement).await?;
+        copy.send(payload.as_bytes()).await?;
+        copy.finish().await?;
+    }
+    let rate = rows.len() as f64 / started.elapsed().as_secs_f64();
+    db.pool.close().await;
+    Ok(rate)
+}
+
+/// Baseline 2: the same documents indexed by a bare tantivy writer (no Postgres).
+fn baseline_tantivy(requests: &[ExportLogsServiceRequest]) -> anyhow::Result<f64> {
+    let dir = TempDir::new("palisade-bench-tantivy");
+    let index = storage::index::LogIndex::open_or_create(&dir.0, &Default::default())?;
+    let tenant = TenantId(uuid::Uuid::nil());
+    let mut logs = Vec::new();
+    let mut seq = 0;
+    for req in requests {
+        for record in
+            ingest::normalize::normalize(tenant, req, chrono::Utc::now(), Default::default())?
+                .records
+        {
+            seq += 1;
+            logs.push(model::StoredLog { seq, record });
+        }
+    }
+    let started = Instant::now();
+    for chunk in logs.chunks(5_000) {
+        index.add(chunk)?;
+    }
+    index.commit(seq)?;
+    Ok(logs.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn ingest_all(
+    server: &TestServer,
+    requests: Arc<Vec<ExportLogsServiceRequest>>,
+    clients: usize,
+) -> anyhow::Result<(f64, Vec<f64>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let encoded: Arc<Vec<Vec<u8>>> = Arc::new(requests.iter().map(|r| r.encode_to_vec()).collect());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let next = next.clone();
+        let encoded = encoded.clone();
+        let requests = requests.clone();
+        let http = reqwest::Client::new();
+        let api = (
+            server.otlp_http.clone(),
+            server.otlp_grpc.clone(),
+            server.creds.ingest_token.clone(),
+        );
+        let server_view = TestServerView {
+            otlp_http: api.0,
+            creds_token: api.2,
+        };
+        let grpc_url = api.1;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut grpc = if c % 2 == 1 {
+                Some(LogsServiceClient::connect(grpc_url).await?)
+            } else {
+                None
+            };
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= encoded.len() {
+                    break;
+                }
+                let t = Instant::now();
+                match grpc.as_mut() {
+                    Some(client) => loop {
+                        let mut req = tonic::Request::new(requests[i].clone());
+                        req.metadata_mut().insert(
+                            "authorization",
+                            format!("Bearer {}", server_view.creds_token).parse()?,
+                        );
+                        match client.export(req).await {
+                            Ok(_) => break,
+                            Err(status) if status.code() == tonic::Code::Unavailable => {
+                                tokio::time::sleep(Duration::from_millis(100)).await
+                            }
+                            Err(status) => anyhow::bail!("grpc export failed: {status}"),
+                        }
+                    },
+                    None => server_view.send(&http, encoded[i].clone()).await?,
+                }
+                latencies.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok((started.elapsed().as_secs_f64(), latencies))
+}
+
+struct TestServerView {
+    otlp_http: String,
+    creds_token: String,
+}
+
+impl TestServerView {
+    fn of(server: &TestServer) -> TestServerView {
+        TestServerView {
+            otlp_http: server.otlp_http.clone(),
+            creds_token: server.creds.ingest_token.clone(),
+        }
+    }
+
+    /// POST one protobuf body, retrying 429/503 as an OTLP exporter would.
+    async fn send(&self, client: &reqwest::Client, body: Vec<u8>) -> anyhow::Result<()> {
+        loop {
+            let resp = client
+                .post(format!("{}/v1/logs", self.otlp_http))
+                .header("content-type", "application/x-protobuf")
+                .bearer_auth(&self.creds_token)
+                .body(body.clone())
+                .send()
+                .await?;
+            match resp.status().as_u16() {
+                200 => return Ok(()),
+                429 | 503 => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => anyhow::bail!("ingest answered {other}: {}", resp.text().await?),
+            }
+        }
+    }
+}
+
+async fn total(server: &TestServer, q: &str) -> anyhow::Result<u64> {
+    let (status, body) = server
+        .search(&[("q", q), ("from", "now-1d"), ("limit", "1")])
+        .await;
+    anyhow::ensure!(status == 200, "search failed: {body}");
+    Ok(body["total"].as_u64().unwrap_or(0))
+}
+
+async fn search_latency(server: &TestServer, queries: &[String]) -> anyhow::Result<(f64, f64)> {
+    let mut samples = Vec::new();
+    for q in queries {
+        let t = Instant::now();
+        let (status, body) = server
+            .search(&[("q", q), ("from", "now-1d"), ("limit", "100")])
+            .await;
+        anyhow::ensure!(status == 200, "search {q} failed: {body}");
+        samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(summary(samples))
+}
+
+async fn probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f64)> {
+    let mut samples = Vec::new();
+    let client = reqwest::Client::new();
+    let view = TestServerView::of(server);
+    for p in 0..n {
+        let marker = format!("probe{p}x{}", uuid::Uuid::new_v4().simple());
+        let body = request("probe", vec![record(&marker, 9, vec![])]).encode_to_vec();
+        view.send(&client, body).await?;
+        let acked = Instant::now();
+        loop {
+            if total(server, &marker).await? == 1 {
+                break;
+            }
+            anyhow::ensure!(
+                acked.elapsed() < Duration::from_secs(30),
+                "probe never searchable"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(acked.elapsed().as_secs_f64() * 1000.0);
+    }
+    Ok(summary(samples))
+}
+
+fn rss_mib(server: &TestServer) -> (f64, f64) {
+    let (peak, now) = server.memory_kib();
+    (now as f64 / 1024.0, peak as f64 / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let palisade = std::fs::canonicalize(&args.palisade).with_context(|| {
+        format!(
+            "{} not found: cargo build --release --bin palisade",
+            args.palisade.display()
+        )
+    })?;
+    let cluster = PrivateCluster::start_with(
+        "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB -c fsync=on -c synchronous_commit=on",
+    )?;
+    eprintln!("bench: generating {} records", args.records);
+    let requests = Arc::new(generate(args.records, args.batch));
+
+    eprintln!("bench: baseline COPY");
+    let copy_rate = baseline_copy(&cluster, &requests).await?;
+    eprintln!("bench: baseline tantivy");
+    let tantivy_rate = baseline_tantivy(&requests)?;
+
+    let url = cluster.create_database("palisade").await?;
+    let dir = TempDir::new("palisade-bench");
+    palisade_tests::set_palisade_bin(palisade.clone());
+    let server = TestServer::start(&dir.0, Some(url.clone()), &[]).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (idle_rss, _) = rss_mib(&server);
+
+    eprintln!("bench: ingesting over {} clients", args.clients);
+    let started = Instant::now();
+    let (ingest_secs, ack_latencies) = ingest_all(&server, requests.clone(), args.clients).await?;
+    while total(&server, "").await? < args.records as u64 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let searchable_secs = started.elapsed().as_secs_f64();
+    let (ack_p50, ack_p99) = summary(ack_latencies);
+    let (rss_after, rss_peak) = rss_mib(&server);
+
+    eprintln!("bench: ack-to-searchable probes");
+    let (fresh_p50, fresh_p99) = probes(&server, args.probes).await?;
+    eprintln!("bench: search latency");
+    let term_queries: Vec<String> = (0..args.queries)
+        .map(|i| WORDS[i % WORDS.len()].to_string())
+        .collect();
+    let attr_queries: Vec<String> = (0..args.queries)
+        .map(|i| format!("attributes.user.name:user{}", i % 1000))
+        .collect();
+    let combo_queries: Vec<String> = (0..args.queries)
+        .map(|i| {
+            format!(
+                "attributes.http.status_code:>=400 AND {}",
+                WORDS[i % WORDS.len()]
+            )
+        })
+        .collect();
+    let term = search_latency(&server, &term_queries).await?;
+    let attr = search_latency(&server, &attr_queries).await?;
+    let combo = search_latency(&server, &combo_queries).await?;
+
+    let db_bytes = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        let bytes: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
+             JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'log_records'",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        bytes as u64
+    };
+    let index_bytes = dir_size(&dir.0.join("index"));
+    let n = args.records as f64;
+
+    println!(
+        "## palisade-bench: {} records, batch {}, {} clients (half HTTP, half gRPC)",
+        args.records, args.batch, args.clients
+    );
+    println!();
+    println!("| measure | result |");
+    println!("|---|---|");
+    println!(
+        "| durable ingest (all acks) | {:.0} records/s |",
+        n / ingest_secs
+    );
+    println!(
+        "| durable **and searchable** (last record searchable) | {:.0} records/s |",
+        n / searchable_secs
+    );
+    println!(
+        "| baseline: raw COPY of the same rows, same table, 1 connection | {copy_rate:.0} rows/s |"
+    );
+    println!(
+        "| baseline: bare tantivy indexing of the same documents | {tantivy_rate:.0} docs/s |"
+    );
+    println!(
+        "| ack latency p50 / p99 ({} records per request) | {ack_p50:.1} ms / {ack_p99:.1} ms |",
+        args.batch
+    );
+    println!(
+        "| ack to searchable p50 / p99 ({} probes) | {fresh_p50:.0} ms / {fresh_p99:.0} ms |",
+        args.probes
+    );
+    println!(
+        "| search p50 / p99, term (`{}`) at {} records | {:.1} ms / {:.1} ms |",
+        WORDS[0], args.records, term.0, term.1
+    );
+    println!(
+        "| search p50 / p99, attribute (`attributes.user.name:userN`) | {:.1} ms / {:.1} ms |",
+        attr.0, attr.1
+    );
+    println!(
+        "| search p50 / p99, range + term (`attributes.http.status_code:>=400 AND word`) | {:.1} ms / {:.1} ms |",
+        combo.0, combo.1
+    );
+    println!(
+        "| bytes on disk per record: Postgres (heap + indexes + TOAST) | {:.0} B |",
+        db_bytes as f64 / n
+    );
+    println!(
+        "| bytes on disk per record: tantivy index | {:.0} B |",
+        index_bytes as f64 / n
+    );
+    println!(
+        "| server RSS idle at start / after ingest / peak | {idle_rss:.0} MiB / {rss_after:.0} MiB / {rss_peak:.0} MiB |"
+    );
+    drop(server);
+    Ok(())
+}

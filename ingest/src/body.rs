@@ -74,7 +74,10 @@ mod tests {
 
     #[test]
     fn round_trip_and_garbage() {
-        assert_eq!(decompress(gzip(b"hello"), Encoding::Gzip, 10).unwrap(), b"hello");
+        assert_eq!(
+            decompress(gzip(b"hello"), Encoding::Gzip, 10).unwrap(),
+            b"hello"
+        );
         assert!(matches!(
             decompress(b"not gzip".to_vec(), Encoding::Gzip, 100).unwrap_err(),
             IngestError::Malformed(_)

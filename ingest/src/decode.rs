@@ -1,6 +1,8 @@
 //! OTLP request decoding (protobuf and the OTLP/JSON mapping) and response encoding.
 
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use prost::Message;
 
 use crate::IngestError;
@@ -20,7 +22,12 @@ impl Format {
                 "missing content-type: use application/x-protobuf or application/json".into(),
             ));
         };
-        let media = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media = value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media.as_str() {
             "application/x-protobuf" | "application/protobuf" => Ok(Format::Protobuf),
             "application/json" => Ok(Format::Json),
@@ -42,11 +49,16 @@ impl Format {
 /// where: serde reports line and column).
 pub fn decode_logs(format: Format, body: &[u8]) -> Result<ExportLogsServiceRequest, IngestError> {
     match format {
-        Format::Protobuf => ExportLogsServiceRequest::decode(body)
-            .map_err(|err| IngestError::Malformed(format!("invalid protobuf ExportLogsServiceRequest: {err}"))),
+        Format::Protobuf => ExportLogsServiceRequest::decode(body).map_err(|err| {
+            IngestError::Malformed(format!("invalid protobuf ExportLogsServiceRequest: {err}"))
+        }),
         Format::Json => {
-            let request: ExportLogsServiceRequest = serde_json::from_slice(body)
-                .map_err(|err| IngestError::Malformed(format!("invalid OTLP/JSON ExportLogsServiceRequest: {err}")))?;
+            let request: ExportLogsServiceRequest =
+                serde_json::from_slice(body).map_err(|err| {
+                    IngestError::Malformed(format!(
+                        "invalid OTLP/JSON ExportLogsServiceRequest: {err}"
+                    ))
+                })?;
             // serde ignores unknown keys, so a snake_case body decodes as empty: say so
             // rather than silently accepting nothing.
             if request.resource_logs.is_empty() && contains_key(body, b"\"resource_logs\"") {
@@ -90,8 +102,10 @@ pub fn encode_status(format: Format, code: i32, message: &str) -> Vec<u8> {
             message: message.to_string(),
         }
         .encode_to_vec(),
-        Format::Json => serde_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
-            .expect("status serialises"),
+        Format::Json => {
+            serde_json::to_vec(&serde_json::json!({ "code": code, "message": message }))
+                .expect("status serialises")
+        }
     }
 }
 
@@ -101,10 +115,22 @@ mod tests {
 
     #[test]
     fn content_types() {
-        assert_eq!(Format::from_content_type(Some("application/json; charset=utf-8")).unwrap(), Format::Json);
-        assert_eq!(Format::from_content_type(Some("application/x-protobuf")).unwrap(), Format::Protobuf);
-        assert!(matches!(Format::from_content_type(Some("text/plain")), Err(IngestError::UnsupportedMedia(_))));
-        assert!(matches!(Format::from_content_type(None), Err(IngestError::UnsupportedMedia(_))));
+        assert_eq!(
+            Format::from_content_type(Some("application/json; charset=utf-8")).unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            Format::from_content_type(Some("application/x-protobuf")).unwrap(),
+            Format::Protobuf
+        );
+        assert!(matches!(
+            Format::from_content_type(Some("text/plain")),
+            Err(IngestError::UnsupportedMedia(_))
+        ));
+        assert!(matches!(
+            Format::from_content_type(None),
+            Err(IngestError::UnsupportedMedia(_))
+        ));
     }
 
     #[test]
@@ -118,16 +144,25 @@ mod tests {
         assert_eq!(records.len(), 2);
         assert_eq!(records[0].time_unix_nano, 1_700_000_000_000_000_000);
         assert_eq!(records[1].time_unix_nano, 1_700_000_000_000_000_001);
-        assert_eq!(hex::encode(&records[0].trace_id), "5b8efff798038103d269b633813fc60c");
+        assert_eq!(
+            hex::encode(&records[0].trace_id),
+            "5b8efff798038103d269b633813fc60c"
+        );
     }
 
     #[test]
     fn snake_case_and_garbage_are_errors() {
-        let err = decode_logs(Format::Json, br#"{"resource_logs":[]}"#).unwrap_err().to_string();
+        let err = decode_logs(Format::Json, br#"{"resource_logs":[]}"#)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("resourceLogs"), "{err}");
-        let err = decode_logs(Format::Json, b"{not json").unwrap_err().to_string();
+        let err = decode_logs(Format::Json, b"{not json")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("line 1"), "{err}");
-        let err = decode_logs(Format::Protobuf, b"\xff\xff\xff").unwrap_err().to_string();
+        let err = decode_logs(Format::Protobuf, b"\xff\xff\xff")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("protobuf"), "{err}");
     }
 }

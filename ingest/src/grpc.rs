@@ -3,8 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
 use prost::Message;
 use storage::access::AccessStore;
 use tonic::codec::CompressionEncoding;
@@ -19,7 +23,10 @@ pub struct LogsGrpc {
 }
 
 /// The tonic service, with gzip accepted and the 20 MiB decoded-size cap.
-pub fn logs_service(ingestor: Arc<Ingestor>, access: Arc<AccessStore>) -> LogsServiceServer<LogsGrpc> {
+pub fn logs_service(
+    ingestor: Arc<Ingestor>,
+    access: Arc<AccessStore>,
+) -> LogsServiceServer<LogsGrpc> {
     LogsServiceServer::new(LogsGrpc { ingestor, access })
         .accept_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(MAX_BODY_BYTES)
@@ -53,7 +60,9 @@ impl LogsService for LogsGrpc {
                 .bytes
                 .with_label_values(&["grpc"])
                 .inc_by(request.get_ref().encoded_len() as u64);
-            self.ingestor.export(grant.tenant_id, request.get_ref(), "grpc").await
+            self.ingestor
+                .export(grant.tenant_id, request.get_ref(), "grpc")
+                .await
         }
         .await;
         let outcome = result.as_ref().map(|_| ()).map_err(IngestError::kind);

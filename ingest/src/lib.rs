@@ -26,7 +26,10 @@ use storage::access::{AccessStore, TokenGrant};
 
 /// Authenticate an `Authorization` header value for ingest. Database trouble is a
 /// retryable error, never a 401: a client must not drop data because we are down.
-pub async fn authenticate_ingest(access: &AccessStore, header: Option<&str>) -> Result<TokenGrant, IngestError> {
+pub async fn authenticate_ingest(
+    access: &AccessStore,
+    header: Option<&str>,
+) -> Result<TokenGrant, IngestError> {
     let grant = access
         .authenticate(header)
         .await?

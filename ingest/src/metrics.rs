@@ -19,19 +19,31 @@ pub struct IngestMetrics {
 impl IngestMetrics {
     pub fn register(registry: &Registry) -> prometheus::Result<IngestMetrics> {
         let records = IntCounterVec::new(
-            Opts::new("palisade_ingest_records_total", "Log records received, by transport and outcome"),
+            Opts::new(
+                "palisade_ingest_records_total",
+                "Log records received, by transport and outcome",
+            ),
             &["transport", "outcome"],
         )?;
         let rejected = IntCounterVec::new(
-            Opts::new("palisade_ingest_rejected_records_total", "Log records rejected, by reason"),
+            Opts::new(
+                "palisade_ingest_rejected_records_total",
+                "Log records rejected, by reason",
+            ),
             &["reason"],
         )?;
         let bytes = IntCounterVec::new(
-            Opts::new("palisade_ingest_received_bytes_total", "Request body bytes received (compressed size)"),
+            Opts::new(
+                "palisade_ingest_received_bytes_total",
+                "Request body bytes received (compressed size)",
+            ),
             &["transport"],
         )?;
         let requests = IntCounterVec::new(
-            Opts::new("palisade_ingest_requests_total", "Export requests, by transport and result"),
+            Opts::new(
+                "palisade_ingest_requests_total",
+                "Export requests, by transport and result",
+            ),
             &["transport", "result"],
         )?;
         let latency = HistogramVec::new(
@@ -39,7 +51,9 @@ impl IngestMetrics {
                 "palisade_ingest_request_duration_seconds",
                 "Time from receiving an export request to acknowledging it",
             )
-            .buckets(vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["transport"],
         )?;
         registry.register(Box::new(records.clone()))?;

@@ -59,7 +59,11 @@ impl Normalized {
         if self.rejected == 0 {
             return String::new();
         }
-        let mut text = format!("{} log record(s) rejected: {}", self.rejected, self.messages.join("; "));
+        let mut text = format!(
+            "{} log record(s) rejected: {}",
+            self.rejected,
+            self.messages.join("; ")
+        );
         if self.rejected as usize > self.messages.len() {
             text.push_str("; ...");
         }
@@ -175,7 +179,10 @@ pub fn normalize(
                     nanos_to_time(log.time_unix_nano)
                 };
                 let (Some(time), Some(observed_time)) = (time, observed_time) else {
-                    out.reject("invalid_timestamp", format!("record {index}: timestamp out of range"));
+                    out.reject(
+                        "invalid_timestamp",
+                        format!("record {index}: timestamp out of range"),
+                    );
                     continue;
                 };
                 if time < oldest || time > newest {
@@ -193,14 +200,20 @@ pub fn normalize(
                 if !(0..=24).contains(&log.severity_number) {
                     out.reject(
                         "invalid_severity_number",
-                        format!("record {index}: severity_number {} is outside 0..24", log.severity_number),
+                        format!(
+                            "record {index}: severity_number {} is outside 0..24",
+                            log.severity_number
+                        ),
                     );
                     continue;
                 }
                 let trace_id = match id_hex(&log.trace_id, 16) {
                     Ok(id) => id,
                     Err(msg) => {
-                        out.reject("invalid_trace_id", format!("record {index}: trace_id {msg}"));
+                        out.reject(
+                            "invalid_trace_id",
+                            format!("record {index}: trace_id {msg}"),
+                        );
                         continue;
                     }
                 };
@@ -320,8 +333,14 @@ mod tests {
             resource_logs: vec![ResourceLogs {
                 scope_logs: vec![ScopeLogs {
                     log_records: vec![
-                        PbLog { trace_id: vec![1; 5], ..Default::default() },
-                        PbLog { span_id: vec![1; 8], ..Default::default() },
+                        PbLog {
+                            trace_id: vec![1; 5],
+                            ..Default::default()
+                        },
+                        PbLog {
+                            span_id: vec![1; 8],
+                            ..Default::default()
+                        },
                     ],
                     ..Default::default()
                 }],
@@ -335,11 +354,15 @@ mod tests {
 
     #[test]
     fn depth_is_capped() {
-        let mut value = AnyValue { value: Some(any_value::Value::StringValue("leaf".into())) };
+        let mut value = AnyValue {
+            value: Some(any_value::Value::StringValue("leaf".into())),
+        };
         for _ in 0..(MAX_ANYVALUE_DEPTH + 5) {
             value = AnyValue {
                 value: Some(any_value::Value::ArrayValue(
-                    opentelemetry_proto::tonic::common::v1::ArrayValue { values: vec![value] },
+                    opentelemetry_proto::tonic::common::v1::ArrayValue {
+                        values: vec![value],
+                    },
                 )),
             };
         }

@@ -22,8 +22,8 @@ use model::{LogRecord, TenantId};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use storage::logs::{LogStore, SeqRange};
 use storage::StorageError;
+use storage::logs::{LogStore, SeqRange};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::IngestError;
@@ -74,7 +74,12 @@ impl Ingestor {
     ) -> (Arc<Ingestor>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let (committed_tx, committed_rx) = watch::channel(initial_seq);
-        let handle = tokio::spawn(writer_loop(logs, rx, committed_tx, config.max_batch_records));
+        let handle = tokio::spawn(writer_loop(
+            logs,
+            rx,
+            committed_tx,
+            config.max_batch_records,
+        ));
         let ingestor = Ingestor {
             jobs: tx,
             queued: Arc::new(Semaphore::new(config.max_queued_records)),
@@ -129,7 +134,10 @@ impl Ingestor {
     ) -> Result<ExportLogsServiceResponse, IngestError> {
         let normalized = normalize(tenant, request, Utc::now(), self.policy)?;
         for (reason, count) in &normalized.reasons {
-            self.metrics.rejected.with_label_values(&[reason]).inc_by(*count);
+            self.metrics
+                .rejected
+                .with_label_values(&[reason])
+                .inc_by(*count);
         }
         self.metrics
             .records
@@ -144,7 +152,7 @@ impl Ingestor {
                 .with_label_values(&[transport, "accepted"])
                 .inc_by(accepted);
         }
-        let partial_success = (normalized.rejected > 0).then(|| ExportLogsPartialSuccess {
+        let partial_success = (normalized.rejected > 0).then_some(ExportLogsPartialSuccess {
             rejected_log_records: normalized.rejected as i64,
             error_message,
         });
@@ -152,12 +160,20 @@ impl Ingestor {
     }
 
     /// Record a finished request in the metrics.
-    pub fn observe(&self, transport: &'static str, started: Instant, outcome: Result<(), model::ErrorKind>) {
+    pub fn observe(
+        &self,
+        transport: &'static str,
+        started: Instant,
+        outcome: Result<(), model::ErrorKind>,
+    ) {
         let label = match outcome {
             Ok(()) => "ok",
             Err(kind) => kind.as_str(),
         };
-        self.metrics.requests.with_label_values(&[transport, label]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[transport, label])
+            .inc();
         self.metrics
             .latency
             .with_label_values(&[transport])
@@ -205,7 +221,9 @@ async fn writer_loop(
                 tracing::warn!(error = %err, records = rows, "ingest batch not committed");
                 let message = err.to_string();
                 for job in batch {
-                    let _ = job.reply.send(Err(StorageError::Unavailable(message.clone())));
+                    let _ = job
+                        .reply
+                        .send(Err(StorageError::Unavailable(message.clone())));
                 }
             }
         }

@@ -54,7 +54,10 @@ pub fn is_well_formed(token: &str) -> bool {
     };
     if random.len() != RANDOM_LEN
         || sum.len() != CHECKSUM_LEN
-        || !random.bytes().chain(sum.bytes()).all(|b| b.is_ascii_alphanumeric())
+        || !random
+            .bytes()
+            .chain(sum.bytes())
+            .all(|b| b.is_ascii_alphanumeric())
     {
         return false;
     }
@@ -140,7 +143,10 @@ mod tests {
         let k2 = TokenKey::generate();
         assert_eq!(k1.hash(&token), k1.hash(&token));
         assert_ne!(k1.hash(&token), k2.hash(&token));
-        assert_eq!(TokenKey::from_hex(&k1.to_hex()).unwrap().hash(&token), k1.hash(&token));
+        assert_eq!(
+            TokenKey::from_hex(&k1.to_hex()).unwrap().hash(&token),
+            k1.hash(&token)
+        );
         assert!(!format!("{k1:?}").contains(&k1.to_hex()));
     }
 

@@ -32,14 +32,20 @@ pub enum Value {
     Phrase(String),
     /// A bare word ending in `*`.
     Prefix(String),
-    Range { lower: Bound, upper: Bound },
+    Range {
+        lower: Bound,
+        upper: Bound,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     /// Matches everything (`*` or an empty query).
     All,
-    Clause { field: FieldRef, value: Value },
+    Clause {
+        field: FieldRef,
+        value: Value,
+    },
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),

@@ -10,9 +10,8 @@ use std::ops::Bound as StdBound;
 use storage::index::IndexFields;
 use tantivy::Term;
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhrasePrefixQuery, PhraseQuery,
-    Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, InvertedIndexRangeQuery, Occur, PhrasePrefixQuery,
+    PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
@@ -66,7 +65,10 @@ fn parse_number(text: &str) -> Option<Number> {
     if let Ok(v) = text.parse::<i64>() {
         return Some(Number::Int(v));
     }
-    text.parse::<f64>().ok().filter(|v| v.is_finite()).map(Number::Float)
+    text.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .map(Number::Float)
 }
 
 impl Compiler {
@@ -95,7 +97,10 @@ impl Compiler {
             Expr::All => Ok(Box::new(AllQuery)),
             Expr::Clause { field, value } => self.clause(field, value),
             Expr::Or(parts) => Ok(any_of(
-                parts.iter().map(|p| self.compile(p)).collect::<Result<_, _>>()?,
+                parts
+                    .iter()
+                    .map(|p| self.compile(p))
+                    .collect::<Result<_, _>>()?,
             )),
             Expr::And(parts) => {
                 let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -122,7 +127,9 @@ impl Compiler {
         match field {
             FieldRef::Body => self.text_clause(f.body, "body", value),
             FieldRef::SeverityText => self.text_clause(f.severity_text, "severity_text", value),
-            FieldRef::SeverityNumber => self.number_clause(f.severity_number, "severity_number", value),
+            FieldRef::SeverityNumber => {
+                self.number_clause(f.severity_number, "severity_number", value)
+            }
             FieldRef::ScopeName => self.keyword_clause(f.scope_name, value, false),
             FieldRef::TraceId => self.keyword_clause(f.trace_id, value, true),
             FieldRef::SpanId => self.keyword_clause(f.span_id, value, true),
@@ -131,7 +138,12 @@ impl Compiler {
         }
     }
 
-    fn text_clause(&self, field: Field, name: &str, value: &Value) -> Result<Box<dyn Query>, QueryError> {
+    fn text_clause(
+        &self,
+        field: Field,
+        name: &str,
+        value: &Value,
+    ) -> Result<Box<dyn Query>, QueryError> {
         match value {
             Value::Term(text) | Value::Phrase(text) => {
                 let terms = self
@@ -159,8 +171,19 @@ impl Compiler {
         }
     }
 
-    fn keyword_clause(&self, field: Field, value: &Value, lowercase: bool) -> Result<Box<dyn Query>, QueryError> {
-        let norm = |s: &str| if lowercase { s.to_ascii_lowercase() } else { s.to_string() };
+    fn keyword_clause(
+        &self,
+        field: Field,
+        value: &Value,
+        lowercase: bool,
+    ) -> Result<Box<dyn Query>, QueryError> {
+        let norm = |s: &str| {
+            if lowercase {
+                s.to_ascii_lowercase()
+            } else {
+                s.to_string()
+            }
+        };
         match value {
             Value::Term(text) | Value::Phrase(text) => Ok(Box::new(TermQuery::new(
                 Term::from_field_text(field, &norm(text)),
@@ -169,11 +192,18 @@ impl Compiler {
             Value::Prefix(prefix) => Ok(Box::new(PhrasePrefixQuery::new(vec![
                 Term::from_field_text(field, &norm(prefix)),
             ]))),
-            Value::Range { .. } => Err(invalid("ranges apply to severity_number and numeric attributes")),
+            Value::Range { .. } => Err(invalid(
+                "ranges apply to severity_number and numeric attributes",
+            )),
         }
     }
 
-    fn number_clause(&self, field: Field, name: &str, value: &Value) -> Result<Box<dyn Query>, QueryError> {
+    fn number_clause(
+        &self,
+        field: Field,
+        name: &str,
+        value: &Value,
+    ) -> Result<Box<dyn Query>, QueryError> {
         let parse = |text: &str| {
             text.parse::<i64>()
                 .map_err(|_| invalid(format!("{name} needs an integer, got {text:?}")))
@@ -183,13 +213,19 @@ impl Compiler {
                 Term::from_field_i64(field, parse(text)?),
                 IndexRecordOption::Basic,
             ))),
-            Value::Prefix(_) => Err(invalid(format!("{name} is numeric; use a range instead of '*'"))),
+            Value::Prefix(_) => Err(invalid(format!(
+                "{name} is numeric; use a range instead of '*'"
+            ))),
             Value::Range { lower, upper } => {
                 let bound = |b: &Bound| -> Result<StdBound<Term>, QueryError> {
                     Ok(match b {
                         Bound::Unbounded => StdBound::Unbounded,
-                        Bound::Included(v) => StdBound::Included(Term::from_field_i64(field, parse(v)?)),
-                        Bound::Excluded(v) => StdBound::Excluded(Term::from_field_i64(field, parse(v)?)),
+                        Bound::Included(v) => {
+                            StdBound::Included(Term::from_field_i64(field, parse(v)?))
+                        }
+                        Bound::Excluded(v) => {
+                            StdBound::Excluded(Term::from_field_i64(field, parse(v)?))
+                        }
                     })
                 };
                 let (lo, hi) = (bound(lower)?, bound(upper)?);
@@ -205,7 +241,12 @@ impl Compiler {
         Term::from_field_json_path(field, path, true)
     }
 
-    fn json_clause(&self, field: Field, path: &str, value: &Value) -> Result<Box<dyn Query>, QueryError> {
+    fn json_clause(
+        &self,
+        field: Field,
+        path: &str,
+        value: &Value,
+    ) -> Result<Box<dyn Query>, QueryError> {
         match value {
             Value::Term(text) | Value::Phrase(text) => {
                 let mut options: Vec<Box<dyn Query>> = Vec::new();
@@ -234,7 +275,9 @@ impl Compiler {
                             options.push(typed(&|t| t.append_type_and_fast_value(v as u64)));
                         }
                     }
-                    Some(Number::Float(v)) => options.push(typed(&|t| t.append_type_and_fast_value(v))),
+                    Some(Number::Float(v)) => {
+                        options.push(typed(&|t| t.append_type_and_fast_value(v)))
+                    }
                     None => {}
                 }
                 match text.as_str() {
@@ -259,7 +302,13 @@ impl Compiler {
         }
     }
 
-    fn json_range(&self, field: Field, path: &str, lower: &Bound, upper: &Bound) -> Result<Box<dyn Query>, QueryError> {
+    fn json_range(
+        &self,
+        field: Field,
+        path: &str,
+        lower: &Bound,
+        upper: &Bound,
+    ) -> Result<Box<dyn Query>, QueryError> {
         let texts = [lower, upper].map(|b| match b {
             Bound::Unbounded => None,
             Bound::Included(v) | Bound::Excluded(v) => Some(v.as_str()),
@@ -318,7 +367,10 @@ impl Compiler {
             };
             // RangeQuery refuses non-fast JSON fields; the term-dictionary range is exact here
             // because both ends are closed within this path and type.
-            Box::new(InvertedIndexRangeQuery::new(close(lo, true), close(hi, false)))
+            Box::new(InvertedIndexRangeQuery::new(
+                close(lo, true),
+                close(hi, false),
+            ))
         };
         Ok(any_of(vec![make(false), make(true)]))
     }

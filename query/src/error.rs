@@ -10,7 +10,10 @@ pub enum QueryError {
     Syntax { position: usize, message: String },
     /// A request parameter is invalid; `field` names it.
     #[error("invalid {field}: {message}")]
-    InvalidParam { field: &'static str, message: String },
+    InvalidParam {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -18,7 +21,9 @@ pub enum QueryError {
 impl QueryError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            QueryError::Syntax { .. } | QueryError::InvalidParam { .. } => ErrorKind::InvalidArgument,
+            QueryError::Syntax { .. } | QueryError::InvalidParam { .. } => {
+                ErrorKind::InvalidArgument
+            }
             QueryError::Storage(err) => err.kind(),
         }
     }

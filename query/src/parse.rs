@@ -26,7 +26,10 @@ pub fn parse(input: &str) -> Result<Expr, QueryError> {
     parser.skip_ws();
     if !parser.at_end() {
         let found = parser.peek().unwrap_or(' ');
-        return Err(QueryError::syntax(parser.pos, format!("unexpected {found:?}")));
+        return Err(QueryError::syntax(
+            parser.pos,
+            format!("unexpected {found:?}"),
+        ));
     }
     Ok(expr)
 }
@@ -109,7 +112,11 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::Or(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::Or(parts)
+        })
     }
 
     fn parse_and(&mut self, field: &FieldRef) -> Result<Expr, QueryError> {
@@ -131,7 +138,11 @@ impl<'a> Parser<'a> {
             }
             parts.push(self.parse_unary(field, 0)?);
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Expr::And(parts) })
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::And(parts)
+        })
     }
 
     fn parse_unary(&mut self, field: &FieldRef, depth: usize) -> Result<Expr, QueryError> {
@@ -151,7 +162,10 @@ impl<'a> Parser<'a> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
-            None => Err(QueryError::syntax(self.pos, "expected a clause, found end of query")),
+            None => Err(QueryError::syntax(
+                self.pos,
+                "expected a clause, found end of query",
+            )),
             Some('(') => self.parse_group(field, depth),
             Some(')') => Err(QueryError::syntax(self.pos, "unexpected ')'")),
             Some('"') => {
@@ -215,7 +229,12 @@ impl<'a> Parser<'a> {
         let mut text = String::new();
         loop {
             match self.bump() {
-                None => return Err(QueryError::syntax(open, "unterminated phrase: missing '\"'")),
+                None => {
+                    return Err(QueryError::syntax(
+                        open,
+                        "unterminated phrase: missing '\"'",
+                    ));
+                }
                 Some('"') => return Ok(text),
                 Some('\\') => match self.bump() {
                     Some(ch) => text.push(ch),
@@ -227,11 +246,12 @@ impl<'a> Parser<'a> {
     }
 
     /// A bare word: up to whitespace, ')' or (outside escapes) '"'. Returns the
-    /// unescaped text and whether the last character was an unescaped '*'.
+    /// unescaped text and whether its only unescaped '*' is the last character.
     fn parse_word(&mut self, stop_at_bracket: bool) -> Result<(String, bool), QueryError> {
         let start = self.pos;
         let mut text = String::new();
         let mut trailing_star = false;
+        let mut stars = 0usize;
         while let Some(ch) = self.peek() {
             if ch.is_whitespace() || ch == ')' || ch == '(' || ch == '"' {
                 break;
@@ -248,6 +268,7 @@ impl<'a> Parser<'a> {
                 }
             } else if ch == '*' {
                 trailing_star = true;
+                stars += 1;
                 text.push(ch);
             } else {
                 text.push(ch);
@@ -255,6 +276,12 @@ impl<'a> Parser<'a> {
         }
         if self.pos == start {
             return Err(QueryError::syntax(start, "expected a value"));
+        }
+        if stars > 1 || (stars == 1 && !trailing_star) {
+            return Err(QueryError::syntax(
+                start,
+                "only a trailing '*' (prefix) is supported",
+            ));
         }
         Ok((text, trailing_star))
     }
@@ -281,24 +308,38 @@ impl<'a> Parser<'a> {
                     self.bump();
                 }
                 if self.at_end() || self.peek().is_some_and(char::is_whitespace) {
-                    return Err(QueryError::syntax(self.pos, "expected a value after comparison"));
+                    return Err(QueryError::syntax(
+                        self.pos,
+                        "expected a value after comparison",
+                    ));
                 }
                 let (word, _) = self.parse_word(false)?;
-                let bound = if inclusive { Bound::Included(word) } else { Bound::Excluded(word) };
+                let bound = if inclusive {
+                    Bound::Included(word)
+                } else {
+                    Bound::Excluded(word)
+                };
                 let _ = op_start;
                 Ok(clause(if greater {
-                    Value::Range { lower: bound, upper: Bound::Unbounded }
+                    Value::Range {
+                        lower: bound,
+                        upper: Bound::Unbounded,
+                    }
                 } else {
-                    Value::Range { lower: Bound::Unbounded, upper: bound }
+                    Value::Range {
+                        lower: Bound::Unbounded,
+                        upper: bound,
+                    }
                 }))
             }
             Some(_) => {
                 let (word, trailing_star) = self.parse_word(false)?;
-                if word == "*" {
-                    return Ok(if *field == FieldRef::Body { Expr::All } else { clause(Value::Prefix(String::new())) });
-                }
-                if word.contains('*') && !(trailing_star && !word[..word.len() - 1].contains('*')) {
-                    return Err(QueryError::syntax(start, "only a trailing '*' (prefix) is supported"));
+                if trailing_star && word == "*" {
+                    return Ok(if *field == FieldRef::Body {
+                        Expr::All
+                    } else {
+                        clause(Value::Prefix(String::new()))
+                    });
                 }
                 if trailing_star {
                     return Ok(clause(Value::Prefix(word[..word.len() - 1].to_string())));
@@ -323,7 +364,12 @@ impl<'a> Parser<'a> {
         let upper_inclusive = match self.bump() {
             Some(']') => true,
             Some('}') => false,
-            _ => return Err(QueryError::syntax(open_pos, "unclosed range: expected ']' or '}'")),
+            _ => {
+                return Err(QueryError::syntax(
+                    open_pos,
+                    "unclosed range: expected ']' or '}'",
+                ));
+            }
         };
         let make = |word: String, inclusive: bool| {
             if word == "*" {
@@ -349,7 +395,10 @@ mod tests {
     use super::*;
 
     fn term(field: FieldRef, t: &str) -> Expr {
-        Expr::Clause { field, value: Value::Term(t.into()) }
+        Expr::Clause {
+            field,
+            value: Value::Term(t.into()),
+        }
     }
 
     fn check(input: &str, expected: Expr) {
@@ -358,7 +407,10 @@ mod tests {
 
     fn check_err(input: &str, position: usize, fragment: &str) {
         match parse(input) {
-            Err(QueryError::Syntax { position: p, message }) => {
+            Err(QueryError::Syntax {
+                position: p,
+                message,
+            }) => {
                 assert_eq!(p, position, "{input}: {message}");
                 assert!(message.contains(fragment), "{input}: {message}");
             }
@@ -373,7 +425,10 @@ mod tests {
         check("error", term(FieldRef::Body, "error"));
         check(
             "failed login",
-            Expr::And(vec![term(FieldRef::Body, "failed"), term(FieldRef::Body, "login")]),
+            Expr::And(vec![
+                term(FieldRef::Body, "failed"),
+                term(FieldRef::Body, "login"),
+            ]),
         );
     }
 
@@ -383,7 +438,10 @@ mod tests {
             "attributes.user.name:alice AND body:\"failed login\"",
             Expr::And(vec![
                 term(FieldRef::Attribute("user.name".into()), "alice"),
-                Expr::Clause { field: FieldRef::Body, value: Value::Phrase("failed login".into()) },
+                Expr::Clause {
+                    field: FieldRef::Body,
+                    value: Value::Phrase("failed login".into()),
+                },
             ]),
         );
         check(
@@ -402,8 +460,12 @@ mod tests {
                 term(FieldRef::Resource("service.name".into()), "billing"),
             ]),
         );
-        check("attributes.ip:10.0.0.1:8080", term(FieldRef::Attribute("ip".into()), "10.0.0.1:8080"));
+        check(
+            "attributes.ip:10.0.0.1:8080",
+            term(FieldRef::Attribute("ip".into()), "10.0.0.1:8080"),
+        );
         check("ORACLE", term(FieldRef::Body, "ORACLE"));
+        check("a\\*b", term(FieldRef::Body, "a*b"));
     }
 
     #[test]
@@ -412,7 +474,10 @@ mod tests {
             "severity_number:>=13",
             Expr::Clause {
                 field: FieldRef::SeverityNumber,
-                value: Value::Range { lower: Bound::Included("13".into()), upper: Bound::Unbounded },
+                value: Value::Range {
+                    lower: Bound::Included("13".into()),
+                    upper: Bound::Unbounded,
+                },
             },
         );
         check(
@@ -429,7 +494,10 @@ mod tests {
             "attributes.code:<500",
             Expr::Clause {
                 field: FieldRef::Attribute("code".into()),
-                value: Value::Range { lower: Bound::Unbounded, upper: Bound::Excluded("500".into()) },
+                value: Value::Range {
+                    lower: Bound::Unbounded,
+                    upper: Bound::Excluded("500".into()),
+                },
             },
         );
     }

@@ -104,7 +104,9 @@ fn rfc3339(t: &DateTime<Utc>) -> String {
 }
 
 fn micros_to_time(micros: i64) -> DateTime<Utc> {
-    Utc.timestamp_micros(micros).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+    Utc.timestamp_micros(micros)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn encode_cursor(c: &SearchCursor) -> String {
@@ -125,7 +127,12 @@ fn decode_cursor(text: &str) -> Result<SearchCursor, QueryError> {
     })
 }
 
-fn parse_count(text: Option<&str>, field: &'static str, default: usize, max: usize) -> Result<usize, QueryError> {
+fn parse_count(
+    text: Option<&str>,
+    field: &'static str,
+    default: usize,
+    max: usize,
+) -> Result<usize, QueryError> {
     let Some(text) = text else {
         return Ok(default);
     };
@@ -144,7 +151,11 @@ fn parse_count(text: Option<&str>, field: &'static str, default: usize, max: usi
 
 /// Resolve `from`/`to` into an inclusive microsecond range. `to` defaults to now
 /// (plus one day, so records stamped slightly in the future by skewed clocks are found).
-fn time_range(from: Option<&str>, to: Option<&str>, now: DateTime<Utc>) -> Result<(DateTime<Utc>, DateTime<Utc>), QueryError> {
+fn time_range(
+    from: Option<&str>,
+    to: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>), QueryError> {
     let from = parse_time(from.unwrap_or(DEFAULT_LOOKBACK), now, "from")?;
     let to = match to {
         Some(text) => parse_time(text, now, "to")?,
@@ -170,7 +181,11 @@ impl SearchService {
     }
 
     /// Run a search for `tenant`. The tenant comes from the authenticated principal.
-    pub async fn search(&self, tenant: TenantId, params: &SearchParams) -> Result<SearchResponse, QueryError> {
+    pub async fn search(
+        &self,
+        tenant: TenantId,
+        params: &SearchParams,
+    ) -> Result<SearchResponse, QueryError> {
         let started = Instant::now();
         let now = Utc::now();
         let (from, to) = time_range(params.from.as_deref(), params.to.as_deref(), now)?;
@@ -232,16 +247,29 @@ impl SearchService {
     }
 
     /// Counts per equal-width time bucket for the same query language.
-    pub async fn histogram(&self, tenant: TenantId, params: &HistogramParams) -> Result<HistogramResponse, QueryError> {
+    pub async fn histogram(
+        &self,
+        tenant: TenantId,
+        params: &HistogramParams,
+    ) -> Result<HistogramResponse, QueryError> {
         let started = Instant::now();
         let now = Utc::now();
-        let from = parse_time(params.from.as_deref().unwrap_or(DEFAULT_LOOKBACK), now, "from")?;
+        let from = parse_time(
+            params.from.as_deref().unwrap_or(DEFAULT_LOOKBACK),
+            now,
+            "from",
+        )?;
         let to = match params.to.as_deref() {
             Some(text) => parse_time(text, now, "to")?,
             None => now,
         };
         let (from, to) = time_range(Some(&rfc3339(&from)), Some(&rfc3339(&to)), now)?;
-        let buckets = parse_count(params.buckets.as_deref(), "buckets", DEFAULT_BUCKETS, MAX_BUCKETS)?;
+        let buckets = parse_count(
+            params.buckets.as_deref(),
+            "buckets",
+            DEFAULT_BUCKETS,
+            MAX_BUCKETS,
+        )?;
         let query = self.compile(params.q.as_deref())?;
         let range = TimeRangeMicros {
             from: from.timestamp_micros(),
@@ -283,7 +311,10 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_garbage() {
-        let c = SearchCursor { time: 1_700_000_000_000_000, seq: 42 };
+        let c = SearchCursor {
+            time: 1_700_000_000_000_000,
+            seq: 42,
+        };
         assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
         let err = decode_cursor("!!").unwrap_err().to_string();
         assert!(err.contains("cursor"), "{err}");
@@ -292,7 +323,12 @@ mod tests {
     #[test]
     fn limits_are_validated() {
         assert_eq!(parse_count(None, "limit", 100, 1000).unwrap(), 100);
-        assert!(parse_count(Some("0"), "limit", 100, 1000).unwrap_err().to_string().contains("limit"));
+        assert!(
+            parse_count(Some("0"), "limit", 100, 1000)
+                .unwrap_err()
+                .to_string()
+                .contains("limit")
+        );
         assert!(parse_count(Some("abc"), "limit", 100, 1000).is_err());
         assert!(parse_count(Some("1001"), "limit", 100, 1000).is_err());
     }
@@ -300,7 +336,9 @@ mod tests {
     #[test]
     fn from_after_to_is_rejected() {
         let now = Utc::now();
-        let err = time_range(Some("now"), Some("now-1h"), now).unwrap_err().to_string();
+        let err = time_range(Some("now"), Some("now-1h"), now)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("from"), "{err}");
     }
 }

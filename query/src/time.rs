@@ -5,7 +5,11 @@ use chrono::{DateTime, Duration, Utc};
 use crate::QueryError;
 
 /// Parse a time parameter. `field` names the parameter in errors.
-pub fn parse_time(text: &str, now: DateTime<Utc>, field: &'static str) -> Result<DateTime<Utc>, QueryError> {
+pub fn parse_time(
+    text: &str,
+    now: DateTime<Utc>,
+    field: &'static str,
+) -> Result<DateTime<Utc>, QueryError> {
     let text = text.trim();
     let invalid = |message: String| QueryError::InvalidParam { field, message };
     if let Some(rest) = text.strip_prefix("now") {
@@ -15,14 +19,22 @@ pub fn parse_time(text: &str, now: DateTime<Utc>, field: &'static str) -> Result
         let (sign, amount) = match rest.as_bytes()[0] {
             b'-' => (-1, &rest[1..]),
             b'+' => (1, &rest[1..]),
-            _ => return Err(invalid(format!("{text:?}: expected now, now-<n><unit> or now+<n><unit>"))),
+            _ => {
+                return Err(invalid(format!(
+                    "{text:?}: expected now, now-<n><unit> or now+<n><unit>"
+                )));
+            }
         };
         let duration = parse_duration(amount).map_err(|m| invalid(format!("{text:?}: {m}")))?;
         return Ok(now + duration * sign);
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|err| invalid(format!("{text:?} is neither RFC 3339 nor relative (now-15m): {err}")))
+        .map_err(|err| {
+            invalid(format!(
+                "{text:?} is neither RFC 3339 nor relative (now-15m): {err}"
+            ))
+        })
 }
 
 /// Parse `<n><unit>` with unit s, m, h, d or w (e.g. `15m`, `2h`, `7d`).
@@ -54,16 +66,31 @@ mod tests {
 
     #[test]
     fn relative_and_absolute() {
-        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z").unwrap().with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
         assert_eq!(parse_time("now", now, "from").unwrap(), now);
-        assert_eq!(parse_time("now-15m", now, "from").unwrap(), now - Duration::minutes(15));
-        assert_eq!(parse_time("now+1h", now, "to").unwrap(), now + Duration::hours(1));
+        assert_eq!(
+            parse_time("now-15m", now, "from").unwrap(),
+            now - Duration::minutes(15)
+        );
+        assert_eq!(
+            parse_time("now+1h", now, "to").unwrap(),
+            now + Duration::hours(1)
+        );
         assert_eq!(
             parse_time("2026-11-26T10:00:00+01:00", now, "from").unwrap(),
             now - Duration::hours(3)
         );
-        let err = parse_time("yesterday", now, "from").unwrap_err().to_string();
+        let err = parse_time("yesterday", now, "from")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("from") && err.contains("yesterday"), "{err}");
-        assert!(parse_time("now-15x", now, "to").unwrap_err().to_string().contains("unit"));
+        assert!(
+            parse_time("now-15x", now, "to")
+                .unwrap_err()
+                .to_string()
+                .contains("unit")
+        );
     }
 }

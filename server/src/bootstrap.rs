@@ -36,15 +36,22 @@ pub async fn ensure(access: &AccessStore, data_dir: &Path) -> anyhow::Result<Opt
         move || model::password::hash(&password)
     })
     .await?;
-    match access.create_user(tenant.id, ADMIN_USER, &hash, Role::Admin, true).await {
+    match access
+        .create_user(tenant.id, ADMIN_USER, &hash, Role::Admin, true)
+        .await
+    {
         Ok(_) => {}
         // Another replica is bootstrapping concurrently; let it finish.
         Err(StorageError::Conflict(_)) => return Ok(None),
         Err(err) => return Err(err.into()),
     }
     let expires = Some(Utc::now() + Duration::days(DEFAULT_TOKEN_DAYS));
-    let (_, ingest_token) = access.mint_token(tenant.id, Scope::Ingest, "initial ingest", expires).await?;
-    let (_, api_token) = access.mint_token(tenant.id, Scope::Admin, "initial api", expires).await?;
+    let (_, ingest_token) = access
+        .mint_token(tenant.id, Scope::Ingest, "initial ingest", expires)
+        .await?;
+    let (_, api_token) = access
+        .mint_token(tenant.id, Scope::Admin, "initial api", expires)
+        .await?;
 
     std::fs::create_dir_all(data_dir)?;
     let path = data_dir.join(CREDENTIALS_FILE);

@@ -82,7 +82,9 @@ pub async fn token(settings: &Settings, cmd: TokenCommand) -> anyhow::Result<()>
         no_expiry,
     } = cmd;
     if !no_expiry && expires_in_days <= 0 {
-        bail!("--expires-in-days must be positive (use --no-expiry for a token that never expires)");
+        bail!(
+            "--expires-in-days must be positive (use --no-expiry for a token that never expires)"
+        );
     }
     let token = with_access(settings, async |access| {
         let tenant = access.tenant_by_name(&tenant).await?;
@@ -104,7 +106,12 @@ pub async fn tenant(settings: &Settings, cmd: TenantCommand) -> anyhow::Result<(
             }
             TenantCommand::List => {
                 for tenant in access.list_tenants().await? {
-                    println!("{}\t{}\t{}", tenant.name, tenant.id, tenant.created_at.to_rfc3339());
+                    println!(
+                        "{}\t{}\t{}",
+                        tenant.name,
+                        tenant.id,
+                        tenant.created_at.to_rfc3339()
+                    );
                 }
             }
         }
@@ -118,7 +125,10 @@ pub async fn reindex(settings: &Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let lock = std::fs::File::create(settings.data_dir.join("palisade.lock"))?;
     if lock.try_lock().is_err() {
-        bail!("a palisade server is running on {}; stop it before reindexing", settings.data_dir.display());
+        bail!(
+            "a palisade server is running on {}; stop it before reindexing",
+            settings.data_dir.display()
+        );
     }
     let database = open(settings).await?;
     let result = rebuild(settings, &database).await;
@@ -153,6 +163,9 @@ async fn rebuild(settings: &Settings, database: &Database) -> anyhow::Result<()>
     }
     index.commit(last)?;
     bar.finish();
-    eprintln!("palisade: index rebuilt: {} records up to sequence {last}", index.num_docs());
+    eprintln!(
+        "palisade: index rebuilt: {} records up to sequence {last}",
+        index.num_docs()
+    );
     Ok(())
 }

@@ -25,7 +25,12 @@ pub struct GlobalArgs {
     #[arg(long, env = "PALISADE_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// PostgreSQL URL; without one, an embedded cluster in the data dir is used.
-    #[arg(long, env = "PALISADE_DATABASE_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "PALISADE_DATABASE_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
     /// Log output format [default: text]
     #[arg(long, env = "PALISADE_LOG_FORMAT", global = true, value_enum)]
@@ -96,8 +101,15 @@ impl Settings {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            database_url: global.database_url.clone().or(file.database_url).filter(|u| !u.is_empty()),
-            log_format: global.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            database_url: global
+                .database_url
+                .clone()
+                .or(file.database_url)
+                .filter(|u| !u.is_empty()),
+            log_format: global
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
             http_addr: serve
                 .http_addr
                 .or(file.http_addr)
@@ -124,7 +136,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("palisade-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
-        std::fs::write(&path, "http_addr = \"127.0.0.1:9000\"\nretention_days = 7\ndata_dir = \"/x\"\n").unwrap();
+        std::fs::write(
+            &path,
+            "http_addr = \"127.0.0.1:9000\"\nretention_days = 7\ndata_dir = \"/x\"\n",
+        )
+        .unwrap();
         let global = GlobalArgs {
             config: Some(path.clone()),
             data_dir: Some("/flag".into()),

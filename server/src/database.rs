@@ -81,10 +81,14 @@ pub async fn token_key(data_dir: &Path, access_db: &Db) -> anyhow::Result<TokenK
     let key = if path.exists() {
         let meta = std::fs::metadata(&path)?;
         if meta.permissions().mode() & 0o077 != 0 {
-            bail!("{} must not be readable by group or others (chmod 600)", path.display());
+            bail!(
+                "{} must not be readable by group or others (chmod 600)",
+                path.display()
+            );
         }
         let text = std::fs::read_to_string(&path)?;
-        TokenKey::from_hex(&text).with_context(|| format!("{} is not a 64-hex-digit key", path.display()))?
+        TokenKey::from_hex(&text)
+            .with_context(|| format!("{} is not a 64-hex-digit key", path.display()))?
     } else {
         if recorded.is_some() {
             bail!(
@@ -113,7 +117,9 @@ pub async fn token_key(data_dir: &Path, access_db: &Db) -> anyhow::Result<TokenK
         ),
         Some(_) => {}
         None => {
-            probe.set_setting_once(FINGERPRINT_SETTING, &fingerprint).await?;
+            probe
+                .set_setting_once(FINGERPRINT_SETTING, &fingerprint)
+                .await?;
         }
     }
     Ok(key)

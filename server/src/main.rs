@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use crate::config::{GlobalArgs, LogFormat, ServeArgs, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "palisade", version, about = "Security observability backend for Kubernetes")]
+#[command(
+    name = "palisade",
+    version,
+    about = "Security observability backend for Kubernetes"
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -39,7 +43,9 @@ fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tantivy=warn,sqlx=warn,h2=warn,tower=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),

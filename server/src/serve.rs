@@ -54,7 +54,10 @@ async fn migrate_with_retry(db: &storage::Db) -> anyhow::Result<()> {
     loop {
         match db.migrate().await {
             Ok(()) => return Ok(()),
-            Err(err) if err.kind() == model::ErrorKind::Unavailable && tokio::time::Instant::now() < deadline => {
+            Err(err)
+                if err.kind() == model::ErrorKind::Unavailable
+                    && tokio::time::Instant::now() < deadline =>
+            {
                 tracing::warn!(error = %err, "database not reachable yet; retrying migrations");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
@@ -109,7 +112,11 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     if index.checkpoint() > max_seq {
         // The index claims records the database does not have (restored or replaced
         // database): it cannot be trusted. Rebuild it from Postgres.
-        tracing::warn!(checkpoint = index.checkpoint(), max_seq, "index is ahead of the database; rebuilding");
+        tracing::warn!(
+            checkpoint = index.checkpoint(),
+            max_seq,
+            "index is ahead of the database; rebuilding"
+        );
         drop(index);
         std::fs::remove_dir_all(&index_dir)?;
         index = LogIndex::open_or_create(&index_dir, &IndexConfig::default())?;
@@ -169,7 +176,8 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     };
     let api = axum::serve(
         api_listener,
-        web::api_router(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        web::api_router(state.clone())
+            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(stop(shutdown_rx.clone()));
     let otlp_http = axum::serve(otlp_http_listener, web::otlp_router(state.clone()))
@@ -184,7 +192,9 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     println!("palisade: API and UI listening on http://{api_addr}");
     println!("palisade: OTLP/HTTP listening on http://{otlp_http_addr}");
     println!("palisade: OTLP/gRPC listening on {grpc_addr}");
-    println!("palisade: ready to serve (api={api_addr} otlp_http={otlp_http_addr} otlp_grpc={grpc_addr})");
+    println!(
+        "palisade: ready to serve (api={api_addr} otlp_http={otlp_http_addr} otlp_grpc={grpc_addr})"
+    );
     tracing::info!(%api_addr, %otlp_http_addr, %grpc_addr, "palisade started");
 
     let servers = tokio::spawn(async move {
@@ -227,16 +237,23 @@ async fn retention_loop(
     loop {
         let now = Utc::now();
         let today = now.date_naive();
-        if let Err(err) = logs.ensure_partitions([today, today + chrono::Duration::days(1)]).await {
+        if let Err(err) = logs
+            .ensure_partitions([today, today + chrono::Duration::days(1)])
+            .await
+        {
             tracing::warn!(error = %err, "cannot pre-create partitions");
         }
         let cutoff = now - retention;
         match logs.drop_partitions_before(cutoff).await {
             Ok(dropped) if !dropped.is_empty() => {
-                tracing::info!(partitions = dropped.len(), "retention dropped expired partitions");
-                indexer
-                    .delete_before
-                    .store(cutoff.timestamp_micros(), std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    partitions = dropped.len(),
+                    "retention dropped expired partitions"
+                );
+                indexer.delete_before.store(
+                    cutoff.timestamp_micros(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
             }
             Ok(_) => {}
             Err(err) => tracing::warn!(error = %err, "retention run failed"),

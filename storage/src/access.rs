@@ -21,7 +21,10 @@ use crate::{Db, Result, StorageError};
 /// The token of a `Bearer` authorization value (scheme case-insensitive).
 pub fn bearer_token(header: &str) -> Option<&str> {
     let (scheme, token) = header.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -131,7 +134,13 @@ impl AccessStore {
     ) -> Result<(Uuid, String)> {
         let token = model::token::generate();
         let id = self
-            .create_token(tenant, scope, name, &self.token_key.hash(&token), expires_at)
+            .create_token(
+                tenant,
+                scope,
+                name,
+                &self.token_key.hash(&token),
+                expires_at,
+            )
             .await?;
         Ok((id, token))
     }
@@ -280,11 +289,13 @@ impl AccessStore {
 
     /// Record that a token was used (time and source address).
     pub async fn touch_token(&self, token_id: Uuid, addr: Option<&str>) -> Result<()> {
-        sqlx::query("UPDATE api_tokens SET last_used_at = now(), last_used_addr = $2 WHERE id = $1")
-            .bind(token_id)
-            .bind(addr)
-            .execute(&self.db.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = now(), last_used_addr = $2 WHERE id = $1",
+        )
+        .bind(token_id)
+        .bind(addr)
+        .execute(&self.db.pool)
+        .await?;
         Ok(())
     }
 

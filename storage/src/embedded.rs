@@ -276,11 +276,13 @@ impl EmbeddedPostgres {
     /// Create the `palisade` database when missing.
     pub async fn ensure_database(&self) -> Result<()> {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect_with(&self.connect_options(SUPERUSER_DB)).await?;
-        let exists: Option<i32> = sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
-            .bind(DATABASE)
-            .fetch_optional(&mut conn)
-            .await?;
+        let mut conn =
+            sqlx::PgConnection::connect_with(&self.connect_options(SUPERUSER_DB)).await?;
+        let exists: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM pg_database WHERE datname = $1")
+                .bind(DATABASE)
+                .fetch_optional(&mut conn)
+                .await?;
         if exists.is_none() {
             sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {DATABASE}")))
                 .execute(&mut conn)

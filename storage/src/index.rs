@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
-    Field, FAST, INDEXED, IndexRecordOption, JsonObjectOptions, STRING, Schema, TEXT,
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STRING, Schema, TEXT,
     TextFieldIndexing,
 };
 use tantivy::{
@@ -138,9 +138,9 @@ impl LogIndex {
     pub fn open_or_create(dir: &Path, config: &IndexConfig) -> Result<LogIndex> {
         let (schema, fields) = build_schema();
         std::fs::create_dir_all(dir)?;
-        let opened = Index::open_in_dir(dir)
-            .ok()
-            .filter(|index| Self::read_payload(index).is_some_and(|p| p.schema_version == SCHEMA_VERSION));
+        let opened = Index::open_in_dir(dir).ok().filter(|index| {
+            Self::read_payload(index).is_some_and(|p| p.schema_version == SCHEMA_VERSION)
+        });
         let index = match opened {
             Some(index) => index,
             None => {
@@ -152,7 +152,8 @@ impl LogIndex {
                 Index::create_in_dir(dir, schema)?
             }
         };
-        let writer = index.writer_with_num_threads(config.writer_threads, config.writer_heap_bytes)?;
+        let writer =
+            index.writer_with_num_threads(config.writer_threads, config.writer_heap_bytes)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -194,8 +195,14 @@ impl LogIndex {
         doc.add_i64(f.severity_number, i64::from(r.severity_number));
         doc.add_text(f.severity_text, &r.severity_text);
         doc.add_text(f.body, &r.body);
-        doc.add_field_value(f.attributes, &tantivy::schema::OwnedValue::from(r.attributes.clone()));
-        doc.add_field_value(f.resource, &tantivy::schema::OwnedValue::from(r.resource.clone()));
+        doc.add_field_value(
+            f.attributes,
+            &tantivy::schema::OwnedValue::from(r.attributes.clone()),
+        );
+        doc.add_field_value(
+            f.resource,
+            &tantivy::schema::OwnedValue::from(r.resource.clone()),
+        );
         if !r.scope_name.is_empty() {
             doc.add_text(f.scope_name, &r.scope_name);
         }
@@ -251,7 +258,12 @@ impl LogIndex {
         self.reader.searcher().num_docs()
     }
 
-    fn scoped(&self, tenant: TenantId, query: Box<dyn Query>, range: TimeRangeMicros) -> BooleanQuery {
+    fn scoped(
+        &self,
+        tenant: TenantId,
+        query: Box<dyn Query>,
+        range: TimeRangeMicros,
+    ) -> BooleanQuery {
         let tenant_term = TermQuery::new(
             Term::from_field_text(self.fields.tenant, &tenant.to_string()),
             IndexRecordOption::Basic,
@@ -382,7 +394,11 @@ impl Collector for HistogramCollector {
     type Fruit = Vec<u64>;
     type Child = HistogramSegment;
 
-    fn for_segment(&self, _ord: SegmentOrdinal, segment: &SegmentReader) -> tantivy::Result<HistogramSegment> {
+    fn for_segment(
+        &self,
+        _ord: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<HistogramSegment> {
         Ok(HistogramSegment {
             from: self.from,
             width: self.width,

@@ -66,7 +66,10 @@ pub async fn run(
                 uncommitted += batch.len();
                 let index2 = index.clone();
                 let added = tokio::task::spawn_blocking(move || index2.add(&batch)).await;
-                if let Err(err) = added.map_err(|e| e.to_string()).and_then(|r| r.map_err(|e| e.to_string())) {
+                if let Err(err) = added
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                {
                     tracing::error!(error = %err, "indexing failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
@@ -88,11 +91,9 @@ pub async fn run(
                 mark_caught_up(&status, last);
             }
             Ok(_) => {
-                if uncommitted > 0 {
-                    if commit(&index, last).await.is_ok() {
-                        uncommitted = 0;
-                        status.indexed_seq.store(last, Ordering::Relaxed);
-                    }
+                if uncommitted > 0 && commit(&index, last).await.is_ok() {
+                    uncommitted = 0;
+                    status.indexed_seq.store(last, Ordering::Relaxed);
                 }
                 mark_caught_up(&status, last);
             }

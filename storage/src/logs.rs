@@ -40,7 +40,12 @@ const COLUMNS: &str = "tenant_id, time, observed_time, severity_number, severity
                        attributes, resource, scope_name, scope_version, trace_id, span_id, flags";
 
 fn partition_name(day: NaiveDate) -> String {
-    format!("log_records_p{:04}{:02}{:02}", day.year(), day.month(), day.day())
+    format!(
+        "log_records_p{:04}{:02}{:02}",
+        day.year(),
+        day.month(),
+        day.day()
+    )
 }
 
 fn parse_partition_name(name: &str) -> Option<NaiveDate> {
@@ -164,8 +169,12 @@ impl LogStore {
     /// ingest transaction so it never holds the parent's lock across a COPY.
     pub async fn ensure_partitions(&self, days: impl IntoIterator<Item = NaiveDate>) -> Result<()> {
         let missing: Vec<NaiveDate> = {
-            let known = self.known_partitions.lock().expect("partition cache poisoned");
-            let mut days: Vec<NaiveDate> = days.into_iter().filter(|d| !known.contains(d)).collect();
+            let known = self
+                .known_partitions
+                .lock()
+                .expect("partition cache poisoned");
+            let mut days: Vec<NaiveDate> =
+                days.into_iter().filter(|d| !known.contains(d)).collect();
             days.sort();
             days.dedup();
             days
@@ -179,7 +188,10 @@ impl LogStore {
                 day,
                 next
             );
-            match sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&self.db.pool).await {
+            match sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&self.db.pool)
+                .await
+            {
                 Ok(_) => {}
                 // Two writers racing to create the same partition: the loser sees a
                 // duplicate (42P07) or unique violation on the catalogue; both are fine.
@@ -251,10 +263,7 @@ impl LogStore {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let (from, to) = time_range.unwrap_or((
-            DateTime::<Utc>::MIN_UTC,
-            DateTime::<Utc>::MAX_UTC,
-        ));
+        let (from, to) = time_range.unwrap_or((DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC));
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT seq, {COLUMNS} FROM log_records \
              WHERE tenant_id = $1 AND seq = ANY($2) AND time >= $3 AND time <= $4"
@@ -311,9 +320,12 @@ impl LogStore {
                 continue;
             };
             if day_start(day + Duration::days(1)) <= cutoff {
-                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {}", partition_name(day))))
-                    .execute(&self.db.pool)
-                    .await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP TABLE IF EXISTS {}",
+                    partition_name(day)
+                )))
+                .execute(&self.db.pool)
+                .await?;
                 self.known_partitions
                     .lock()
                     .expect("partition cache poisoned")

@@ -55,21 +55,19 @@ impl Db {
 
     /// Apply pending migrations.
     pub async fn migrate(&self) -> Result<()> {
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|err| match err {
-                sqlx::migrate::MigrateError::Execute(inner) => crate::StorageError::from(inner),
-                other => crate::StorageError::Internal(format!("migration failed: {other}")),
-            })
+        MIGRATOR.run(&self.pool).await.map_err(|err| match err {
+            sqlx::migrate::MigrateError::Execute(inner) => crate::StorageError::from(inner),
+            other => crate::StorageError::Internal(format!("migration failed: {other}")),
+        })
     }
 
     /// Whether every embedded migration has been applied.
     pub async fn migrations_applied(&self) -> Result<bool> {
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-                .fetch_all(&self.pool)
-                .await?;
+        let applied: Vec<i64> = sqlx::query_scalar(
+            "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(MIGRATOR
             .iter()
             .filter(|m| m.migration_type.is_up_migration())

@@ -21,11 +21,25 @@ pub mod otlp;
 
 /// The workspace root (this crate lives in `<root>/tests`).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
-/// The `palisade` binary under test: `PALISADE_BIN` or `target/debug/palisade`.
+static BIN_OVERRIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Use another `palisade` binary (the benchmark measures the release build).
+pub fn set_palisade_bin(path: PathBuf) {
+    let _ = BIN_OVERRIDE.set(path);
+}
+
+/// The `palisade` binary under test: [`set_palisade_bin`], `PALISADE_BIN`, or
+/// `target/debug/palisade`.
 pub fn palisade_bin() -> PathBuf {
+    if let Some(path) = BIN_OVERRIDE.get() {
+        return path.clone();
+    }
     if let Ok(path) = std::env::var("PALISADE_BIN") {
         return PathBuf::from(path);
     }
@@ -127,12 +141,23 @@ impl TestServer {
     }
 
     /// Start a server on an existing data dir. `database_url = None` = embedded.
-    pub async fn start(data_dir: &Path, database_url: Option<String>, extra: &[&str]) -> anyhow::Result<TestServer> {
+    pub async fn start(
+        data_dir: &Path,
+        database_url: Option<String>,
+        extra: &[&str],
+    ) -> anyhow::Result<TestServer> {
         let mut cmd = Command::new(palisade_bin());
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--http-addr", "127.0.0.1:0", "--otlp-http-addr", "127.0.0.1:0", "--otlp-grpc-addr", "127.0.0.1:0"])
+            .args([
+                "--http-addr",
+                "127.0.0.1:0",
+                "--otlp-http-addr",
+                "127.0.0.1:0",
+                "--otlp-grpc-addr",
+                "127.0.0.1:0",
+            ])
             .args(extra)
             .env_remove("PALISADE_DATABASE_URL")
             .env("RUST_LOG", "info,tantivy=warn,sqlx=warn")
@@ -167,7 +192,10 @@ impl TestServer {
                 Ok(_) => continue,
                 Err(_) => {
                     let _ = child.kill();
-                    bail!("palisade did not report ready within 90 s (status {:?})", child.try_wait());
+                    bail!(
+                        "palisade did not report ready within 90 s (status {:?})",
+                        child.try_wait()
+                    );
                 }
             }
         };
@@ -181,7 +209,7 @@ impl TestServer {
         let creds_path = data_dir.join("initial-credentials.json");
         let creds: Value = serde_json::from_str(&std::fs::read_to_string(&creds_path)?)?;
         let get = |k: &str| creds[k].as_str().unwrap_or_default().to_string();
-        Ok(TestServer {
+        let server = TestServer {
             child: Some(child),
             data_dir: data_dir.to_path_buf(),
             database_url,
@@ -197,7 +225,24 @@ impl TestServer {
             http: reqwest::Client::new(),
             stdout_lines: rx,
             _owned_dir: None,
-        })
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    /// Poll `/readyz` until it answers 200, as an orchestrator would.
+    pub async fn wait_ready(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.get_api("/readyz", &[], None).await;
+            if status == 200 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("palisade not ready after 60 s: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -212,7 +257,10 @@ impl TestServer {
     /// SIGTERM and wait for a clean exit. Returns the exit status.
     pub fn stop(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         let mut child = self.child.take().context("not running")?;
-        Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait()? {
@@ -236,7 +284,8 @@ impl TestServer {
 
     /// Peak and current resident memory of the server, in KiB (VmHWM, VmRSS).
     pub fn memory_kib(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         let read = |key: &str| {
             status
                 .lines()
@@ -250,7 +299,10 @@ impl TestServer {
 
     pub fn run_cli(&self, args: &[&str]) -> anyhow::Result<std::process::Output> {
         let mut cmd = Command::new(palisade_bin());
-        cmd.args(args).arg("--data-dir").arg(&self.data_dir).env_remove("PALISADE_DATABASE_URL");
+        cmd.args(args)
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("PALISADE_DATABASE_URL");
         if let Some(url) = &self.database_url {
             cmd.arg("--database-url").arg(url);
         }
@@ -281,21 +333,38 @@ impl TestServer {
 
     pub async fn post_json(&self, request: &ExportLogsServiceRequest) -> reqwest::Response {
         let body = serde_json::to_vec(request).expect("serialise");
-        self.post_logs(body, "application/json", None, Some(&self.creds.ingest_token)).await
+        self.post_logs(
+            body,
+            "application/json",
+            None,
+            Some(&self.creds.ingest_token),
+        )
+        .await
     }
 
     pub async fn post_protobuf(&self, request: &ExportLogsServiceRequest) -> reqwest::Response {
         use prost::Message;
-        self.post_logs(request.encode_to_vec(), "application/x-protobuf", None, Some(&self.creds.ingest_token))
-            .await
+        self.post_logs(
+            request.encode_to_vec(),
+            "application/x-protobuf",
+            None,
+            Some(&self.creds.ingest_token),
+        )
+        .await
     }
 
     /// GET /api/v1/search with the API token. Returns (status, JSON body).
     pub async fn search(&self, params: &[(&str, &str)]) -> (u16, Value) {
-        self.get_api("/api/v1/search", params, Some(&self.creds.api_token)).await
+        self.get_api("/api/v1/search", params, Some(&self.creds.api_token))
+            .await
     }
 
-    pub async fn get_api(&self, path: &str, params: &[(&str, &str)], token: Option<&str>) -> (u16, Value) {
+    pub async fn get_api(
+        &self,
+        path: &str,
+        params: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> (u16, Value) {
         let mut req = self.http.get(format!("{}{path}", self.api)).query(params);
         if let Some(token) = token {
             req = req.bearer_auth(token);
@@ -303,14 +372,19 @@ impl TestServer {
         let resp = req.send().await.expect("request reaches the server");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     /// Poll search until `q` has `expected` hits in total (or 10 s pass).
     pub async fn wait_for_total(&self, q: &str, expected: u64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let (status, body) = self.search(&[("q", q), ("from", "now-30d"), ("limit", "1000")]).await;
+            let (status, body) = self
+                .search(&[("q", q), ("from", "now-30d"), ("limit", "1000")])
+                .await;
             if status == 200 && body["total"].as_u64() == Some(expected) {
                 return body;
             }
@@ -325,7 +399,9 @@ impl TestServer {
     pub async fn stored_count(&self) -> i64 {
         use sqlx::Connection;
         let url = self.database_url.as_ref().expect("test database url");
-        let mut conn = sqlx::PgConnection::connect(url).await.expect("connect to test db");
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("connect to test db");
         sqlx::query_scalar("SELECT count(*) FROM log_records")
             .fetch_one(&mut conn)
             .await
@@ -346,7 +422,11 @@ pub struct PrivateCluster {
     dir: TempDir,
     pub port: u16,
     bin: PathBuf,
+    settings: String,
 }
+
+/// Settings for throwaway test clusters: durability off, it is never needed there.
+pub const TEST_CLUSTER_SETTINGS: &str = "-c fsync=off -c max_connections=50";
 
 fn pg_bin() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
@@ -367,8 +447,17 @@ fn as_postgres(program: &Path) -> Command {
 
 impl PrivateCluster {
     pub fn start() -> anyhow::Result<PrivateCluster> {
+        Self::start_with(TEST_CLUSTER_SETTINGS)
+    }
+
+    /// Start with explicit server settings (`-c name=value ...`), e.g. durable ones
+    /// for benchmarks.
+    pub fn start_with(settings: &str) -> anyhow::Result<PrivateCluster> {
         let dir = TempDir::new("palisade-pgtest");
-        Command::new("chown").args(["postgres:postgres"]).arg(&dir.0).status()?;
+        Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&dir.0)
+            .status()?;
         let bin = pg_bin();
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
@@ -376,31 +465,51 @@ impl PrivateCluster {
         let out = as_postgres(&bin.join("initdb"))
             .arg("-D")
             .arg(dir.0.join("data"))
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+            ])
             .output()?;
         if !out.status.success() {
             bail!("initdb failed: {}", String::from_utf8_lossy(&out.stderr));
         }
-        let cluster = PrivateCluster { dir, port, bin };
+        let cluster = PrivateCluster {
+            dir,
+            port,
+            bin,
+            settings: settings.to_string(),
+        };
         cluster.pg_ctl("start")?;
         Ok(cluster)
     }
 
     fn pg_ctl(&self, action: &str) -> anyhow::Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 {}",
             self.port,
-            self.dir.0.display()
+            self.dir.0.display(),
+            self.settings
         );
         let mut cmd = as_postgres(&self.bin.join("pg_ctl"));
-        cmd.arg("-D").arg(self.dir.0.join("data")).arg("-l").arg(self.dir.0.join("log")).arg("-w");
+        cmd.arg("-D")
+            .arg(self.dir.0.join("data"))
+            .arg("-l")
+            .arg(self.dir.0.join("log"))
+            .arg("-w");
         match action {
             "start" => cmd.args(["-o", &options, "start"]),
             _ => cmd.args(["-m", "fast", "stop"]),
         };
         let out = cmd.output()?;
         if !out.status.success() {
-            bail!("pg_ctl {action} failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "pg_ctl {action} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     }
@@ -413,6 +522,11 @@ impl PrivateCluster {
         self.pg_ctl("start")
     }
 
+    /// Bytes used by the cluster's data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
@@ -420,7 +534,9 @@ impl PrivateCluster {
     pub async fn create_database(&self, name: &str) -> anyhow::Result<String> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.url("postgres")).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
         conn.close().await?;
         Ok(self.url(name))
     }

@@ -6,15 +6,23 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 pub fn string(s: &str) -> AnyValue {
-    AnyValue { value: Some(any_value::Value::StringValue(s.to_string())) }
+    AnyValue {
+        value: Some(any_value::Value::StringValue(s.to_string())),
+    }
 }
 
 pub fn int(i: i64) -> AnyValue {
-    AnyValue { value: Some(any_value::Value::IntValue(i)) }
+    AnyValue {
+        value: Some(any_value::Value::IntValue(i)),
+    }
 }
 
 pub fn kv(key: &str, value: AnyValue) -> KeyValue {
-    KeyValue { key: key.to_string(), value: Some(value), ..Default::default() }
+    KeyValue {
+        key: key.to_string(),
+        value: Some(value),
+        ..Default::default()
+    }
 }
 
 pub fn now_nanos() -> u64 {

@@ -11,15 +11,26 @@ use storage::access::TokenGrant;
 use crate::{ApiError, AppState};
 
 /// Authenticate the bearer token and check it grants `needed`.
-pub async fn require(state: &AppState, headers: &HeaderMap, needed: Scope) -> Result<TokenGrant, ApiError> {
+pub async fn require(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Scope,
+) -> Result<TokenGrant, ApiError> {
     let header = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let grant = state.access.authenticate(header).await?.ok_or_else(ApiError::unauthenticated)?;
+    let grant = state
+        .access
+        .authenticate(header)
+        .await?
+        .ok_or_else(ApiError::unauthenticated)?;
     if !grant.scope.allows(needed) {
         return Err(ApiError::new(
             ErrorKind::PermissionDenied,
-            format!("this token has scope {}; this endpoint needs {}", grant.scope, needed),
+            format!(
+                "this token has scope {}; this endpoint needs {}",
+                grant.scope, needed
+            ),
         ));
     }
     Ok(grant)
@@ -72,7 +83,9 @@ pub async fn histogram(
         to: p.to,
         buckets: p.buckets,
     };
-    Ok(Json(state.search.histogram(grant.tenant_id, &params).await?))
+    Ok(Json(
+        state.search.histogram(grant.tenant_id, &params).await?,
+    ))
 }
 
 pub async fn not_found() -> ApiError {

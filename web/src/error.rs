@@ -29,13 +29,17 @@ impl ApiError {
     }
 
     pub fn unauthenticated() -> ApiError {
-        ApiError::new(ErrorKind::Unauthenticated, "missing or invalid bearer token")
+        ApiError::new(
+            ErrorKind::Unauthenticated,
+            "missing or invalid bearer token",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.kind.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = if status.is_server_error() && self.kind == ErrorKind::Internal {
             tracing::error!(error = %self.message, "internal error");
             "internal error".to_string()

@@ -34,11 +34,23 @@ impl Gauges {
                 "palisade_index_lag_records",
                 "Committed log records not yet searchable (committed seq - indexed seq)",
             )?,
-            indexed_seq: gauge("palisade_index_checkpoint_seq", "Highest sequence id searchable")?,
-            committed_seq: gauge("palisade_ingest_committed_seq", "Highest sequence id committed by this process")?,
+            indexed_seq: gauge(
+                "palisade_index_checkpoint_seq",
+                "Highest sequence id searchable",
+            )?,
+            committed_seq: gauge(
+                "palisade_ingest_committed_seq",
+                "Highest sequence id committed by this process",
+            )?,
             index_docs: gauge("palisade_index_documents", "Documents in the search index")?,
-            pool_size: gauge("palisade_db_pool_connections", "Open Postgres connections in the pool")?,
-            pool_idle: gauge("palisade_db_pool_idle_connections", "Idle Postgres connections in the pool")?,
+            pool_size: gauge(
+                "palisade_db_pool_connections",
+                "Open Postgres connections in the pool",
+            )?,
+            pool_idle: gauge(
+                "palisade_db_pool_idle_connections",
+                "Idle Postgres connections in the pool",
+            )?,
         })
     }
 }
@@ -54,7 +66,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     let migrations = state.migrated.load(Ordering::Relaxed);
     let index = state.indexer.caught_up.load(Ordering::Relaxed);
     let ready = database && migrations && index;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {"database": database, "migrations": migrations, "index_caught_up": index},
@@ -84,7 +100,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         buffer,
     )
         .into_response()

@@ -17,11 +17,15 @@ use ingest::{IngestError, MAX_BODY_BYTES};
 
 use crate::AppState;
 
-fn header_str<'a>(headers: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-pub async fn export_logs(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn export_logs(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
     let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE));
     let result = handle(&state, &headers, format.as_ref().ok().copied(), body).await;
@@ -45,7 +49,9 @@ async fn handle(
     format: Option<Format>,
     body: Body,
 ) -> Result<Vec<u8>, IngestError> {
-    let grant = ingest::authenticate_ingest(&state.access, header_str(headers, header::AUTHORIZATION)).await?;
+    let grant =
+        ingest::authenticate_ingest(&state.access, header_str(headers, header::AUTHORIZATION))
+            .await?;
     let format = match format {
         Some(f) => f,
         None => Format::from_content_type(header_str(headers, header::CONTENT_TYPE))?,
@@ -56,14 +62,21 @@ async fn handle(
         .await
         .map_err(|err| {
             let inner = err.into_inner();
-            if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                IngestError::TooLarge { limit: MAX_BODY_BYTES }
+            if inner
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                IngestError::TooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
             } else {
                 IngestError::Malformed(format!("could not read request body: {inner}"))
             }
         })?;
     if raw.len() > MAX_BODY_BYTES {
-        return Err(IngestError::TooLarge { limit: MAX_BODY_BYTES });
+        return Err(IngestError::TooLarge {
+            limit: MAX_BODY_BYTES,
+        });
     }
     state
         .ingestor
@@ -75,13 +88,17 @@ async fn handle(
         let bytes = decompress(Vec::from(raw), encoding, MAX_BODY_BYTES)?;
         decode_logs(format, &bytes)
     })?;
-    let response = state.ingestor.export(grant.tenant_id, &decoded, "http").await?;
+    let response = state
+        .ingestor
+        .export(grant.tenant_id, &decoded, "http")
+        .await?;
     Ok(encode_response(format, &response))
 }
 
 fn error_response(err: &IngestError, format: Format) -> Response {
     let kind = err.kind();
-    let status = StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let status =
+        StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
     let message = if kind == model::ErrorKind::Internal {
         tracing::error!(error = %err, "otlp export failed");
         "internal error".to_string()
@@ -92,9 +109,16 @@ fn error_response(err: &IngestError, format: Format) -> Response {
         err.to_string()
     };
     let body = encode_status(format, kind.grpc_code(), &message);
-    let mut response = (status, [(header::CONTENT_TYPE, format.content_type())], body).into_response();
+    let mut response = (
+        status,
+        [(header::CONTENT_TYPE, format.content_type())],
+        body,
+    )
+        .into_response();
     if let Some(secs) = err.retry_after_secs() {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     if kind == model::ErrorKind::Unauthenticated {
         response

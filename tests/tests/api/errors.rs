@@ -11,7 +11,11 @@ use palisade_tests::otlp::{record, request};
 use prost::Message;
 
 async fn assert_nothing_stored(server: &TestServer) {
-    assert_eq!(server.stored_count().await, 0, "a refused request must store nothing");
+    assert_eq!(
+        server.stored_count().await,
+        0,
+        "a refused request must store nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,9 +24,21 @@ async fn malformed_bodies_are_400_naming_the_problem() {
     let token = Some(server.creds.ingest_token.as_str());
     let cases: Vec<(Vec<u8>, &str, &str)> = vec![
         (b"{not json".to_vec(), "application/json", "OTLP/JSON"),
-        (br#"{"resource_logs":[{"scope_logs":[]}]}"#.to_vec(), "application/json", "resourceLogs"),
-        (br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}"#.to_vec(), "application/json", "OTLP/JSON"),
-        (b"\xff\xff\xff\xff".to_vec(), "application/x-protobuf", "protobuf"),
+        (
+            br#"{"resource_logs":[{"scope_logs":[]}]}"#.to_vec(),
+            "application/json",
+            "resourceLogs",
+        ),
+        (
+            br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"traceId":"zz"}]}]}]}"#.to_vec(),
+            "application/json",
+            "OTLP/JSON",
+        ),
+        (
+            b"\xff\xff\xff\xff".to_vec(),
+            "application/x-protobuf",
+            "protobuf",
+        ),
     ];
     for (body, ct, fragment) in cases {
         let resp = server.post_logs(body, ct, None, token).await;
@@ -31,7 +47,9 @@ async fn malformed_bodies_are_400_naming_the_problem() {
         assert!(text.contains(fragment), "{ct}: {text}");
     }
     // gzip that is not gzip.
-    let resp = server.post_logs(b"plain".to_vec(), "application/json", Some("gzip"), token).await;
+    let resp = server
+        .post_logs(b"plain".to_vec(), "application/json", Some("gzip"), token)
+        .await;
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("gzip"));
     assert_nothing_stored(&server).await;
@@ -40,9 +58,15 @@ async fn malformed_bodies_are_400_naming_the_problem() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nesting_deeper_than_the_cap_is_400_not_a_crash() {
     let server = TestServer::spawn().await.unwrap();
-    let mut value = AnyValue { value: Some(any_value::Value::StringValue("leaf".into())) };
+    let mut value = AnyValue {
+        value: Some(any_value::Value::StringValue("leaf".into())),
+    };
     for _ in 0..60 {
-        value = AnyValue { value: Some(any_value::Value::ArrayValue(ArrayValue { values: vec![value] })) };
+        value = AnyValue {
+            value: Some(any_value::Value::ArrayValue(ArrayValue {
+                values: vec![value],
+            })),
+        };
     }
     let mut deep = record("deep", 9, vec![]);
     deep.body = Some(value);
@@ -61,11 +85,22 @@ async fn nesting_deeper_than_the_cap_is_400_not_a_crash() {
     }
     json.push_str("}]}]}]}");
     let resp = server
-        .post_logs(json.into_bytes(), "application/json", None, Some(&server.creds.ingest_token))
+        .post_logs(
+            json.into_bytes(),
+            "application/json",
+            None,
+            Some(&server.creds.ingest_token),
+        )
         .await;
     assert_eq!(resp.status(), 400);
     // The server is still alive and well.
-    assert_eq!(server.post_json(&request("ok", vec![record("after deep", 9, vec![])])).await.status(), 200);
+    assert_eq!(
+        server
+            .post_json(&request("ok", vec![record("after deep", 9, vec![])]))
+            .await
+            .status(),
+        200
+    );
     assert_eq!(server.stored_count().await, 1);
 }
 
@@ -73,24 +108,47 @@ async fn nesting_deeper_than_the_cap_is_400_not_a_crash() {
 async fn missing_or_bad_token_is_401_and_wrong_scope_403() {
     let server = TestServer::spawn().await.unwrap();
     let body = request("auth", vec![record("x", 9, vec![])]).encode_to_vec();
-    for token in [None, Some("garbage"), Some("pal_0000000000000000000000_000000")] {
-        let resp = server.post_logs(body.clone(), "application/x-protobuf", None, token).await;
+    for token in [
+        None,
+        Some("garbage"),
+        Some("pal_0000000000000000000000_000000"),
+    ] {
+        let resp = server
+            .post_logs(body.clone(), "application/x-protobuf", None, token)
+            .await;
         assert_eq!(resp.status(), 401, "token {token:?}");
         assert_eq!(resp.headers()["www-authenticate"], "Bearer");
     }
     // A well-formed token (valid checksum) that this server never issued.
     let never_issued = model::token::generate();
-    let resp = server.post_logs(body.clone(), "application/x-protobuf", None, Some(&never_issued)).await;
+    let resp = server
+        .post_logs(
+            body.clone(),
+            "application/x-protobuf",
+            None,
+            Some(&never_issued),
+        )
+        .await;
     assert_eq!(resp.status(), 401);
     // The API (admin) token may not ingest.
     let resp = server
-        .post_logs(body.clone(), "application/x-protobuf", None, Some(&server.creds.api_token))
+        .post_logs(
+            body.clone(),
+            "application/x-protobuf",
+            None,
+            Some(&server.creds.api_token),
+        )
         .await;
     assert_eq!(resp.status(), 403);
     // gRPC: UNAUTHENTICATED.
-    let mut client = LogsServiceClient::connect(server.otlp_grpc.clone()).await.unwrap();
+    let mut client = LogsServiceClient::connect(server.otlp_grpc.clone())
+        .await
+        .unwrap();
     let err = client
-        .export(tonic::Request::new(request("auth", vec![record("x", 9, vec![])])))
+        .export(tonic::Request::new(request(
+            "auth",
+            vec![record("x", 9, vec![])],
+        )))
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
@@ -101,10 +159,14 @@ async fn missing_or_bad_token_is_401_and_wrong_scope_403() {
 async fn unsupported_content_type_or_encoding_is_415() {
     let server = TestServer::spawn().await.unwrap();
     let token = Some(server.creds.ingest_token.as_str());
-    let resp = server.post_logs(b"hello".to_vec(), "text/plain", None, token).await;
+    let resp = server
+        .post_logs(b"hello".to_vec(), "text/plain", None, token)
+        .await;
     assert_eq!(resp.status(), 415);
     assert!(resp.text().await.unwrap().contains("content-type"));
-    let resp = server.post_logs(b"{}".to_vec(), "application/json", Some("br"), token).await;
+    let resp = server
+        .post_logs(b"{}".to_vec(), "application/json", Some("br"), token)
+        .await;
     assert_eq!(resp.status(), 415);
     assert!(resp.text().await.unwrap().contains("content-encoding"));
     assert_nothing_stored(&server).await;
@@ -115,8 +177,14 @@ async fn oversized_bodies_are_413() {
     let server = TestServer::spawn().await.unwrap();
     let token = Some(server.creds.ingest_token.as_str());
     // Over 20 MiB uncompressed.
-    let big = request("big", vec![record(&"x".repeat(21 * 1024 * 1024), 9, vec![])]).encode_to_vec();
-    let resp = server.post_logs(big, "application/x-protobuf", None, token).await;
+    let big = request(
+        "big",
+        vec![record(&"x".repeat(21 * 1024 * 1024), 9, vec![])],
+    )
+    .encode_to_vec();
+    let resp = server
+        .post_logs(big, "application/x-protobuf", None, token)
+        .await;
     assert_eq!(resp.status(), 413);
     assert_nothing_stored(&server).await;
 }
@@ -140,11 +208,22 @@ async fn gzip_bomb_is_413_without_memory_growth() {
     let bomb = gzip_bomb(10 * 1024 * 1024);
     assert!(bomb.len() >= 10 * 1024 * 1024);
     // Warm up so the baseline includes the normal working set.
-    assert_eq!(server.post_json(&request("warm", vec![record("warm", 9, vec![])])).await.status(), 200);
+    assert_eq!(
+        server
+            .post_json(&request("warm", vec![record("warm", 9, vec![])]))
+            .await
+            .status(),
+        200
+    );
     let (peak_before, _) = server.memory_kib();
     for _ in 0..3 {
         let resp = server
-            .post_logs(bomb.clone(), "application/x-protobuf", Some("gzip"), Some(&server.creds.ingest_token))
+            .post_logs(
+                bomb.clone(),
+                "application/x-protobuf",
+                Some("gzip"),
+                Some(&server.creds.ingest_token),
+            )
             .await;
         assert_eq!(resp.status(), 413);
     }
@@ -152,6 +231,10 @@ async fn gzip_bomb_is_413_without_memory_growth() {
     let growth_mib = (peak_after.saturating_sub(peak_before)) / 1024;
     // Compressed body (10 MiB) + capped output (20 MiB) + allocator slack; a bomb
     // inflated without a cap would need ~10 GiB.
-    assert!(growth_mib < 128, "peak RSS grew by {growth_mib} MiB (now {} MiB)", rss_after / 1024);
+    assert!(
+        growth_mib < 128,
+        "peak RSS grew by {growth_mib} MiB (now {} MiB)",
+        rss_after / 1024
+    );
     assert_eq!(server.stored_count().await, 1);
 }

@@ -47,11 +47,19 @@ fn run_python(proto: &str, endpoint: &str, token: &str, gzip: bool) {
         cmd.env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
     }
     let mut child = cmd.spawn().expect("python runs");
-    child.stdin.take().unwrap().write_all(SCRIPT.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(SCRIPT.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "python failed: {stderr}");
-    assert!(!stderr.contains("Failed to export"), "SDK reported an export failure: {stderr}");
+    assert!(
+        !stderr.contains("Failed to export"),
+        "SDK reported an export failure: {stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,12 +67,18 @@ async fn python_sdk_over_http_and_grpc_is_searchable() {
     let server = TestServer::spawn().await.unwrap();
     run_python("http", &server.otlp_http, &server.creds.ingest_token, true);
     run_python("grpc", &server.otlp_grpc, &server.creds.ingest_token, false);
-    let body = server.wait_for_total("python AND sdk AND attributes.user.name:sdk-user", 40).await;
+    let body = server
+        .wait_for_total("python AND sdk AND attributes.user.name:sdk-user", 40)
+        .await;
     let hit = &body["hits"][0];
     assert_eq!(hit["severity_text"], "WARN");
     assert_eq!(hit["severity_number"], 13);
     assert!(hit["attributes"]["seq.number"].is_i64());
     assert_eq!(hit["resource"]["telemetry.sdk.language"], "python");
-    server.wait_for_total("resource.service.name:python-http", 20).await;
-    server.wait_for_total("resource.service.name:python-grpc", 20).await;
+    server
+        .wait_for_total("resource.service.name:python-http", 20)
+        .await;
+    server
+        .wait_for_total("resource.service.name:python-grpc", 20)
+        .await;
 }

@@ -10,17 +10,29 @@ async fn seed(server: &TestServer) {
     let mut records = Vec::new();
     for i in 0..40 {
         let user = users[i % users.len()];
-        let body = if i % 5 == 0 { format!("failed login for {user}") } else { format!("login ok for {user} request {i}") };
+        let body = if i % 5 == 0 {
+            format!("failed login for {user}")
+        } else {
+            format!("login ok for {user} request {i}")
+        };
         records.push(record(
             &body,
             if i % 5 == 0 { 13 } else { 9 },
-            vec![kv("user.name", string(user)), kv("http.status_code", int(if i % 5 == 0 { 401 } else { 200 }))],
+            vec![
+                kv("user.name", string(user)),
+                kv("http.status_code", int(if i % 5 == 0 { 401 } else { 200 })),
+            ],
         ));
     }
-    assert_eq!(server.post_protobuf(&request("auth", records)).await.status(), 200);
+    assert_eq!(
+        server
+            .post_protobuf(&request("auth", records))
+            .await
+            .status(),
+        200
+    );
     server.wait_for_total("", 40).await;
 }
-
 
 #[tokio::test(flavor = "multi_thread")]
 async fn query_language_terms_phrases_booleans_fields_and_ranges() {
@@ -36,12 +48,19 @@ async fn query_language_terms_phrases_booleans_fields_and_ranges() {
     };
     assert_eq!(count("login").await, 40);
     assert_eq!(count("body:\"failed login\"").await, 8);
-    assert_eq!(count("\"login failed\"").await, 0, "phrases keep word order");
+    assert_eq!(
+        count("\"login failed\"").await,
+        0,
+        "phrases keep word order"
+    );
     assert_eq!(count("attributes.user.name:root").await, 10);
     assert_eq!(count("attributes.user.name:root AND body:failed").await, 2);
     assert_eq!(count("attributes.user.name:(alice OR bob)").await, 20);
     assert_eq!(count("NOT attributes.user.name:alice").await, 30);
-    assert_eq!(count("-attributes.user.name:alice -attributes.user.name:bob").await, 20);
+    assert_eq!(
+        count("-attributes.user.name:alice -attributes.user.name:bob").await,
+        20
+    );
     assert_eq!(count("severity_number:>=13").await, 8);
     assert_eq!(count("severity_number:[1 TO 12]").await, 32);
     assert_eq!(count("severity_text:warn").await, 8);
@@ -95,7 +114,12 @@ async fn histogram_counts_match_search() {
     let (status, body) = server
         .get_api(
             "/api/v1/search/histogram",
-            &[("q", "body:failed"), ("from", "now-1h"), ("to", "now+1m"), ("buckets", "6")],
+            &[
+                ("q", "body:failed"),
+                ("from", "now-1h"),
+                ("to", "now+1m"),
+                ("buckets", "6"),
+            ],
             Some(&server.creds.api_token),
         )
         .await;
@@ -133,10 +157,19 @@ async fn bad_queries_and_parameters_are_400_naming_the_problem() {
         assert!(message.contains(fragment), "{params:?}: {message}");
     }
     let (status, body) = server
-        .get_api("/api/v1/search/histogram", &[("buckets", "100000")], Some(&server.creds.api_token))
+        .get_api(
+            "/api/v1/search/histogram",
+            &[("buckets", "100000")],
+            Some(&server.creds.api_token),
+        )
         .await;
     assert_eq!(status, 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("buckets"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("buckets")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -145,10 +178,18 @@ async fn search_needs_a_read_token() {
     let (status, body) = server.get_api("/api/v1/search", &[], None).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"]["code"], "unauthenticated");
-    let (status, _) = server.get_api("/api/v1/search", &[], Some(&server.creds.ingest_token)).await;
+    let (status, _) = server
+        .get_api("/api/v1/search", &[], Some(&server.creds.ingest_token))
+        .await;
     assert_eq!(status, 403, "an ingest token cannot read");
-    let out = server.run_cli(&["token", "create", "--scope", "read"]).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = server
+        .run_cli(&["token", "create", "--scope", "read"])
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let read = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let (status, _) = server.get_api("/api/v1/search", &[], Some(&read)).await;
     assert_eq!(status, 200);
@@ -159,7 +200,9 @@ async fn records_are_searchable_within_a_second_of_the_ack() {
     let server = TestServer::spawn().await.unwrap();
     for round in 0..5 {
         let marker = format!("freshness{round}marker");
-        let resp = server.post_json(&request("fresh", vec![record(&marker, 9, vec![])])).await;
+        let resp = server
+            .post_json(&request("fresh", vec![record(&marker, 9, vec![])]))
+            .await;
         assert_eq!(resp.status(), 200);
         let acked = Instant::now();
         loop {
@@ -167,7 +210,10 @@ async fn records_are_searchable_within_a_second_of_the_ack() {
             if body["total"] == 1 {
                 break;
             }
-            assert!(acked.elapsed() < Duration::from_secs(1), "not searchable 1 s after its 200");
+            assert!(
+                acked.elapsed() < Duration::from_secs(1),
+                "not searchable 1 s after its 200"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -184,14 +230,31 @@ async fn health_readiness_metrics_and_security_headers() {
     assert_eq!(body["checks"]["migrations"], true);
     assert_eq!(body["checks"]["index_caught_up"], true);
 
-    let req = request("m", vec![record("metric one", 9, vec![]), record("metric two", 9, vec![])]);
+    let req = request(
+        "m",
+        vec![
+            record("metric one", 9, vec![]),
+            record("metric two", 9, vec![]),
+        ],
+    );
     assert_eq!(server.post_protobuf(&req).await.status(), 200);
     let mut bad = record("bad", 99, vec![]);
     bad.severity_text = "X".into();
-    assert_eq!(server.post_protobuf(&request("m", vec![bad])).await.status(), 200);
+    assert_eq!(
+        server
+            .post_protobuf(&request("m", vec![bad]))
+            .await
+            .status(),
+        200
+    );
     server.wait_for_total("metric", 2).await;
 
-    let resp = server.http.get(format!("{}/metrics", server.api)).send().await.unwrap();
+    let resp = server
+        .http
+        .get(format!("{}/metrics", server.api))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap();
@@ -203,9 +266,15 @@ async fn health_readiness_metrics_and_security_headers() {
         "palisade_index_lag_records",
         "palisade_db_pool_connections",
     ] {
-        assert!(text.contains(needle), "missing {needle} in /metrics:\n{text}");
+        assert!(
+            text.contains(needle),
+            "missing {needle} in /metrics:\n{text}"
+        );
     }
-    assert!(!text.contains(&server.creds.ingest_token), "tokens never appear in metrics");
+    assert!(
+        !text.contains(&server.creds.ingest_token),
+        "tokens never appear in metrics"
+    );
     let csp = headers["content-security-policy"].to_str().unwrap();
     assert!(csp.contains("frame-ancestors 'none'") && !csp.contains("unsafe-inline"));
     assert_eq!(headers["x-content-type-options"], "nosniff");
