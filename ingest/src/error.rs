@@ -17,6 +17,8 @@ pub enum IngestError {
     Forbidden,
     #[error("ingest is overloaded; retry later")]
     Overloaded,
+    #[error("rate limit exceeded for this token; retry later")]
+    RateLimited { retry_after_secs: u64 },
     #[error("ingest is shutting down")]
     ShuttingDown,
     #[error(transparent)]
@@ -31,7 +33,9 @@ impl IngestError {
             IngestError::UnsupportedMedia(_) => ErrorKind::UnsupportedMediaType,
             IngestError::Unauthenticated => ErrorKind::Unauthenticated,
             IngestError::Forbidden => ErrorKind::PermissionDenied,
-            IngestError::Overloaded => ErrorKind::ResourceExhausted,
+            IngestError::Overloaded | IngestError::RateLimited { .. } => {
+                ErrorKind::ResourceExhausted
+            }
             IngestError::ShuttingDown => ErrorKind::Unavailable,
             IngestError::Storage(err) => match err.kind() {
                 // Any storage failure on the ingest path is reported as retryable: the
@@ -44,6 +48,9 @@ impl IngestError {
 
     /// Seconds a client should wait before retrying a transient failure.
     pub fn retry_after_secs(&self) -> Option<u64> {
+        if let IngestError::RateLimited { retry_after_secs } = self {
+            return Some(*retry_after_secs);
+        }
         match self.kind() {
             ErrorKind::ResourceExhausted => Some(1),
             ErrorKind::Unavailable => Some(5),

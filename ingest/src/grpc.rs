@@ -14,22 +14,29 @@ use storage::access::AccessStore;
 use tonic::codec::CompressionEncoding;
 use tonic::{Code, Request, Response, Status};
 
+use crate::limits::TokenLimits;
 use crate::writer::Ingestor;
 use crate::{IngestError, MAX_BODY_BYTES};
 
 pub struct LogsGrpc {
     ingestor: Arc<Ingestor>,
     access: Arc<AccessStore>,
+    limits: Arc<TokenLimits>,
 }
 
 /// The tonic service, with gzip accepted and the 20 MiB decoded-size cap.
 pub fn logs_service(
     ingestor: Arc<Ingestor>,
     access: Arc<AccessStore>,
+    limits: Arc<TokenLimits>,
 ) -> LogsServiceServer<LogsGrpc> {
-    LogsServiceServer::new(LogsGrpc { ingestor, access })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(MAX_BODY_BYTES)
+    LogsServiceServer::new(LogsGrpc {
+        ingestor,
+        access,
+        limits,
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .max_decoding_message_size(MAX_BODY_BYTES)
 }
 
 pub fn to_status(err: &IngestError) -> Status {
@@ -53,8 +60,15 @@ impl LogsService for LogsGrpc {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let source = request.remote_addr().map(|a| a.ip().to_string());
         let result = async {
-            let grant = crate::authenticate_ingest(&self.access, header.as_deref()).await?;
+            let grant = crate::authenticate_ingest(
+                &self.access,
+                &self.limits,
+                header.as_deref(),
+                source.as_deref(),
+            )
+            .await?;
             self.ingestor
                 .metrics()
                 .bytes

@@ -10,6 +10,7 @@ pub mod body;
 pub mod decode;
 pub mod error;
 pub mod grpc;
+pub mod limits;
 pub mod metrics;
 pub mod normalize;
 pub mod writer;
@@ -24,18 +25,26 @@ pub const MAX_ANYVALUE_DEPTH: usize = 32;
 use model::Scope;
 use storage::access::{AccessStore, TokenGrant};
 
-/// Authenticate an `Authorization` header value for ingest. Database trouble is a
-/// retryable error, never a 401: a client must not drop data because we are down.
+/// Authenticate an `Authorization` header value for ingest, and apply the token's
+/// ingest rate limit. Database trouble is a retryable error, never a 401: a client
+/// must not drop data because we are down.
 pub async fn authenticate_ingest(
     access: &AccessStore,
+    limits: &limits::TokenLimits,
     header: Option<&str>,
+    source: Option<&str>,
 ) -> Result<TokenGrant, IngestError> {
     let grant = access
-        .authenticate(header)
+        .authenticate(header, source)
         .await?
         .ok_or(IngestError::Unauthenticated)?;
     if !grant.scope.allows(Scope::Ingest) {
         return Err(IngestError::Forbidden);
+    }
+    if let Err(wait) = limits.check_ingest(grant.token_id) {
+        return Err(IngestError::RateLimited {
+            retry_after_secs: wait.as_secs().max(1),
+        });
     }
     Ok(grant)
 }

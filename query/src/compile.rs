@@ -1,6 +1,6 @@
 //! Compile an [`Expr`] into a tantivy query over the log index.
 //!
-//! Text values are tokenized with the index's own `default` tokenizer, so a
+//! Text values are tokenized with the index's own analyzer, so a
 //! clause matches exactly when the indexed tokens do: one token gives a term query,
 //! several a phrase query. JSON (attribute/resource) values are also tried as the
 //! numbers and booleans tantivy indexes typed JSON values as.
@@ -73,11 +73,7 @@ fn parse_number(text: &str) -> Option<Number> {
 
 impl Compiler {
     pub fn new(index: &storage::index::LogIndex) -> Compiler {
-        let analyzer = index
-            .tantivy_index()
-            .tokenizers()
-            .get("default")
-            .expect("the default tokenizer is always registered");
+        let analyzer = index.analyzer();
         Compiler {
             fields: index.fields(),
             analyzer,

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use chrono::{Duration, Utc};
 use clap::Subcommand;
-use model::Scope;
+use model::audit::{AuditEvent, Outcome};
+use model::{Role, Scope};
 use storage::access::AccessStore;
+use storage::audit::{AuditStore, Verification};
 use storage::index::{IndexConfig, LogIndex};
 use storage::logs::LogStore;
 
@@ -38,6 +40,40 @@ pub enum TokenCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. Without --password-stdin a random password is generated and
+    /// printed (only the password) on stdout.
+    Add {
+        username: String,
+        #[arg(long, default_value = DEFAULT_TENANT)]
+        tenant: String,
+        /// viewer, responder or admin.
+        #[arg(long, default_value = "viewer")]
+        role: Role,
+        /// May manage tenants.
+        #[arg(long)]
+        instance_admin: bool,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (ends their sessions). Same password options as `add`.
+    Passwd {
+        username: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the hash chain; exit 1 and name the first broken entry if it fails.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant.
     Create { name: String },
@@ -53,13 +89,14 @@ async fn open(settings: &Settings) -> anyhow::Result<Database> {
 
 async fn with_access<T>(
     settings: &Settings,
-    f: impl AsyncFnOnce(&AccessStore) -> anyhow::Result<T>,
+    f: impl AsyncFnOnce(&AccessStore, &AuditStore) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
     let database = open(settings).await?;
     let result = async {
         let key = token_key(&settings.data_dir, &database.db).await?;
         let access = AccessStore::new(database.db.clone(), key);
-        f(&access).await
+        let audit = AuditStore::new(database.db.clone());
+        f(&access, &audit).await
     }
     .await;
     database.close().await;
@@ -86,10 +123,22 @@ pub async fn token(settings: &Settings, cmd: TokenCommand) -> anyhow::Result<()>
             "--expires-in-days must be positive (use --no-expiry for a token that never expires)"
         );
     }
-    let token = with_access(settings, async |access| {
+    let token = with_access(settings, async |access, audit| {
         let tenant = access.tenant_by_name(&tenant).await?;
         let expires = (!no_expiry).then(|| Utc::now() + Duration::days(expires_in_days));
-        let (_, token) = access.mint_token(tenant.id, scope, &name, expires).await?;
+        let (id, token) = access.mint_token(tenant.id, scope, &name, expires).await?;
+        audit
+            .append(
+                &AuditEvent::new(
+                    "cli",
+                    "token.create",
+                    format!("token:{id}"),
+                    Outcome::Success,
+                )
+                .tenant(tenant.id)
+                .details(serde_json::json!({"scope": scope.as_str()})),
+            )
+            .await?;
         Ok(token)
     })
     .await?;
@@ -98,10 +147,21 @@ pub async fn token(settings: &Settings, cmd: TokenCommand) -> anyhow::Result<()>
 }
 
 pub async fn tenant(settings: &Settings, cmd: TenantCommand) -> anyhow::Result<()> {
-    with_access(settings, async |access| {
+    with_access(settings, async |access, audit| {
         match cmd {
             TenantCommand::Create { name } => {
                 let tenant = access.create_tenant(&name).await?;
+                audit
+                    .append(
+                        &AuditEvent::new(
+                            "cli",
+                            "tenant.create",
+                            format!("tenant:{name}"),
+                            Outcome::Success,
+                        )
+                        .tenant(tenant.id),
+                    )
+                    .await?;
                 println!("{}\t{}", tenant.name, tenant.id);
             }
             TenantCommand::List => {
@@ -118,6 +178,94 @@ pub async fn tenant(settings: &Settings, cmd: TenantCommand) -> anyhow::Result<(
         Ok(())
     })
     .await
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<(String, bool)> {
+    if !from_stdin {
+        return Ok((model::token::random_password(24), true));
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\n', '\r']).to_string();
+    if password.chars().count() < 12 {
+        bail!("the password must have at least 12 characters");
+    }
+    Ok((password, false))
+}
+
+pub async fn user(settings: &Settings, cmd: UserCommand) -> anyhow::Result<()> {
+    with_access(settings, async |access, audit| {
+        match cmd {
+            UserCommand::Add {
+                username,
+                tenant,
+                role,
+                instance_admin,
+                password_stdin,
+            } => {
+                let tenant = access.tenant_by_name(&tenant).await?;
+                let (password, generated) = read_password(password_stdin)?;
+                let printed = password.clone();
+                let hash = tokio::task::spawn_blocking(move || model::password::hash(&password)).await?;
+                access.create_user(tenant.id, &username, &hash, role, instance_admin).await?;
+                audit
+                    .append(
+                        &AuditEvent::new("cli", "user.create", format!("user:{username}"), Outcome::Success)
+                            .tenant(tenant.id)
+                            .details(serde_json::json!({"role": role.as_str(), "instance_admin": instance_admin})),
+                    )
+                    .await?;
+                if generated {
+                    // Only the password on stdout, so it can be captured.
+                    println!("{printed}");
+                }
+            }
+            UserCommand::Passwd { username, password_stdin } => {
+                let user = access
+                    .user_for_login(&username)
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("no user {username:?}"))?;
+                let (password, generated) = read_password(password_stdin)?;
+                let printed = password.clone();
+                let hash = tokio::task::spawn_blocking(move || model::password::hash(&password)).await?;
+                access.set_password(user.id, &hash).await?;
+                audit
+                    .append(
+                        &AuditEvent::new("cli", "user.password", format!("user:{username}"), Outcome::Success)
+                            .tenant(user.tenant_id),
+                    )
+                    .await?;
+                if generated {
+                    println!("{printed}");
+                }
+            }
+            UserCommand::List => {
+                for user in access.list_users().await? {
+                    let tenant = access.tenant_by_id(user.tenant_id).await?;
+                    let admin = if user.instance_admin { "\tinstance-admin" } else { "" };
+                    println!("{}\t{}\t{}{admin}", user.username, tenant.name, user.role);
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+pub async fn audit(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify = cmd;
+    let database = open(settings).await?;
+    let result = AuditStore::new(database.db.clone()).verify().await;
+    database.close().await;
+    match result? {
+        Verification::Intact { entries } => {
+            println!("audit trail intact: {entries} entries");
+            Ok(())
+        }
+        Verification::Broken { entry, reason } => {
+            bail!("audit trail broken at entry {entry}: {reason}")
+        }
+    }
 }
 
 /// Rebuild the index from scratch, with a progress bar on stderr.

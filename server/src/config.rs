@@ -52,6 +52,18 @@ pub struct ServeArgs {
     /// Days of log records to keep; older daily partitions are dropped [default: 30]
     #[arg(long, env = "PALISADE_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
+    /// PEM certificate chain: serve every listener over TLS (needs --tls-key)
+    #[arg(long, env = "PALISADE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "PALISADE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Requests per second one token may make to the API [default: 50]
+    #[arg(long, env = "PALISADE_API_RATE_LIMIT")]
+    pub api_rate_limit: Option<u32>,
+    /// Export requests per second one ingest token may make [default: 1000]
+    #[arg(long, env = "PALISADE_INGEST_RATE_LIMIT")]
+    pub ingest_rate_limit: Option<u32>,
 }
 
 /// The config file's shape: every key optional.
@@ -65,6 +77,13 @@ pub struct FileConfig {
     pub otlp_http_addr: Option<SocketAddr>,
     pub otlp_grpc_addr: Option<SocketAddr>,
     pub retention_days: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub api_rate_limit: Option<u32>,
+    pub ingest_rate_limit: Option<u32>,
+    pub token_expiry_days: Option<i64>,
+    pub session_idle_minutes: Option<u64>,
+    pub session_absolute_hours: Option<u64>,
 }
 
 /// Fully resolved settings.
@@ -77,6 +96,14 @@ pub struct Settings {
     pub otlp_http_addr: SocketAddr,
     pub otlp_grpc_addr: SocketAddr,
     pub retention_days: u32,
+    /// (certificate, key) when TLS is on.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub api_rate_limit: u32,
+    pub ingest_rate_limit: u32,
+    /// Lifetime of tokens created without an explicit expiry.
+    pub token_expiry_days: i64,
+    pub session_idle: std::time::Duration,
+    pub session_absolute: std::time::Duration,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -94,6 +121,18 @@ impl Settings {
         let retention_days = serve.retention_days.or(file.retention_days).unwrap_or(30);
         if retention_days == 0 {
             bail!("retention-days must be at least 1");
+        }
+        let tls = match (
+            serve.tls_cert.clone().or(file.tls_cert),
+            serve.tls_key.clone().or(file.tls_key),
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key must be given together"),
+        };
+        let token_expiry_days = file.token_expiry_days.unwrap_or(90);
+        if !(1..=3650).contains(&token_expiry_days) {
+            bail!("token_expiry_days must be between 1 and 3650");
         }
         Ok(Settings {
             data_dir: global
@@ -123,6 +162,24 @@ impl Settings {
                 .or(file.otlp_grpc_addr)
                 .unwrap_or_else(|| "127.0.0.1:4317".parse().expect("valid default")),
             retention_days,
+            tls,
+            api_rate_limit: serve
+                .api_rate_limit
+                .or(file.api_rate_limit)
+                .unwrap_or(50)
+                .max(1),
+            ingest_rate_limit: serve
+                .ingest_rate_limit
+                .or(file.ingest_rate_limit)
+                .unwrap_or(1000)
+                .max(1),
+            token_expiry_days,
+            session_idle: std::time::Duration::from_secs(
+                60 * file.session_idle_minutes.unwrap_or(30).max(1),
+            ),
+            session_absolute: std::time::Duration::from_secs(
+                3600 * file.session_absolute_hours.unwrap_or(12).max(1),
+            ),
         })
     }
 }

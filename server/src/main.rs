@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod database;
 mod serve;
+mod tls;
 
 use clap::{Parser, Subcommand};
 
@@ -37,6 +38,12 @@ enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(commands::TenantCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(commands::UserCommand),
+    /// Palisade's own audit trail.
+    #[command(subcommand)]
+    Audit(commands::AuditCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -77,6 +84,8 @@ fn main() -> std::process::ExitCode {
             Command::Reindex => commands::reindex(&settings).await,
             Command::Token(cmd) => commands::token(&settings, cmd).await,
             Command::Tenant(cmd) => commands::tenant(&settings, cmd).await,
+            Command::User(cmd) => commands::user(&settings, cmd).await,
+            Command::Audit(cmd) => commands::audit(&settings, cmd).await,
         }
     });
     match result {

@@ -17,21 +17,27 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use chrono::Utc;
+use ingest::limits::{LimitConfig, TokenLimits};
 use ingest::metrics::IngestMetrics;
 use ingest::normalize::TimePolicy;
 use ingest::writer::{IngestConfig, Ingestor};
 use query::search::SearchService;
+use std::net::SocketAddr;
 use storage::access::AccessStore;
+use storage::audit::AuditStore;
 use storage::index::{IndexConfig, LogIndex};
 use storage::indexer::IndexerStatus;
 use storage::logs::LogStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use web::AppState;
+use web::auth::SessionConfig;
+use web::login_guard::LoginGuard;
 use web::ops::Gauges;
 
 use crate::config::Settings;
 use crate::database::{Database, token_key};
+use crate::tls::{TlsListener, TlsState};
 
 /// Hold an exclusive lock on the data dir for the life of the server, so two servers
 /// never share one index and one embedded cluster.
@@ -152,6 +158,14 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         shutdown_rx.clone(),
     ));
 
+    let limits = Arc::new(TokenLimits::new(LimitConfig {
+        ingest_per_second: settings.ingest_rate_limit,
+        api_per_second: settings.api_rate_limit,
+    }));
+    let dummy_hash: Arc<str> =
+        tokio::task::spawn_blocking(|| model::password::hash(&model::token::random_password(24)))
+            .await?
+            .into();
     let state = AppState {
         db: db.clone(),
         access: access.clone(),
@@ -162,8 +176,26 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         migrated,
         registry,
         gauges,
+        audit: Arc::new(AuditStore::new(db.clone())),
+        sessions: SessionConfig {
+            idle: settings.session_idle,
+            absolute: settings.session_absolute,
+            tls: settings.tls.is_some(),
+        },
+        limits: limits.clone(),
+        login_guard: Arc::new(LoginGuard::default()),
+        dummy_hash,
+        token_default_days: settings.token_expiry_days,
     };
 
+    let tls = match &settings.tls {
+        Some((cert, key)) => {
+            let tls = TlsState::load(cert, key)?;
+            crate::tls::spawn_reloader(tls.clone())?;
+            Some(tls)
+        }
+        None => None,
+    };
     let api_listener = bind(settings.http_addr, "http-addr").await?;
     let otlp_http_listener = bind(settings.otlp_http_addr, "otlp-http-addr").await?;
     let grpc_listener = bind(settings.otlp_grpc_addr, "otlp-grpc-addr").await?;
@@ -171,39 +203,43 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     let otlp_http_addr = otlp_http_listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
 
-    let stop = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stopping| *stopping).await;
+    let grpc_service = ingest::grpc::logs_service(ingestor.clone(), access.clone(), limits.clone());
+    let grpc_server = tonic::transport::Server::builder().add_service(grpc_service);
+    let apps = (
+        web::api_router(state.clone()),
+        web::otlp_router(state.clone()),
+    );
+    let servers = match tls.clone() {
+        None => tokio::spawn(run_listeners(
+            api_listener,
+            otlp_http_listener,
+            grpc_server.serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                stopped(shutdown_rx.clone()),
+            ),
+            apps,
+            shutdown_rx.clone(),
+        )),
+        Some(tls) => tokio::spawn(run_listeners(
+            TlsListener::new(api_listener, tls.clone())?,
+            TlsListener::new(otlp_http_listener, tls.clone())?,
+            grpc_server.serve_with_incoming_shutdown(
+                crate::tls::grpc_incoming(grpc_listener, tls),
+                stopped(shutdown_rx.clone()),
+            ),
+            apps,
+            shutdown_rx.clone(),
+        )),
     };
-    let api = axum::serve(
-        api_listener,
-        web::api_router(state.clone())
-            .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop(shutdown_rx.clone()));
-    let otlp_http = axum::serve(otlp_http_listener, web::otlp_router(state.clone()))
-        .with_graceful_shutdown(stop(shutdown_rx.clone()));
-    let grpc = tonic::transport::Server::builder()
-        .add_service(ingest::grpc::logs_service(ingestor.clone(), access.clone()))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener),
-            stop(shutdown_rx.clone()),
-        );
-
-    println!("palisade: API and UI listening on http://{api_addr}");
-    println!("palisade: OTLP/HTTP listening on http://{otlp_http_addr}");
-    println!("palisade: OTLP/gRPC listening on {grpc_addr}");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("palisade: API and UI listening on {scheme}://{api_addr}");
+    println!("palisade: OTLP/HTTP listening on {scheme}://{otlp_http_addr}");
+    let grpc_note = if tls.is_some() { " (TLS)" } else { "" };
+    println!("palisade: OTLP/gRPC listening on {grpc_addr}{grpc_note}");
     println!(
         "palisade: ready to serve (api={api_addr} otlp_http={otlp_http_addr} otlp_grpc={grpc_addr})"
     );
-    tracing::info!(%api_addr, %otlp_http_addr, %grpc_addr, "palisade started");
-
-    let servers = tokio::spawn(async move {
-        let (a, b, c) = tokio::join!(api, otlp_http, grpc);
-        a.context("api listener")?;
-        b.context("otlp/http listener")?;
-        c.context("otlp/grpc listener")?;
-        anyhow::Ok(())
-    });
+    tracing::info!(%api_addr, %otlp_http_addr, %grpc_addr, tls = tls.is_some(), "palisade started");
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests");
@@ -217,6 +253,41 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     retention_task.abort();
     tracing::info!("palisade stopped");
     served??;
+    Ok(())
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stopping| *stopping).await;
+}
+
+/// Serve the two HTTP listeners and the gRPC server until shutdown, each draining
+/// its in-flight requests.
+async fn run_listeners<L1, L2>(
+    api: L1,
+    otlp: L2,
+    grpc: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
+    (api_app, otlp_app): (axum::Router, axum::Router),
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<()>
+where
+    L1: axum::serve::Listener<Addr = SocketAddr>,
+    L2: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
+    let api = axum::serve(
+        api.tap_io(|_| {}),
+        api_app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(shutdown.clone()));
+    let otlp = axum::serve(
+        otlp.tap_io(|_| {}),
+        otlp_app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(shutdown));
+    let (a, b, c) = tokio::join!(api, otlp, grpc);
+    a.context("api listener")?;
+    b.context("otlp/http listener")?;
+    c.context("otlp/grpc listener")?;
     Ok(())
 }
 

@@ -97,7 +97,11 @@ impl AccessStore {
     /// Resolve an `Authorization: Bearer <token>` header value to a live grant.
     /// Malformed values are refused without a database round trip; `Ok(None)` means
     /// unauthenticated, `Err` means the database could not be asked.
-    pub async fn authenticate(&self, header: Option<&str>) -> Result<Option<TokenGrant>> {
+    pub async fn authenticate(
+        &self,
+        header: Option<&str>,
+        source: Option<&str>,
+    ) -> Result<Option<TokenGrant>> {
         let Some(token) = header.and_then(bearer_token) else {
             return Ok(None);
         };
@@ -118,7 +122,7 @@ impl AccessStore {
                 }
             };
             if due {
-                self.touch_token(grant.token_id, None).await?;
+                self.touch_token(grant.token_id, source).await?;
             }
         }
         Ok(grant)
@@ -333,5 +337,253 @@ impl AccessStore {
         .execute(&self.db.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+/// A user with the secret parts needed to log in.
+#[derive(Debug, Clone)]
+pub struct LoginUser {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+    pub instance_admin: bool,
+    pub disabled: bool,
+}
+
+/// A live session joined with its user.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub user_id: Uuid,
+    pub tenant_id: TenantId,
+    pub username: String,
+    pub role: Role,
+    pub instance_admin: bool,
+    pub csrf_token: String,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+/// Token metadata as listed to admins (never the secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_used_addr: Option<String>,
+}
+
+/// SHA-256 of a session id: what the sessions table stores.
+pub fn session_hash(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(id.as_bytes()))
+}
+
+fn role_of(text: &str) -> Result<Role> {
+    text.parse().map_err(StorageError::Internal)
+}
+
+impl AccessStore {
+    pub async fn tenant_by_id(&self, id: TenantId) -> Result<Tenant> {
+        let row = sqlx::query("SELECT id, name, created_at FROM tenants WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.db.pool)
+            .await?
+            .ok_or_else(|| StorageError::NotFound("tenant".into()))?;
+        Ok(Tenant {
+            id: TenantId(row.try_get("id")?),
+            name: row.try_get("name")?,
+            created_at: row.try_get("created_at")?,
+        })
+    }
+
+    pub async fn user_for_login(&self, username: &str) -> Result<Option<LoginUser>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, username, password_hash, role, instance_admin, disabled_at IS NOT NULL AS disabled \
+             FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let role: String = row.try_get("role")?;
+        Ok(Some(LoginUser {
+            id: row.try_get("id")?,
+            tenant_id: TenantId(row.try_get("tenant_id")?),
+            username: row.try_get("username")?,
+            password_hash: row.try_get("password_hash")?,
+            role: role_of(&role)?,
+            instance_admin: row.try_get("instance_admin")?,
+            disabled: row.try_get("disabled")?,
+        }))
+    }
+
+    /// Replace a user's password hash and end all of their sessions.
+    pub async fn set_password(&self, user_id: Uuid, password_hash: &str) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = $2, password_changed_at = now() WHERE id = $1",
+        )
+        .bind(user_id)
+        .bind(password_hash)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("user".into()));
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Users of one tenant.
+    pub async fn list_tenant_users(&self, tenant: TenantId) -> Result<Vec<UserRow>> {
+        let rows = sqlx::query(
+            "SELECT id, tenant_id, username, role, instance_admin FROM users \
+             WHERE tenant_id = $1 AND disabled_at IS NULL ORDER BY username",
+        )
+        .bind(tenant.0)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(UserRow {
+                    id: row.try_get("id")?,
+                    tenant_id: TenantId(row.try_get("tenant_id")?),
+                    username: row.try_get("username")?,
+                    role: row.try_get("role")?,
+                    instance_admin: row.try_get("instance_admin")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Disable a user of `tenant` (another tenant's user is "not found") and end
+    /// their sessions.
+    pub async fn disable_user(&self, tenant: TenantId, user_id: Uuid) -> Result<String> {
+        let mut tx = self.db.pool.begin().await?;
+        let username: Option<String> = sqlx::query_scalar(
+            "UPDATE users SET disabled_at = now() WHERE id = $1 AND tenant_id = $2 AND disabled_at IS NULL \
+             RETURNING username",
+        )
+        .bind(user_id)
+        .bind(tenant.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let username = username.ok_or_else(|| StorageError::NotFound("user".into()))?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(username)
+    }
+
+    /// Start a session. `id` is the cookie value (random); only its hash is stored.
+    pub async fn create_session(
+        &self,
+        id: &str,
+        user: &LoginUser,
+        csrf_token: &str,
+        absolute: std::time::Duration,
+        source_addr: Option<&str>,
+    ) -> Result<()> {
+        let expires = Utc::now()
+            + chrono::Duration::from_std(absolute).unwrap_or(chrono::Duration::hours(12));
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, user_id, tenant_id, csrf_token, expires_at, source_addr) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(session_hash(id))
+        .bind(user.id)
+        .bind(user.tenant_id.0)
+        .bind(csrf_token)
+        .bind(expires)
+        .bind(source_addr)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// A live session: not expired (absolute), not idle longer than `idle`, user not
+    /// disabled. Refreshes its last-seen time (at most once a minute).
+    pub async fn session(
+        &self,
+        id: &str,
+        idle: std::time::Duration,
+    ) -> Result<Option<SessionInfo>> {
+        let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::minutes(30));
+        let row = sqlx::query(
+            "SELECT s.user_id, s.tenant_id, u.username, u.role, u.instance_admin, s.csrf_token, s.last_seen_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id_hash = $1 AND s.expires_at > now() AND s.last_seen_at > now() - $2::interval \
+               AND u.disabled_at IS NULL",
+        )
+        .bind(session_hash(id))
+        .bind(format!("{} seconds", idle.num_seconds()))
+        .fetch_optional(&self.db.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let role: String = row.try_get("role")?;
+        let info = SessionInfo {
+            user_id: row.try_get("user_id")?,
+            tenant_id: TenantId(row.try_get("tenant_id")?),
+            username: row.try_get("username")?,
+            role: role_of(&role)?,
+            instance_admin: row.try_get("instance_admin")?,
+            csrf_token: row.try_get("csrf_token")?,
+            last_seen_at: row.try_get("last_seen_at")?,
+        };
+        if Utc::now() - info.last_seen_at > chrono::Duration::seconds(60) {
+            sqlx::query("UPDATE sessions SET last_seen_at = now() WHERE id_hash = $1")
+                .bind(session_hash(id))
+                .execute(&self.db.pool)
+                .await?;
+        }
+        Ok(Some(info))
+    }
+
+    pub async fn delete_session(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = $1")
+            .bind(session_hash(id))
+            .execute(&self.db.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Tokens of one tenant (metadata only).
+    pub async fn list_tokens(&self, tenant: TenantId) -> Result<Vec<TokenInfo>> {
+        let rows = sqlx::query(
+            "SELECT id, name, scope, created_at, expires_at, revoked_at, last_used_at, last_used_addr \
+             FROM api_tokens WHERE tenant_id = $1 ORDER BY created_at",
+        )
+        .bind(tenant.0)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenInfo {
+                    id: row.try_get("id")?,
+                    name: row.try_get("name")?,
+                    scope: row.try_get("scope")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                    revoked_at: row.try_get("revoked_at")?,
+                    last_used_at: row.try_get("last_used_at")?,
+                    last_used_addr: row.try_get("last_used_addr")?,
+                })
+            })
+            .collect()
     }
 }

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
-    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STRING, Schema, TEXT,
-    TextFieldIndexing,
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STRING, Schema, TextFieldIndexing,
+    TextOptions,
 };
 use tantivy::{
     DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentOrdinal, SegmentReader,
@@ -32,7 +32,20 @@ use tantivy::{
 use crate::{Result, StorageError};
 
 /// Bump when the schema changes: an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// The tokenizer of every text field: split on non-alphanumerics, lower-case, and
+/// keep tokens up to 255 bytes. (tantivy's `default` drops tokens of 40+ bytes, which
+/// would make hashes, long ids and tokens unsearchable.)
+pub const TOKENIZER: &str = "palisade";
+
+fn analyzer() -> tantivy::tokenizer::TextAnalyzer {
+    use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(256))
+        .filter(LowerCaser)
+        .build()
+}
 
 /// Field handles, public so the query compiler can build terms.
 #[derive(Debug, Clone, Copy)]
@@ -52,20 +65,20 @@ pub struct IndexFields {
 
 fn build_schema() -> (Schema, IndexFields) {
     let mut builder = Schema::builder();
+    let text_indexing = TextFieldIndexing::default()
+        .set_tokenizer(TOKENIZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let text = TextOptions::default().set_indexing_options(text_indexing.clone());
     let json_options = JsonObjectOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("default")
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
+        .set_indexing_options(text_indexing)
         .set_expand_dots_enabled();
     let fields = IndexFields {
         seq: builder.add_i64_field("seq", INDEXED | FAST),
         tenant: builder.add_text_field("tenant", STRING),
         time: builder.add_i64_field("time", INDEXED | FAST),
         severity_number: builder.add_i64_field("severity_number", INDEXED | FAST),
-        severity_text: builder.add_text_field("severity_text", TEXT),
-        body: builder.add_text_field("body", TEXT),
+        severity_text: builder.add_text_field("severity_text", text.clone()),
+        body: builder.add_text_field("body", text),
         attributes: builder.add_json_field("attributes", json_options.clone()),
         resource: builder.add_json_field("resource", json_options),
         scope_name: builder.add_text_field("scope_name", STRING),
@@ -152,6 +165,7 @@ impl LogIndex {
                 Index::create_in_dir(dir, schema)?
             }
         };
+        index.tokenizers().register(TOKENIZER, analyzer());
         let writer =
             index.writer_with_num_threads(config.writer_threads, config.writer_heap_bytes)?;
         let reader = index
@@ -178,6 +192,11 @@ impl LogIndex {
 
     pub fn tantivy_index(&self) -> &Index {
         &self.index
+    }
+
+    /// The analyzer of every text field, for query-time tokenization.
+    pub fn analyzer(&self) -> tantivy::tokenizer::TextAnalyzer {
+        analyzer()
     }
 
     /// The highest sequence id contained in the last commit (0 for a new index).

@@ -1,40 +1,13 @@
-//! `/api/v1` handlers.
+//! `/api/v1` search handlers. Authorisation happened in `routes::authorize`; the
+//! handler receives the [`Principal`] and uses only its tenant.
 
 use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::HeaderMap;
-use model::{ErrorKind, Scope};
+use axum::extract::{Extension, Query, State};
+use model::{ErrorKind, Principal};
 use query::search::{HistogramParams, HistogramResponse, SearchParams, SearchResponse};
 use serde::Deserialize;
-use storage::access::TokenGrant;
 
 use crate::{ApiError, AppState};
-
-/// Authenticate the bearer token and check it grants `needed`.
-pub async fn require(
-    state: &AppState,
-    headers: &HeaderMap,
-    needed: Scope,
-) -> Result<TokenGrant, ApiError> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let grant = state
-        .access
-        .authenticate(header)
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
-    if !grant.scope.allows(needed) {
-        return Err(ApiError::new(
-            ErrorKind::PermissionDenied,
-            format!(
-                "this token has scope {}; this endpoint needs {}",
-                grant.scope, needed
-            ),
-        ));
-    }
-    Ok(grant)
-}
 
 #[derive(Debug, Deserialize)]
 pub struct SearchQuery {
@@ -47,10 +20,9 @@ pub struct SearchQuery {
 
 pub async fn search(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let grant = require(&state, &headers, Scope::Read).await?;
     let Query(p) = params.map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))?;
     let params = SearchParams {
         q: p.q,
@@ -59,7 +31,9 @@ pub async fn search(
         limit: p.limit,
         cursor: p.cursor,
     };
-    Ok(Json(state.search.search(grant.tenant_id, &params).await?))
+    Ok(Json(
+        state.search.search(principal.tenant_id, &params).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,10 +46,9 @@ pub struct HistogramQuery {
 
 pub async fn histogram(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(principal): Extension<Principal>,
     params: Result<Query<HistogramQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<HistogramResponse>, ApiError> {
-    let grant = require(&state, &headers, Scope::Read).await?;
     let Query(p) = params.map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))?;
     let params = HistogramParams {
         q: p.q,
@@ -84,7 +57,7 @@ pub async fn histogram(
         buckets: p.buckets,
     };
     Ok(Json(
-        state.search.histogram(grant.tenant_id, &params).await?,
+        state.search.histogram(principal.tenant_id, &params).await?,
     ))
 }
 

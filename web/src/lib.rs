@@ -7,15 +7,21 @@
 //!
 //! Both carry the security headers of [`security`].
 
+pub mod admin;
 pub mod api;
+pub mod audit;
+pub mod auth;
 pub mod error;
+pub mod login_guard;
 pub mod ops;
 pub mod otlp_http;
+pub mod routes;
 pub mod security;
+pub mod session;
 pub mod state;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::post;
 
 pub use error::ApiError;
 pub use state::AppState;
@@ -23,16 +29,16 @@ pub use state::AppState;
 /// Largest body accepted by the JSON API (OTLP has its own, larger cap).
 pub const API_BODY_LIMIT: usize = 1024 * 1024;
 
+/// The API listener's router. Every route comes from [`routes`], with its declared
+/// permission enforced before the handler runs.
 pub fn api_router(state: AppState) -> Router {
-    Router::new()
-        .route("/api/v1/search", get(api::search))
-        .route("/api/v1/search/histogram", get(api::histogram))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    routes::api_routes(state.clone())
         .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
-        .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::headers,
+        ))
         .with_state(state)
 }
 
@@ -42,6 +48,9 @@ pub fn otlp_router(state: AppState) -> Router {
         .fallback(api::not_found)
         // The handler enforces its own cap while reading; disable axum's default.
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn(security::headers))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::headers,
+        ))
         .with_state(state)
 }

@@ -16,6 +16,7 @@ use ingest::decode::{Format, decode_logs, encode_response, encode_status};
 use ingest::{IngestError, MAX_BODY_BYTES};
 
 use crate::AppState;
+use crate::auth::ClientAddr;
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -23,12 +24,20 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 
 pub async fn export_logs(
     State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE));
-    let result = handle(&state, &headers, format.as_ref().ok().copied(), body).await;
+    let result = handle(
+        &state,
+        &headers,
+        source.as_deref(),
+        format.as_ref().ok().copied(),
+        body,
+    )
+    .await;
     let outcome = result.as_ref().map(|_| ()).map_err(IngestError::kind);
     state.ingestor.observe("http", started, outcome);
     let reply_format = format.unwrap_or(Format::Json);
@@ -46,12 +55,13 @@ pub async fn export_logs(
 async fn handle(
     state: &AppState,
     headers: &HeaderMap,
+    source: Option<&str>,
     format: Option<Format>,
     body: Body,
 ) -> Result<Vec<u8>, IngestError> {
+    let authorization = header_str(headers, header::AUTHORIZATION);
     let grant =
-        ingest::authenticate_ingest(&state.access, header_str(headers, header::AUTHORIZATION))
-            .await?;
+        ingest::authenticate_ingest(&state.access, &state.limits, authorization, source).await?;
     let format = match format {
         Some(f) => f,
         None => Format::from_content_type(header_str(headers, header::CONTENT_TYPE))?,

@@ -1,6 +1,6 @@
 //! Security headers on every response.
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -18,9 +18,18 @@ const HEADERS: &[(&str, &str)] = &[
     ("cache-control", "no-store"),
 ];
 
-pub async fn headers(request: Request, next: Next) -> Response {
+pub async fn headers(
+    State(state): State<crate::AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
+    if state.sessions.tls {
+        headers
+            .entry(HeaderName::from_static("strict-transport-security"))
+            .or_insert_with(|| HeaderValue::from_static("max-age=63072000; includeSubDomains"));
+    }
     for (name, value) in HEADERS {
         headers
             .entry(HeaderName::from_static(name))

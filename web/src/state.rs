@@ -3,10 +3,12 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use ingest::limits::TokenLimits;
 use ingest::writer::Ingestor;
 use query::search::SearchService;
 use storage::Db;
 use storage::access::AccessStore;
+use storage::audit::AuditStore;
 use storage::index::LogIndex;
 use storage::indexer::IndexerStatus;
 
@@ -22,4 +24,13 @@ pub struct AppState {
     pub migrated: Arc<AtomicBool>,
     pub registry: prometheus::Registry,
     pub gauges: crate::ops::Gauges,
+    pub audit: Arc<AuditStore>,
+    pub sessions: crate::auth::SessionConfig,
+    pub limits: Arc<TokenLimits>,
+    pub login_guard: Arc<crate::login_guard::LoginGuard>,
+    /// An argon2id hash verified when a login names no (active) user, so the
+    /// response takes as long as for a real account.
+    pub dummy_hash: Arc<str>,
+    /// Default lifetime of tokens created without an explicit expiry.
+    pub token_default_days: i64,
 }

@@ -1,0 +1,114 @@
+//! Login throttling per account and per source address, with growing delay.
+//!
+//! After [`FREE_FAILURES`] failures a key (account name or address) is locked for
+//! 1 s, then 2 s, 4 s, ... up to [`MAX_LOCK`]. The same rule applies to names that
+//! do not exist, so the throttle reveals nothing about which accounts exist. State is
+//! per process (a replica restart forgets it); the lock-out is a brake on guessing,
+//! the password hash cost is the wall.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub const FREE_FAILURES: u32 = 5;
+pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
+const MAX_KEYS: usize = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+    last: Instant,
+}
+
+#[derive(Debug, Default)]
+pub struct LoginGuard {
+    keys: Mutex<HashMap<String, Failures>>,
+}
+
+fn lock_for(count: u32) -> Option<Duration> {
+    (count >= FREE_FAILURES).then(|| {
+        let exp = (count - FREE_FAILURES).min(20);
+        Duration::from_secs(1u64 << exp).min(MAX_LOCK)
+    })
+}
+
+impl LoginGuard {
+    fn keys(username: &str, addr: Option<&str>) -> Vec<String> {
+        let mut keys = vec![format!("user:{}", username.to_lowercase())];
+        if let Some(addr) = addr {
+            keys.push(format!("addr:{addr}"));
+        }
+        keys
+    }
+
+    /// `Err(wait)` when the account or the address is locked at `now`.
+    pub fn check(&self, username: &str, addr: Option<&str>, now: Instant) -> Result<(), Duration> {
+        let map = self.keys.lock().expect("login guard poisoned");
+        let wait = Self::keys(username, addr)
+            .iter()
+            .filter_map(|k| map.get(k)?.locked_until)
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+            .max();
+        match wait {
+            Some(wait) => Err(wait),
+            None => Ok(()),
+        }
+    }
+
+    pub fn failure(&self, username: &str, addr: Option<&str>, now: Instant) {
+        let mut map = self.keys.lock().expect("login guard poisoned");
+        if map.len() > MAX_KEYS {
+            map.retain(|_, f| now.duration_since(f.last) < MAX_LOCK);
+        }
+        for key in Self::keys(username, addr) {
+            let entry = map.entry(key).or_insert(Failures {
+                count: 0,
+                locked_until: None,
+                last: now,
+            });
+            entry.count += 1;
+            entry.last = now;
+            entry.locked_until = lock_for(entry.count).map(|d| now + d);
+        }
+    }
+
+    /// A successful login clears the account's failures (not the address's).
+    pub fn success(&self, username: &str) {
+        let mut map = self.keys.lock().expect("login guard poisoned");
+        map.remove(&format!("user:{}", username.to_lowercase()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delay_grows_after_free_failures_and_success_resets() {
+        let guard = LoginGuard::default();
+        let t0 = Instant::now();
+        for _ in 0..FREE_FAILURES - 1 {
+            guard.failure("alice", Some("10.0.0.1"), t0);
+            assert!(guard.check("alice", Some("10.0.0.9"), t0).is_ok());
+        }
+        guard.failure("alice", Some("10.0.0.1"), t0);
+        assert_eq!(
+            guard.check("alice", Some("10.0.0.9"), t0).unwrap_err(),
+            Duration::from_secs(1)
+        );
+        // The address is locked for any account, including ones that do not exist.
+        assert!(guard.check("nobody", Some("10.0.0.1"), t0).is_err());
+        let t1 = t0 + Duration::from_secs(2);
+        assert!(guard.check("alice", None, t1).is_ok());
+        guard.failure("alice", None, t1);
+        assert_eq!(
+            guard.check("alice", None, t1).unwrap_err(),
+            Duration::from_secs(2)
+        );
+        guard.success("alice");
+        assert!(guard.check("alice", None, t1).is_ok());
+        assert_eq!(lock_for(100), Some(MAX_LOCK));
+    }
+}

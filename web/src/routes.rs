@@ -1,0 +1,234 @@
+//! The route table: every API route is registered together with the [`Access`] it
+//! needs, so a route cannot exist without a declared permission. The
+//! [`authorize`] middleware enforces the table before any handler runs, and the
+//! authorisation-matrix test is generated from [`route_table`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use model::{Access, ErrorKind, Permission};
+use serde::Serialize;
+
+use crate::{ApiError, AppState, admin, api, auth, ops, session};
+
+/// One route of a listener and what it needs.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteSpec {
+    pub listener: &'static str,
+    #[serde(serialize_with = "method_str")]
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+fn method_str<S: serde::Serializer>(m: &Method, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(m.as_str())
+}
+
+struct Table {
+    router: Router<AppState>,
+    specs: Vec<RouteSpec>,
+}
+
+impl Table {
+    fn new() -> Table {
+        Table {
+            router: Router::new(),
+            specs: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, method: Method, path: &'static str, access: Access, handler: H) -> Table
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("standard method");
+        self.router = self.router.route(path, on(filter, handler));
+        self.specs.push(RouteSpec {
+            listener: "api",
+            method,
+            path,
+            access,
+        });
+        self
+    }
+}
+
+fn api_table() -> Table {
+    use Access::{Public, Requires};
+    use Permission::*;
+    Table::new()
+        .add(Method::GET, "/healthz", Public, ops::healthz)
+        .add(Method::GET, "/readyz", Public, ops::readyz)
+        .add(Method::GET, "/metrics", Public, ops::metrics)
+        .add(Method::POST, "/api/v1/auth/login", Public, session::login)
+        .add(
+            Method::POST,
+            "/api/v1/auth/logout",
+            Requires(Authenticated),
+            session::logout,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/auth/session",
+            Requires(Authenticated),
+            session::current,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/auth/password",
+            Requires(Authenticated),
+            session::change_password,
+        )
+        .add(Method::GET, "/api/v1/search", Requires(Read), api::search)
+        .add(
+            Method::GET,
+            "/api/v1/search/histogram",
+            Requires(Read),
+            api::histogram,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/users",
+            Requires(Admin),
+            admin::list_users,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/users",
+            Requires(Admin),
+            admin::create_user,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/users/{id}",
+            Requires(Admin),
+            admin::disable_user,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/tokens",
+            Requires(Admin),
+            admin::list_tokens,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/tokens",
+            Requires(Admin),
+            admin::create_token,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/tokens/{id}",
+            Requires(Admin),
+            admin::revoke_token,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/audit",
+            Requires(Admin),
+            admin::list_audit,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/tenants",
+            Requires(InstanceAdmin),
+            admin::list_tenants,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/tenants",
+            Requires(InstanceAdmin),
+            admin::create_tenant,
+        )
+}
+
+/// Every route of both listeners with its access rule (the OTLP listener's routes
+/// authorise inside the shared ingest path, by the same rule).
+pub fn route_table() -> Vec<RouteSpec> {
+    let mut specs = api_table().specs;
+    specs.push(RouteSpec {
+        listener: "otlp_http",
+        method: Method::POST,
+        path: "/v1/logs",
+        access: Access::Requires(Permission::Ingest),
+    });
+    specs
+}
+
+type AccessMap = Arc<HashMap<(Method, &'static str), Access>>;
+
+/// The API router with authorisation enforced from the table.
+pub fn api_routes(state: AppState) -> Router<AppState> {
+    let table = api_table();
+    let map: AccessMap = Arc::new(
+        table
+            .specs
+            .iter()
+            .map(|s| ((s.method.clone(), s.path), s.access))
+            .collect(),
+    );
+    table
+        .router
+        .route_layer(axum::middleware::from_fn_with_state(
+            (state, map),
+            authorize,
+        ))
+}
+
+/// Look up the matched route's access rule, authenticate, check the permission and
+/// hand the [`model::Principal`] to the handler as an extension. A route missing
+/// from the table is refused (deny by default).
+async fn authorize(
+    State((state, map)): State<(AppState, AccessMap)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let matched = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let access = matched
+        .as_deref()
+        .and_then(|path| map.get(&(parts.method.clone(), path)).copied());
+    let Some(access) = access else {
+        tracing::error!(path = ?matched, "route without a declared permission refused");
+        return ApiError::new(
+            ErrorKind::PermissionDenied,
+            "route has no declared permission",
+        )
+        .into_response();
+    };
+    let Access::Requires(needed) = access else {
+        return next.run(Request::from_parts(parts, body)).await;
+    };
+    let authenticated = match auth::authenticate(&state, &parts).await {
+        Ok(Some(a)) => a,
+        Ok(None) => return ApiError::unauthenticated().into_response(),
+        Err(err) => return err.into_response(),
+    };
+    if !authenticated.principal.can(needed) {
+        return ApiError::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "this {} may not do this: it needs {needed:?}",
+                authenticated.kind()
+            ),
+        )
+        .into_response();
+    }
+    if let Some(session) = &authenticated.session {
+        parts.extensions.insert(session.clone());
+    }
+    parts.extensions.insert(authenticated.principal);
+    next.run(Request::from_parts(parts, body)).await
+}

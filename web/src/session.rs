@@ -1,0 +1,276 @@
+//! Login, logout, the current session and password change.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use model::audit::{AuditEvent, Outcome};
+use model::{Credential, ErrorKind, Principal};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{ClientAddr, SessionContext, cookie};
+use crate::{ApiError, AppState, audit};
+
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+fn random_id() -> String {
+    URL_SAFE_NO_PAD.encode(model::token::random_bytes::<32>())
+}
+
+pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    body.map(|Json(v)| v)
+        .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+}
+
+fn set_cookie(state: &AppState, value: &str, max_age: Option<u64>) -> HeaderValue {
+    let name = state.sessions.cookie_name();
+    let age = match max_age {
+        Some(secs) => format!("; Max-Age={secs}"),
+        None => "; Max-Age=0".into(),
+    };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{age}"
+    ))
+    .expect("cookie is ascii")
+}
+
+/// `POST /api/v1/auth/login`. Unknown users, wrong passwords and disabled users get
+/// the same answer after the same work (a hash verification), so neither the
+/// response nor its timing tells whether an account exists.
+pub async fn login(
+    State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
+    headers: HeaderMap,
+    body: Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = json_body(body)?;
+    if let Err(wait) = state
+        .login_guard
+        .check(&req.username, source.as_deref(), Instant::now())
+    {
+        let mut err = ApiError::new(
+            ErrorKind::ResourceExhausted,
+            "too many failed logins; try again later",
+        );
+        err.retry_after = Some(wait.as_secs().max(1));
+        return Err(err);
+    }
+    let user = state.access.user_for_login(&req.username).await?;
+    let hash = match &user {
+        Some(u) if !u.disabled => u.password_hash.clone(),
+        _ => state.dummy_hash.to_string(),
+    };
+    let password = req.password.clone();
+    let verified = tokio::task::spawn_blocking(move || model::password::verify(&password, &hash))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let user = match user {
+        Some(u) if verified && !u.disabled => u,
+        other => {
+            state
+                .login_guard
+                .failure(&req.username, source.as_deref(), Instant::now());
+            let mut event = AuditEvent::new(
+                "anonymous",
+                "auth.login",
+                format!("user:{}", req.username),
+                Outcome::Failure,
+            )
+            .source(source.clone());
+            if let Some(u) = other {
+                event = event.tenant(u.tenant_id);
+            }
+            audit::record(&state, event).await;
+            return Err(ApiError::new(
+                ErrorKind::Unauthenticated,
+                "invalid username or password",
+            ));
+        }
+    };
+    state.login_guard.success(&req.username);
+    // Always a brand-new session id (fixation defence); any session the browser
+    // presented is ended.
+    if let Some(old) = cookie(&headers, state.sessions.cookie_name()) {
+        state.access.delete_session(&old).await?;
+    }
+    let id = random_id();
+    let csrf = random_id();
+    state
+        .access
+        .create_session(
+            &id,
+            &user,
+            &csrf,
+            state.sessions.absolute,
+            source.as_deref(),
+        )
+        .await?;
+    audit::record(
+        &state,
+        AuditEvent::new(
+            format!("user:{}", user.username),
+            "auth.login",
+            format!("user:{}", user.username),
+            Outcome::Success,
+        )
+        .tenant(user.tenant_id)
+        .source(source),
+    )
+    .await;
+    let tenant = state.access.tenant_by_id(user.tenant_id).await?;
+    let body = Json(json!({
+        "username": user.username,
+        "tenant": tenant.name,
+        "role": user.role.as_str(),
+        "instance_admin": user.instance_admin,
+        "csrf_token": csrf,
+    }));
+    let mut response = body.into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&state, &id, Some(state.sessions.absolute.as_secs())),
+    );
+    Ok(response)
+}
+
+/// `POST /api/v1/auth/logout`: ends the session server-side.
+pub async fn logout(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    session: Option<Extension<SessionContext>>,
+) -> Result<Response, ApiError> {
+    let Some(Extension(session)) = session else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "logout ends a browser session; tokens are revoked instead",
+        ));
+    };
+    state.access.delete_session(&session.id).await?;
+    audit::record(
+        &state,
+        AuditEvent::new(
+            principal.actor(),
+            "auth.logout",
+            principal.actor(),
+            Outcome::Success,
+        )
+        .tenant(principal.tenant_id),
+    )
+    .await;
+    let mut response = Json(json!({"status": "logged out"})).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(&state, "", None));
+    Ok(response)
+}
+
+/// `GET /api/v1/auth/session`: who am I, and the CSRF token for state changes.
+pub async fn current(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    session: Option<Extension<SessionContext>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let tenant = state.access.tenant_by_id(principal.tenant_id).await?;
+    Ok(Json(json!({
+        "tenant": tenant.name,
+        "principal": principal.credential,
+        "csrf_token": session.map(|Extension(s)| s.csrf_token),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+pub fn check_new_password(password: &str) -> Result<(), ApiError> {
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            format!("new_password must have at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /api/v1/auth/password`: change one's own password; ends every session of
+/// the user, this one included.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    body: Result<Json<PasswordChange>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let req = json_body(body)?;
+    let Credential::Session {
+        username, user_id, ..
+    } = &principal.credential
+    else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "only users have passwords",
+        ));
+    };
+    check_new_password(&req.new_password)?;
+    let user = state
+        .access
+        .user_for_login(username)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(ErrorKind::Unauthenticated, "session user no longer exists")
+        })?;
+    let (current, stored) = (req.current_password.clone(), user.password_hash.clone());
+    let ok = tokio::task::spawn_blocking(move || model::password::verify(&current, &stored))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    if !ok {
+        audit::record(
+            &state,
+            AuditEvent::new(
+                principal.actor(),
+                "user.password",
+                principal.actor(),
+                Outcome::Failure,
+            )
+            .tenant(principal.tenant_id),
+        )
+        .await;
+        return Err(ApiError::new(
+            ErrorKind::PermissionDenied,
+            "current_password is wrong",
+        ));
+    }
+    let new = req.new_password.clone();
+    let hash = tokio::task::spawn_blocking(move || model::password::hash(&new))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    state.access.set_password(*user_id, &hash).await?;
+    audit::record(
+        &state,
+        AuditEvent::new(
+            principal.actor(),
+            "user.password",
+            principal.actor(),
+            Outcome::Success,
+        )
+        .tenant(principal.tenant_id),
+    )
+    .await;
+    let mut response = Json(json!({"status": "password changed; log in again"})).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, set_cookie(&state, "", None));
+    Ok(response)
+}
