@@ -19,6 +19,14 @@ if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opent
 fi
 export PALISADE_TEST_PYTHON="$venv/bin/python"
 
+# --- Command-line peers used by the TLS tests ----------------------------------------
+missing=""
+for tool in openssl curl sha256sum; do command -v "$tool" >/dev/null || missing="$missing $tool"; done
+if [ -n "$missing" ]; then
+  echo "test.sh: installing$missing"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl curl coreutils >/dev/null
+fi
+
 # --- PostgreSQL: the machine's server binaries, a private cluster on loopback -------
 pgbin=""
 if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then pgbin=$(pg_config --bindir); fi

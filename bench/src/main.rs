@@ -389,7 +389,14 @@ async fn main() -> anyhow::Result<()> {
     let url = cluster.create_database("palisade").await?;
     let dir = TempDir::new("palisade-bench");
     palisade_tests::set_palisade_bin(palisade.clone());
-    let server = TestServer::start(&dir.0, Some(url.clone()), &[]).await?;
+    // The benchmark's single token must not be throttled by the per-token limits.
+    let unlimited = [
+        "--api-rate-limit",
+        "1000000",
+        "--ingest-rate-limit",
+        "1000000",
+    ];
+    let server = TestServer::start(&dir.0, Some(url.clone()), &unlimited).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_rss, _) = rss_mib(&server);
 

@@ -100,6 +100,25 @@ impl Drop for TempDir {
     }
 }
 
+/// A logged-in browser session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// `name=value`, for a Cookie header.
+    pub cookie: String,
+    /// The whole Set-Cookie header as received.
+    pub set_cookie: String,
+    pub csrf: String,
+}
+
+/// How a test request authenticates.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    Token(String),
+    Session(Session),
+    SessionWithoutCsrf(Session),
+}
+
 #[derive(Debug, Clone)]
 pub struct Credentials {
     pub admin_username: String,
@@ -226,7 +245,10 @@ impl TestServer {
             stdout_lines: rx,
             _owned_dir: None,
         };
-        server.wait_ready().await?;
+        // A TLS server is probed by its test with a client that trusts the test CA.
+        if !extra.contains(&"--tls-cert") {
+            server.wait_ready().await?;
+        }
         Ok(server)
     }
 
@@ -393,6 +415,137 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Log in through the API. Returns the session or the failing status and body.
+    pub async fn login(&self, username: &str, password: &str) -> Result<Session, (u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.api))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = resp.status().as_u16();
+        let set_cookie = resp
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap_or_default().to_string());
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        match (status, set_cookie) {
+            (200, Some(set_cookie)) => {
+                let pair = set_cookie.split(';').next().unwrap_or_default().to_string();
+                Ok(Session {
+                    cookie: pair,
+                    set_cookie,
+                    csrf: body["csrf_token"].as_str().unwrap_or_default().to_string(),
+                })
+            }
+            _ => Err((status, body)),
+        }
+    }
+
+    /// Any API call with a credential. Returns (status, JSON or text body, headers).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        auth: &Auth,
+        body: Option<Value>,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(method, format!("{}{path}", self.api));
+        match auth {
+            Auth::None => {}
+            Auth::Token(token) => req = req.bearer_auth(token),
+            Auth::Session(session) => {
+                req = req
+                    .header("cookie", &session.cookie)
+                    .header("x-csrf-token", &session.csrf)
+            }
+            Auth::SessionWithoutCsrf(session) => req = req.header("cookie", &session.cookie),
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request reaches the server");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+            headers,
+        )
+    }
+
+    /// Create a user through the CLI with a known password.
+    pub fn add_user(
+        &self,
+        username: &str,
+        tenant: &str,
+        role: &str,
+        instance_admin: bool,
+        password: &str,
+    ) {
+        let mut cmd = Command::new(palisade_bin());
+        cmd.args([
+            "user",
+            "add",
+            username,
+            "--tenant",
+            tenant,
+            "--role",
+            role,
+            "--password-stdin",
+        ])
+        .arg("--data-dir")
+        .arg(&self.data_dir)
+        .env_remove("PALISADE_DATABASE_URL")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        if instance_admin {
+            cmd.arg("--instance-admin");
+        }
+        if let Some(url) = &self.database_url {
+            cmd.arg("--database-url").arg(url);
+        }
+        let mut child = cmd.spawn().expect("palisade user add");
+        use std::io::Write;
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "user add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Mint a token through the CLI.
+    pub fn token(&self, tenant: &str, scope: &str) -> String {
+        let out = self
+            .run_cli(&["token", "create", "--tenant", tenant, "--scope", scope])
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// Run SQL against the server's database (tests that tamper or age rows).
+    pub async fn sql(&self, statement: &str) {
+        use sqlx::Connection;
+        let url = self.database_url.as_ref().expect("test database url");
+        let mut conn = sqlx::PgConnection::connect(url)
+            .await
+            .expect("connect to test db");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement.to_string()))
+            .execute(&mut conn)
+            .await
+            .expect("sql");
     }
 
     /// Count stored rows directly in Postgres (the system of record).

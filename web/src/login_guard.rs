@@ -1,7 +1,9 @@
 //! Login throttling per account and per source address, with growing delay.
 //!
-//! After [`FREE_FAILURES`] failures a key (account name or address) is locked for
-//! 1 s, then 2 s, 4 s, ... up to [`MAX_LOCK`]. The same rule applies to names that
+//! After [`FREE_FAILURES`] failures for an account name (or
+//! [`FREE_FAILURES_PER_ADDRESS`] from one source address, more since many people may
+//! share one address) the key is locked for 1 s, then 2 s, 4 s, ... up to
+//! [`MAX_LOCK`]. The same rule applies to names that
 //! do not exist, so the throttle reveals nothing about which accounts exist. State is
 //! per process (a replica restart forgets it); the lock-out is a brake on guessing,
 //! the password hash cost is the wall.
@@ -11,6 +13,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub const FREE_FAILURES: u32 = 5;
+pub const FREE_FAILURES_PER_ADDRESS: u32 = 20;
 pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
 const MAX_KEYS: usize = 100_000;
 
@@ -26,9 +29,9 @@ pub struct LoginGuard {
     keys: Mutex<HashMap<String, Failures>>,
 }
 
-fn lock_for(count: u32) -> Option<Duration> {
-    (count >= FREE_FAILURES).then(|| {
-        let exp = (count - FREE_FAILURES).min(20);
+fn lock_for(count: u32, free: u32) -> Option<Duration> {
+    (count >= free).then(|| {
+        let exp = (count - free).min(20);
         Duration::from_secs(1u64 << exp).min(MAX_LOCK)
     })
 }
@@ -63,14 +66,19 @@ impl LoginGuard {
             map.retain(|_, f| now.duration_since(f.last) < MAX_LOCK);
         }
         for key in Self::keys(username, addr) {
-            let entry = map.entry(key).or_insert(Failures {
+            let entry = map.entry(key.clone()).or_insert(Failures {
                 count: 0,
                 locked_until: None,
                 last: now,
             });
             entry.count += 1;
             entry.last = now;
-            entry.locked_until = lock_for(entry.count).map(|d| now + d);
+            let free = if key.starts_with("addr:") {
+                FREE_FAILURES_PER_ADDRESS
+            } else {
+                FREE_FAILURES
+            };
+            entry.locked_until = lock_for(entry.count, free).map(|d| now + d);
         }
     }
 
@@ -98,7 +106,12 @@ mod tests {
             guard.check("alice", Some("10.0.0.9"), t0).unwrap_err(),
             Duration::from_secs(1)
         );
-        // The address is locked for any account, including ones that do not exist.
+        // Another account from the same address is not locked yet ...
+        assert!(guard.check("nobody", Some("10.0.0.1"), t0).is_ok());
+        for i in 0..FREE_FAILURES_PER_ADDRESS {
+            guard.failure(&format!("guess{i}"), Some("10.0.0.1"), t0);
+        }
+        // ... until the address itself has too many failures, whatever the account.
         assert!(guard.check("nobody", Some("10.0.0.1"), t0).is_err());
         let t1 = t0 + Duration::from_secs(2);
         assert!(guard.check("alice", None, t1).is_ok());
@@ -109,6 +122,6 @@ mod tests {
         );
         guard.success("alice");
         assert!(guard.check("alice", None, t1).is_ok());
-        assert_eq!(lock_for(100), Some(MAX_LOCK));
+        assert_eq!(lock_for(100, FREE_FAILURES), Some(MAX_LOCK));
     }
 }

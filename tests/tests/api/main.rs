@@ -1,5 +1,6 @@
 //! Black-box tests: each spawns the real `palisade` binary against a real Postgres.
 
+mod access;
 mod cli;
 mod errors;
 mod ingest;
