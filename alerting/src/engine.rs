@@ -1,0 +1,219 @@
+//! The three rule kinds as pure functions and state machines over events.
+//!
+//! Each produces [`Hit`]s: "the condition holds for this fingerprint at this time,
+//! with this evidence". The alert lifecycle (`lifecycle`) turns hits and quiet
+//! periods into alert transitions; the server persists both.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use model::LogRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::eval::{group_value, matches, selects};
+use crate::rule::{Rule, Spec};
+
+/// The condition of a rule holds for one group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    pub rule_id: String,
+    pub fingerprint: String,
+    /// Rule labels, `rule`, `severity`, and the group values.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub event_ids: Vec<i64>,
+    pub count: u64,
+    pub at: DateTime<Utc>,
+}
+
+/// Identity of an alert: the rule id and the group values.
+pub fn fingerprint(rule_id: &str, group: &BTreeMap<String, String>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(rule_id.as_bytes());
+    for (k, v) in group {
+        hasher.update(b"\0");
+        hasher.update(k.as_bytes());
+        hasher.update(b"=");
+        hasher.update(v.as_bytes());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+fn group_of(rule: &Rule, record: &LogRecord) -> BTreeMap<String, String> {
+    rule.group_by.iter().map(|f| (f.clone(), group_value(record, f))).collect()
+}
+
+fn excepted(rule: &Rule, record: &LogRecord) -> bool {
+    rule.exceptions.iter().any(|e| matches(e, record))
+}
+
+fn hit(rule: &Rule, group: BTreeMap<String, String>, event: Option<&LogRecord>, event_ids: Vec<i64>, count: u64, at: DateTime<Utc>) -> Hit {
+    let mut labels = rule.doc.labels.clone();
+    labels.insert("rule".into(), rule.id().to_string());
+    labels.insert("severity".into(), rule.doc.severity.as_str().to_string());
+    labels.extend(group.clone());
+    let context = json!({
+        "rule": {"id": rule.id(), "title": rule.doc.title},
+        "labels": labels,
+        "group": group,
+        "count": count,
+        "event": event.map(|e| json!({
+            "body": e.body, "attributes": e.attributes, "resource": e.resource,
+            "severity_text": e.severity_text, "severity_number": e.severity_number,
+            "time": e.time.to_rfc3339(),
+        })),
+    });
+    let annotations = rule
+        .doc
+        .annotations
+        .iter()
+        .map(|(k, t)| (k.clone(), crate::template::render(t, &context)))
+        .collect();
+    Hit {
+        rule_id: rule.id().to_string(),
+        fingerprint: fingerprint(rule.id(), &group),
+        labels,
+        annotations,
+        event_ids,
+        count,
+        at,
+    }
+}
+
+/// `match`: one event, one hit (or none).
+pub fn match_event(rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
+    if !rule.doc.enabled || rule.spec != Spec::Match {
+        return None;
+    }
+    if !selects(&rule.selector, record) || excepted(rule, record) {
+        return None;
+    }
+    Some(hit(rule, group_of(rule, record), Some(record), vec![seq], 1, record.time))
+}
+
+/// One group's result of a threshold evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupCount {
+    pub hit: Hit,
+    pub value: f64,
+    pub holds: bool,
+}
+
+/// `threshold`: count (or count distinct) the matching events of the window per
+/// group and compare with the threshold. `events` are the candidates in the window
+/// (already narrowed by the index query when run by the server); they are re-checked.
+pub fn threshold_groups(rule: &Rule, events: &[(i64, &LogRecord)], now: DateTime<Utc>) -> Vec<GroupCount> {
+    let Spec::Threshold { window, threshold, distinct, .. } = &rule.spec else {
+        return Vec::new();
+    };
+    let since = now - chrono::Duration::from_std(*window).unwrap_or_default();
+    struct Acc<'a> {
+        ids: Vec<i64>,
+        count: u64,
+        distinct: HashSet<String>,
+        last: Option<&'a LogRecord>,
+    }
+    let mut groups: BTreeMap<BTreeMap<String, String>, Acc> = BTreeMap::new();
+    for (seq, record) in events {
+        if record.time <= since || record.time > now || !selects(&rule.selector, record) || excepted(rule, record) {
+            continue;
+        }
+        let acc = groups.entry(group_of(rule, record)).or_insert_with(|| Acc {
+            ids: Vec::new(),
+            count: 0,
+            distinct: HashSet::new(),
+            last: None,
+        });
+        acc.count += 1;
+        if acc.ids.len() < crate::lifecycle::MAX_EVIDENCE {
+            acc.ids.push(*seq);
+        }
+        if let Some(field) = distinct {
+            acc.distinct.insert(group_value(record, field));
+        }
+        acc.last = Some(record);
+    }
+    groups
+        .into_iter()
+        .map(|(group, acc)| {
+            let value = if distinct.is_some() { acc.distinct.len() as f64 } else { acc.count as f64 };
+            GroupCount {
+                hit: hit(rule, group, acc.last, acc.ids, acc.count, now),
+                value,
+                holds: value >= *threshold,
+            }
+        })
+        .collect()
+}
+
+/// Progress of one group through a sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub next_step: usize,
+    pub started_at: DateTime<Utc>,
+    pub event_ids: Vec<i64>,
+}
+
+/// `sequence`: per-group progress through ordered steps. Serializable, so the server
+/// persists it and a restart does not lose a half-complete sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SequenceState {
+    /// Keyed by the group values, JSON-encoded.
+    pub progress: HashMap<String, Progress>,
+}
+
+impl SequenceState {
+    /// Feed one event (in time order). Returns a hit when a sequence completes.
+    pub fn on_event(&mut self, rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
+        let Spec::Sequence { steps, within } = &rule.spec else {
+            return None;
+        };
+        if !rule.doc.enabled || excepted(rule, record) {
+            return None;
+        }
+        let group = group_of(rule, record);
+        if group.values().all(String::is_empty) {
+            return None; // no identity to correlate on
+        }
+        let key = serde_json::to_string(&group).expect("group serialises");
+        let within = chrono::Duration::from_std(*within).unwrap_or_default();
+        if let Some(p) = self.progress.get(&key)
+            && record.time - p.started_at > within
+        {
+            self.progress.remove(&key);
+        }
+        if let Some(p) = self.progress.get_mut(&key)
+            && selects(&steps[p.next_step].selector, record)
+        {
+            p.next_step += 1;
+            p.event_ids.push(seq);
+            if p.next_step == steps.len() {
+                let done = self.progress.remove(&key).expect("present");
+                let count = done.event_ids.len() as u64;
+                return Some(hit(rule, group, Some(record), done.event_ids, count, record.time));
+            }
+            return None;
+        }
+        if selects(&steps[0].selector, record) && !self.progress.contains_key(&key) {
+            self.progress.insert(
+                key,
+                Progress {
+                    next_step: 1,
+                    started_at: record.time,
+                    event_ids: vec![seq],
+                },
+            );
+        }
+        None
+    }
+
+    /// Forget progress older than `within` at `now`.
+    pub fn expire(&mut self, rule: &Rule, now: DateTime<Utc>) {
+        if let Spec::Sequence { within, .. } = &rule.spec {
+            let within = chrono::Duration::from_std(*within).unwrap_or_default();
+            self.progress.retain(|_, p| now - p.started_at <= within);
+        }
+    }
+}
