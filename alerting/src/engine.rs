@@ -42,14 +42,24 @@ pub fn fingerprint(rule_id: &str, group: &BTreeMap<String, String>) -> String {
 }
 
 fn group_of(rule: &Rule, record: &LogRecord) -> BTreeMap<String, String> {
-    rule.group_by.iter().map(|f| (f.clone(), group_value(record, f))).collect()
+    rule.group_by
+        .iter()
+        .map(|f| (f.clone(), group_value(record, f)))
+        .collect()
 }
 
 fn excepted(rule: &Rule, record: &LogRecord) -> bool {
     rule.exceptions.iter().any(|e| matches(e, record))
 }
 
-fn hit(rule: &Rule, group: BTreeMap<String, String>, event: Option<&LogRecord>, event_ids: Vec<i64>, count: u64, at: DateTime<Utc>) -> Hit {
+fn hit(
+    rule: &Rule,
+    group: BTreeMap<String, String>,
+    event: Option<&LogRecord>,
+    event_ids: Vec<i64>,
+    count: u64,
+    at: DateTime<Utc>,
+) -> Hit {
     let mut labels = rule.doc.labels.clone();
     labels.insert("rule".into(), rule.id().to_string());
     labels.insert("severity".into(), rule.doc.severity.as_str().to_string());
@@ -90,7 +100,14 @@ pub fn match_event(rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
     if !selects(&rule.selector, record) || excepted(rule, record) {
         return None;
     }
-    Some(hit(rule, group_of(rule, record), Some(record), vec![seq], 1, record.time))
+    Some(hit(
+        rule,
+        group_of(rule, record),
+        Some(record),
+        vec![seq],
+        1,
+        record.time,
+    ))
 }
 
 /// One group's result of a threshold evaluation.
@@ -104,8 +121,18 @@ pub struct GroupCount {
 /// `threshold`: count (or count distinct) the matching events of the window per
 /// group and compare with the threshold. `events` are the candidates in the window
 /// (already narrowed by the index query when run by the server); they are re-checked.
-pub fn threshold_groups(rule: &Rule, events: &[(i64, &LogRecord)], now: DateTime<Utc>) -> Vec<GroupCount> {
-    let Spec::Threshold { window, threshold, distinct, .. } = &rule.spec else {
+pub fn threshold_groups(
+    rule: &Rule,
+    events: &[(i64, &LogRecord)],
+    now: DateTime<Utc>,
+) -> Vec<GroupCount> {
+    let Spec::Threshold {
+        window,
+        threshold,
+        distinct,
+        ..
+    } = &rule.spec
+    else {
         return Vec::new();
     };
     let since = now - chrono::Duration::from_std(*window).unwrap_or_default();
@@ -117,7 +144,11 @@ pub fn threshold_groups(rule: &Rule, events: &[(i64, &LogRecord)], now: DateTime
     }
     let mut groups: BTreeMap<BTreeMap<String, String>, Acc> = BTreeMap::new();
     for (seq, record) in events {
-        if record.time <= since || record.time > now || !selects(&rule.selector, record) || excepted(rule, record) {
+        if record.time <= since
+            || record.time > now
+            || !selects(&rule.selector, record)
+            || excepted(rule, record)
+        {
             continue;
         }
         let acc = groups.entry(group_of(rule, record)).or_insert_with(|| Acc {
@@ -138,7 +169,11 @@ pub fn threshold_groups(rule: &Rule, events: &[(i64, &LogRecord)], now: DateTime
     groups
         .into_iter()
         .map(|(group, acc)| {
-            let value = if distinct.is_some() { acc.distinct.len() as f64 } else { acc.count as f64 };
+            let value = if distinct.is_some() {
+                acc.distinct.len() as f64
+            } else {
+                acc.count as f64
+            };
             GroupCount {
                 hit: hit(rule, group, acc.last, acc.ids, acc.count, now),
                 value,
@@ -192,7 +227,14 @@ impl SequenceState {
             if p.next_step == steps.len() {
                 let done = self.progress.remove(&key).expect("present");
                 let count = done.event_ids.len() as u64;
-                return Some(hit(rule, group, Some(record), done.event_ids, count, record.time));
+                return Some(hit(
+                    rule,
+                    group,
+                    Some(record),
+                    done.event_ids,
+                    count,
+                    record.time,
+                ));
             }
             return None;
         }

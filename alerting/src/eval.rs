@@ -28,7 +28,9 @@ fn prefix_phrase(haystack: &[String], needle: &[String]) -> bool {
     let Some((last, head)) = needle.split_last() else {
         return !haystack.is_empty();
     };
-    haystack.windows(needle.len()).any(|w| w[..head.len()] == *head && w[head.len()].starts_with(last.as_str()))
+    haystack
+        .windows(needle.len())
+        .any(|w| w[..head.len()] == *head && w[head.len()].starts_with(last.as_str()))
 }
 
 /// Look a dotted path up in a JSON object, trying every split of the path into flat
@@ -63,8 +65,18 @@ pub fn field_values<'a>(record: &'a LogRecord, field: &FieldRef) -> Vec<FieldVal
         FieldRef::SeverityText => vec![FieldValue::Text(&record.severity_text)],
         FieldRef::SeverityNumber => vec![FieldValue::Number(f64::from(record.severity_number))],
         FieldRef::ScopeName => vec![FieldValue::Keyword(&record.scope_name)],
-        FieldRef::TraceId => record.trace_id.as_deref().map(FieldValue::Keyword).into_iter().collect(),
-        FieldRef::SpanId => record.span_id.as_deref().map(FieldValue::Keyword).into_iter().collect(),
+        FieldRef::TraceId => record
+            .trace_id
+            .as_deref()
+            .map(FieldValue::Keyword)
+            .into_iter()
+            .collect(),
+        FieldRef::SpanId => record
+            .span_id
+            .as_deref()
+            .map(FieldValue::Keyword)
+            .into_iter()
+            .collect(),
         FieldRef::Attribute(path) => flatten(lookup(&record.attributes, path)),
         FieldRef::Resource(path) => flatten(lookup(&record.resource, path)),
     }
@@ -103,27 +115,43 @@ impl FieldValue<'_> {
 }
 
 fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { n.to_string() }
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
 }
 
 fn term_matches(value: &FieldValue, text: &str, prefix: bool) -> bool {
     let needle = tokens(text);
     let text_match = |s: &str| {
         let hay = tokens(s);
-        if prefix { prefix_phrase(&hay, &needle) } else { contains_phrase(&hay, &needle) }
+        if prefix {
+            prefix_phrase(&hay, &needle)
+        } else {
+            contains_phrase(&hay, &needle)
+        }
     };
     match value {
         FieldValue::Text(s) => text_match(s),
         FieldValue::Keyword(s) => {
             if prefix {
-                s.to_ascii_lowercase().starts_with(&text.to_ascii_lowercase())
+                s.to_ascii_lowercase()
+                    .starts_with(&text.to_ascii_lowercase())
             } else {
                 s.eq_ignore_ascii_case(text)
             }
         }
         FieldValue::Number(n) => !prefix && text.parse::<f64>().is_ok_and(|t| t == *n),
         FieldValue::Json(Value::String(s)) => text_match(s),
-        FieldValue::Json(Value::Number(n)) => !prefix && text.parse::<f64>().ok().zip(n.as_f64()).is_some_and(|(a, b)| a == b),
+        FieldValue::Json(Value::Number(n)) => {
+            !prefix
+                && text
+                    .parse::<f64>()
+                    .ok()
+                    .zip(n.as_f64())
+                    .is_some_and(|(a, b)| a == b)
+        }
         FieldValue::Json(Value::Bool(b)) => !prefix && text == if *b { "true" } else { "false" },
         FieldValue::Json(_) => false,
     }
@@ -140,8 +168,12 @@ fn in_range(value: &FieldValue, lower: &Bound, upper: &Bound) -> bool {
     };
     let check = |b: &Bound, low: bool| match b {
         Bound::Unbounded => true,
-        Bound::Included(t) => t.parse::<f64>().is_ok_and(|v| if low { n >= v } else { n <= v }),
-        Bound::Excluded(t) => t.parse::<f64>().is_ok_and(|v| if low { n > v } else { n < v }),
+        Bound::Included(t) => t
+            .parse::<f64>()
+            .is_ok_and(|v| if low { n >= v } else { n <= v }),
+        Bound::Excluded(t) => t
+            .parse::<f64>()
+            .is_ok_and(|v| if low { n > v } else { n < v }),
     };
     check(lower, true) && check(upper, false)
 }
@@ -156,7 +188,9 @@ pub fn matches(expr: &Expr, record: &LogRecord) -> bool {
         Expr::Clause { field, value } => {
             let values = field_values(record, field);
             match value {
-                QValue::Term(t) | QValue::Phrase(t) => values.iter().any(|v| term_matches(v, t, false)),
+                QValue::Term(t) | QValue::Phrase(t) => {
+                    values.iter().any(|v| term_matches(v, t, false))
+                }
                 QValue::Prefix(p) => values.iter().any(|v| term_matches(v, p, true)),
                 QValue::Range { lower, upper } => values.iter().any(|v| in_range(v, lower, upper)),
             }
@@ -177,10 +211,18 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (text, None),
         };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("cidr {text:?}: not an IP address"))?;
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("cidr {text:?}: not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(p) => p.trim().parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(|| format!("cidr {text:?}: prefix must be 0..{max}"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("cidr {text:?}: prefix must be 0..{max}"))?,
             None => max,
         };
         Ok(Cidr { addr, prefix })
@@ -216,7 +258,9 @@ fn json_equal(a: &Value, b: &Value) -> bool {
 fn condition_holds(condition: &Condition, record: &LogRecord) -> bool {
     let field = query::parse::field_ref(&condition.field).expect("validated field");
     let values = field_values(record, &field);
-    let present = values.iter().any(|v| !matches!(v, FieldValue::Json(Value::Null)));
+    let present = values
+        .iter()
+        .any(|v| !matches!(v, FieldValue::Json(Value::Null)));
     let as_json = |v: &FieldValue| -> Value {
         match v {
             FieldValue::Json(j) => (*j).clone(),
@@ -231,7 +275,11 @@ fn condition_holds(condition: &Condition, record: &LogRecord) -> bool {
         Op::In(options) => any(&|v| options.iter().any(|o| json_equal(&as_json(v), o))),
         Op::Prefix(p) => any(&|v| v.as_string().is_some_and(|s| s.starts_with(p.as_str()))),
         Op::Contains(p) => any(&|v| v.as_string().is_some_and(|s| s.contains(p.as_str()))),
-        Op::Cidr(net) => any(&|v| v.as_string().and_then(|s| s.trim().parse::<IpAddr>().ok()).is_some_and(|ip| net.contains(&ip))),
+        Op::Cidr(net) => any(&|v| {
+            v.as_string()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
+                .is_some_and(|ip| net.contains(&ip))
+        }),
         Op::Gt(x) => any(&|v| v.as_number().is_some_and(|n| n > *x)),
         Op::Gte(x) => any(&|v| v.as_number().is_some_and(|n| n >= *x)),
         Op::Lt(x) => any(&|v| v.as_number().is_some_and(|n| n < *x)),
@@ -241,7 +289,11 @@ fn condition_holds(condition: &Condition, record: &LogRecord) -> bool {
 
 /// Whether a record satisfies a selector (query and every condition).
 pub fn selects(selector: &Selector, record: &LogRecord) -> bool {
-    selector.query.as_ref().is_none_or(|q| matches(q, record)) && selector.conditions.iter().all(|c| condition_holds(c, record))
+    selector.query.as_ref().is_none_or(|q| matches(q, record))
+        && selector
+            .conditions
+            .iter()
+            .all(|c| condition_holds(c, record))
 }
 
 /// The value of a group-by field in a record, as a label value ("" when absent).
@@ -268,7 +320,10 @@ mod tests {
             severity_text: "WARN".into(),
             body: body.into(),
             attributes: attributes.as_object().cloned().unwrap_or_default(),
-            resource: json!({"service.name": "auth"}).as_object().cloned().unwrap(),
+            resource: json!({"service.name": "auth"})
+                .as_object()
+                .cloned()
+                .unwrap(),
             scope_name: "s".into(),
             scope_version: String::new(),
             trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),
@@ -313,19 +368,46 @@ mod tests {
 
     #[test]
     fn conditions() {
-        let r = rec("x", json!({"user.name": "system:serviceaccount:kube-system:default", "code": 403, "ip": "10.1.2.3", "ip6": "2001:db8::1"}));
-        let cond = |field: &str, op: Op| Condition { field: field.into(), op };
+        let r = rec(
+            "x",
+            json!({"user.name": "system:serviceaccount:kube-system:default", "code": 403, "ip": "10.1.2.3", "ip6": "2001:db8::1"}),
+        );
+        let cond = |field: &str, op: Op| Condition {
+            field: field.into(),
+            op,
+        };
         let holds = |c: Condition| condition_holds(&c, &r);
-        assert!(holds(cond("attributes.user.name", Op::Prefix("system:serviceaccount:".into()))));
-        assert!(holds(cond("attributes.user.name", Op::Contains("kube-system".into()))));
-        assert!(!holds(cond("attributes.user.name", Op::Equals(json!("root")))));
-        assert!(holds(cond("attributes.code", Op::In(vec![json!(401), json!(403)]))));
+        assert!(holds(cond(
+            "attributes.user.name",
+            Op::Prefix("system:serviceaccount:".into())
+        )));
+        assert!(holds(cond(
+            "attributes.user.name",
+            Op::Contains("kube-system".into())
+        )));
+        assert!(!holds(cond(
+            "attributes.user.name",
+            Op::Equals(json!("root"))
+        )));
+        assert!(holds(cond(
+            "attributes.code",
+            Op::In(vec![json!(401), json!(403)])
+        )));
         assert!(holds(cond("attributes.code", Op::Gte(403.0))));
         assert!(!holds(cond("attributes.code", Op::Gt(403.0))));
         assert!(holds(cond("attributes.code", Op::Lt(500.0))));
-        assert!(holds(cond("attributes.ip", Op::Cidr(Cidr::parse("10.0.0.0/8").unwrap()))));
-        assert!(!holds(cond("attributes.ip", Op::Cidr(Cidr::parse("192.168.0.0/16").unwrap()))));
-        assert!(holds(cond("attributes.ip6", Op::Cidr(Cidr::parse("2001:db8::/32").unwrap()))));
+        assert!(holds(cond(
+            "attributes.ip",
+            Op::Cidr(Cidr::parse("10.0.0.0/8").unwrap())
+        )));
+        assert!(!holds(cond(
+            "attributes.ip",
+            Op::Cidr(Cidr::parse("192.168.0.0/16").unwrap())
+        )));
+        assert!(holds(cond(
+            "attributes.ip6",
+            Op::Cidr(Cidr::parse("2001:db8::/32").unwrap())
+        )));
         assert!(holds(cond("attributes.missing", Op::Exists(false))));
         assert!(holds(cond("attributes.code", Op::Exists(true))));
         assert!(holds(cond("severity_number", Op::Equals(json!(13)))));

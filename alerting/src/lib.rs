@@ -15,6 +15,7 @@ pub mod engine;
 pub mod eval;
 pub mod lifecycle;
 pub mod rule;
+pub mod runtime;
 pub mod silence;
 pub mod template;
 pub mod testing;

@@ -79,7 +79,12 @@ fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
 
 impl Alert {
     /// A new alert whose condition first held at `now`.
-    pub fn open(now: DateTime<Utc>, timing: &Timing, event_ids: &[i64], count: u64) -> (Alert, Vec<Transition>) {
+    pub fn open(
+        now: DateTime<Utc>,
+        timing: &Timing,
+        event_ids: &[i64],
+        count: u64,
+    ) -> (Alert, Vec<Transition>) {
         let mut alert = Alert {
             state: State::Pending,
             started_at: now,
@@ -90,9 +95,17 @@ impl Alert {
             count: 0,
         };
         alert.add_evidence(event_ids, count);
-        let mut transitions = vec![Transition { from: None, to: State::Pending, at: now }];
+        let mut transitions = vec![Transition {
+            from: None,
+            to: State::Pending,
+            at: now,
+        }];
         if timing.for_.is_zero() {
-            transitions = vec![Transition { from: None, to: State::Firing, at: now }];
+            transitions = vec![Transition {
+                from: None,
+                to: State::Firing,
+                at: now,
+            }];
             alert.state = State::Firing;
             alert.firing_at = Some(now);
         }
@@ -119,12 +132,22 @@ impl Alert {
             State::Resolved => self.resolved_at = Some(at),
             State::Pending => {}
         }
-        Transition { from: Some(from), to, at }
+        Transition {
+            from: Some(from),
+            to,
+            at,
+        }
     }
 
     /// The condition holds at `now` (a matching event, a threshold crossed, a sequence
     /// completed). `count` adds to the evidence total.
-    pub fn holds(&mut self, now: DateTime<Utc>, timing: &Timing, event_ids: &[i64], count: u64) -> Vec<Transition> {
+    pub fn holds(
+        &mut self,
+        now: DateTime<Utc>,
+        timing: &Timing,
+        event_ids: &[i64],
+        count: u64,
+    ) -> Vec<Transition> {
         if self.state == State::Resolved {
             return Vec::new();
         }
@@ -141,7 +164,9 @@ impl Alert {
     pub fn quiet(&mut self, now: DateTime<Utc>, timing: &Timing) -> Vec<Transition> {
         let quiet_for = elapsed(self.last_true_at, now);
         match self.state {
-            State::Pending if quiet_for >= timing.resolve_after => vec![self.move_to(State::Resolved, now)],
+            State::Pending if quiet_for >= timing.resolve_after => {
+                vec![self.move_to(State::Resolved, now)]
+            }
             State::Firing if quiet_for >= timing.resolve_after.max(timing.keep_firing_for) => {
                 vec![self.move_to(State::Resolved, now)]
             }
@@ -187,32 +212,67 @@ mod tests {
 
     #[test]
     fn fires_at_once_without_for_and_resolves_after_quiet_period() {
-        assert_eq!(run(timing(0, 300, 0), &[(0, true), (100, false), (299, false), (300, false)]), vec![Firing, Firing, Firing, Resolved]);
+        assert_eq!(
+            run(
+                timing(0, 300, 0),
+                &[(0, true), (100, false), (299, false), (300, false)]
+            ),
+            vec![Firing, Firing, Firing, Resolved]
+        );
     }
 
     #[test]
     fn pending_until_for_elapses_while_holding() {
-        assert_eq!(run(timing(60, 300, 0), &[(0, true), (30, true), (59, true), (60, true)]), vec![Pending, Pending, Pending, Firing]);
+        assert_eq!(
+            run(
+                timing(60, 300, 0),
+                &[(0, true), (30, true), (59, true), (60, true)]
+            ),
+            vec![Pending, Pending, Pending, Firing]
+        );
         // A pending alert that goes quiet resolves without ever firing.
-        assert_eq!(run(timing(60, 30, 0), &[(0, true), (40, false)]), vec![Pending, Resolved]);
+        assert_eq!(
+            run(timing(60, 30, 0), &[(0, true), (40, false)]),
+            vec![Pending, Resolved]
+        );
     }
 
     #[test]
     fn keep_firing_for_damps_flapping() {
         let damped = timing(0, 10, 120);
         assert_eq!(
-            run(damped, &[(0, true), (20, false), (60, true), (100, false), (179, false), (180, false)]),
+            run(
+                damped,
+                &[
+                    (0, true),
+                    (20, false),
+                    (60, true),
+                    (100, false),
+                    (179, false),
+                    (180, false)
+                ]
+            ),
             vec![Firing, Firing, Firing, Firing, Firing, Resolved]
         );
         let undamped = timing(0, 10, 0);
-        assert_eq!(run(undamped, &[(0, true), (20, false)]), vec![Firing, Resolved]);
+        assert_eq!(
+            run(undamped, &[(0, true), (20, false)]),
+            vec![Firing, Resolved]
+        );
     }
 
     #[test]
     fn evidence_keeps_the_first_hundred_ids_and_the_total() {
         let timing = timing(0, 300, 0);
         let (mut alert, transitions) = Alert::open(t(0), &timing, &[0], 1);
-        assert_eq!(transitions, vec![Transition { from: None, to: Firing, at: t(0) }]);
+        assert_eq!(
+            transitions,
+            vec![Transition {
+                from: None,
+                to: Firing,
+                at: t(0)
+            }]
+        );
         for i in 1..250 {
             alert.holds(t(i), &timing, &[i], 1);
         }

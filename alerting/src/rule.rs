@@ -320,7 +320,10 @@ fn compile_condition(c: &ConditionDoc) -> Result<Condition, String> {
             field: c.field.clone(),
             op: ops.remove(0),
         }),
-        0 => Err("needs one operator: equals, in, prefix, contains, cidr, gt, gte, lt, lte or exists".into()),
+        0 => Err(
+            "needs one operator: equals, in, prefix, contains, cidr, gt, gte, lt, lte or exists"
+                .into(),
+        ),
         _ => Err("has more than one operator; use one condition per operator".into()),
     }
 }
@@ -333,18 +336,28 @@ impl RuleDoc {
         let err = |field: &str, message: String| RuleError {
             rule: rule_id.clone(),
             field: field.to_string(),
-            line: first_line + line_of(doc_text, field.split(['[', '.']).next().unwrap_or(field)) - 1,
+            line: first_line + line_of(doc_text, field.split(['[', '.']).next().unwrap_or(field))
+                - 1,
             message,
         };
         if self.api_version != API_VERSION {
-            return Err(err("apiVersion", format!("expected {API_VERSION:?}, got {:?}", self.api_version)));
+            return Err(err(
+                "apiVersion",
+                format!("expected {API_VERSION:?}, got {:?}", self.api_version),
+            ));
         }
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 64
-            && self.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
             && self.id.as_bytes()[0].is_ascii_alphanumeric();
         if !id_ok {
-            return Err(err("id", "use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit".into()));
+            return Err(err(
+                "id",
+                "use 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit".into(),
+            ));
         }
         if self.title.trim().is_empty() {
             return Err(err("title", "must not be empty".into()));
@@ -352,12 +365,18 @@ impl RuleDoc {
         let parse_query = |field: &str, text: &str| -> Result<Expr, RuleError> {
             query::parse::parse(text).map_err(|e| err(field, e.to_string()))
         };
-        let selector = |field: &str, q: &Option<String>, conditions: &[ConditionDoc]| -> Result<Selector, RuleError> {
+        let selector = |field: &str,
+                        q: &Option<String>,
+                        conditions: &[ConditionDoc]|
+         -> Result<Selector, RuleError> {
             let query = q.as_deref().map(|t| parse_query(field, t)).transpose()?;
             let conditions = conditions
                 .iter()
                 .enumerate()
-                .map(|(i, c)| compile_condition(c).map_err(|m| err("conditions", format!("condition {i}: {m}"))))
+                .map(|(i, c)| {
+                    compile_condition(c)
+                        .map_err(|m| err("conditions", format!("condition {i}: {m}")))
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Selector {
                 query,
@@ -372,21 +391,34 @@ impl RuleDoc {
             .map(|q| parse_query("exceptions", q))
             .collect::<Result<Vec<_>, _>>()?;
         if self.group_by.len() > MAX_GROUP_BY {
-            return Err(err("group_by", format!("at most {MAX_GROUP_BY} fields, got {}", self.group_by.len())));
+            return Err(err(
+                "group_by",
+                format!("at most {MAX_GROUP_BY} fields, got {}", self.group_by.len()),
+            ));
         }
         for field in &self.group_by {
             check_field(field).map_err(|m| err("group_by", m))?;
         }
-        let duration = |field: &str, value: &Option<String>| -> Result<Option<Duration>, RuleError> {
-            value.as_deref().map(parse_duration).transpose().map_err(|m| err(field, m))
-        };
+        let duration =
+            |field: &str, value: &Option<String>| -> Result<Option<Duration>, RuleError> {
+                value
+                    .as_deref()
+                    .map(parse_duration)
+                    .transpose()
+                    .map_err(|m| err(field, m))
+            };
         let for_ = duration("for", &self.for_)?.unwrap_or_default();
-        let resolve_after = duration("resolve_after", &self.resolve_after)?.unwrap_or(DEFAULT_RESOLVE_AFTER);
-        let keep_firing_for = duration("keep_firing_for", &self.keep_firing_for)?.unwrap_or_default();
+        let resolve_after =
+            duration("resolve_after", &self.resolve_after)?.unwrap_or(DEFAULT_RESOLVE_AFTER);
+        let keep_firing_for =
+            duration("keep_firing_for", &self.keep_firing_for)?.unwrap_or_default();
         let spec = match self.kind {
             Kind::Match => {
                 if main.query.is_none() && main.conditions.is_empty() {
-                    return Err(err("query", "a match rule needs a query or conditions".into()));
+                    return Err(err(
+                        "query",
+                        "a match rule needs a query or conditions".into(),
+                    ));
                 }
                 Spec::Match
             }
@@ -394,12 +426,23 @@ impl RuleDoc {
                 if main.query.is_none() {
                     return Err(err("query", "a threshold rule needs a query".into()));
                 }
-                let window = duration("window", &self.window)?.ok_or_else(|| err("window", "required for threshold rules (e.g. 5m)".into()))?;
-                let interval = duration("interval", &self.interval)?.unwrap_or(Duration::from_secs(60));
+                let window = duration("window", &self.window)?.ok_or_else(|| {
+                    err("window", "required for threshold rules (e.g. 5m)".into())
+                })?;
+                let interval =
+                    duration("interval", &self.interval)?.unwrap_or(Duration::from_secs(60));
                 if interval < MIN_INTERVAL {
-                    return Err(err("interval", format!("must be at least {}s", MIN_INTERVAL.as_secs())));
+                    return Err(err(
+                        "interval",
+                        format!("must be at least {}s", MIN_INTERVAL.as_secs()),
+                    ));
                 }
-                let threshold = self.threshold.ok_or_else(|| err("threshold", "required for threshold rules (fires when count >= threshold)".into()))?;
+                let threshold = self.threshold.ok_or_else(|| {
+                    err(
+                        "threshold",
+                        "required for threshold rules (fires when count >= threshold)".into(),
+                    )
+                })?;
                 if !threshold.is_finite() || threshold <= 0.0 {
                     return Err(err("threshold", "must be a positive number".into()));
                 }
@@ -420,14 +463,19 @@ impl RuleDoc {
                 if self.group_by.is_empty() {
                     return Err(err("group_by", "a sequence needs group_by (the key the steps share, e.g. attributes.user.name)".into()));
                 }
-                let within = duration("within", &self.within)?.ok_or_else(|| err("within", "required for sequence rules (e.g. 10m)".into()))?;
+                let within = duration("within", &self.within)?.ok_or_else(|| {
+                    err("within", "required for sequence rules (e.g. 10m)".into())
+                })?;
                 let steps = self
                     .steps
                     .iter()
                     .enumerate()
                     .map(|(i, s)| {
                         if s.query.is_none() && s.conditions.is_empty() {
-                            return Err(err("steps", format!("step {i} needs a query or conditions")));
+                            return Err(err(
+                                "steps",
+                                format!("step {i} needs a query or conditions"),
+                            ));
                         }
                         Ok(Step {
                             name: s.name.clone().unwrap_or_else(|| format!("step {}", i + 1)),
@@ -439,10 +487,21 @@ impl RuleDoc {
             }
         };
         if self.kind != Kind::Threshold && (self.window.is_some() || self.threshold.is_some()) {
-            return Err(err(if self.window.is_some() { "window" } else { "threshold" }, format!("only threshold rules take this field, this rule is kind {:?}", self.kind)));
+            return Err(err(
+                if self.window.is_some() {
+                    "window"
+                } else {
+                    "threshold"
+                },
+                format!(
+                    "only threshold rules take this field, this rule is kind {:?}",
+                    self.kind
+                ),
+            ));
         }
         for (key, template) in &self.annotations {
-            crate::template::check(template).map_err(|m| err("annotations", format!("{key}: {m}")))?;
+            crate::template::check(template)
+                .map_err(|m| err("annotations", format!("{key}: {m}")))?;
         }
         Ok(Rule {
             group_by: self.group_by.clone(),
@@ -490,11 +549,7 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RuleError> {
                 None => (first_line, e.to_string()),
             };
             let message = message.lines().next().unwrap_or_default().to_string();
-            let field = message
-                .split('`')
-                .nth(1)
-                .unwrap_or("document")
-                .to_string();
+            let field = message.split('`').nth(1).unwrap_or("document").to_string();
             RuleError {
                 rule: None,
                 field,
@@ -567,18 +622,66 @@ threshold: 5        # fires when count >= 5
     #[test]
     fn errors_name_the_field_and_line() {
         let base = "apiVersion: palisade/v1\nid: r\ntitle: T\nseverity: high\n";
-        check_err(&format!("{base}kind: threshold\nquery: x\nwindow: 5m\ninterval: 1s\nthreshold: 3\n"), "interval", 8, "at least 5s");
-        check_err(&format!("{base}kind: threshold\nquery: x\ninterval: 10s\nthreshold: 3\n"), "window", 1, "required");
-        check_err(&format!("{base}kind: match\nquery: '(a OR b'\n"), "query", 6, "position 0");
-        check_err(&format!("{base}kind: match\nquery: a\ngroup_by: [nosuch]\n"), "group_by", 7, "unknown field");
-        check_err(&format!("{base}kind: match\nconditions:\n  - field: attributes.x\n    equals: 1\n    prefix: a\n"), "conditions", 6, "more than one operator");
-        check_err(&format!("{base}kind: sequence\ngroup_by: [attributes.user.name]\nwithin: 10m\nsteps:\n  - query: a\n"), "steps", 8, "at least 2");
-        check_err("apiVersion: palisade/v2\nid: r\ntitle: T\nseverity: high\nkind: match\nquery: a\n", "apiVersion", 1, "palisade/v1");
-        check_err(&format!("{base}kind: match\nquery: a\n---\n{base}kind: match\nquery: b\n"), "id", 9, "duplicate");
+        check_err(
+            &format!("{base}kind: threshold\nquery: x\nwindow: 5m\ninterval: 1s\nthreshold: 3\n"),
+            "interval",
+            8,
+            "at least 5s",
+        );
+        check_err(
+            &format!("{base}kind: threshold\nquery: x\ninterval: 10s\nthreshold: 3\n"),
+            "window",
+            1,
+            "required",
+        );
+        check_err(
+            &format!("{base}kind: match\nquery: '(a OR b'\n"),
+            "query",
+            6,
+            "position 0",
+        );
+        check_err(
+            &format!("{base}kind: match\nquery: a\ngroup_by: [nosuch]\n"),
+            "group_by",
+            7,
+            "unknown field",
+        );
+        check_err(
+            &format!(
+                "{base}kind: match\nconditions:\n  - field: attributes.x\n    equals: 1\n    prefix: a\n"
+            ),
+            "conditions",
+            6,
+            "more than one operator",
+        );
+        check_err(
+            &format!(
+                "{base}kind: sequence\ngroup_by: [attributes.user.name]\nwithin: 10m\nsteps:\n  - query: a\n"
+            ),
+            "steps",
+            8,
+            "at least 2",
+        );
+        check_err(
+            "apiVersion: palisade/v2\nid: r\ntitle: T\nseverity: high\nkind: match\nquery: a\n",
+            "apiVersion",
+            1,
+            "palisade/v1",
+        );
+        check_err(
+            &format!("{base}kind: match\nquery: a\n---\n{base}kind: match\nquery: b\n"),
+            "id",
+            9,
+            "duplicate",
+        );
         // A type error reported by the YAML parser carries its line too.
-        let err = parse_rules(&format!("{base}kind: match\nquery: a\nseverity_x: 1\n")).unwrap_err();
+        let err =
+            parse_rules(&format!("{base}kind: match\nquery: a\nseverity_x: 1\n")).unwrap_err();
         assert_eq!(err.line, 7, "{err}");
-        let err = parse_rules("apiVersion: palisade/v1\nid: r\ntitle: T\nseverity: urgent\nkind: match\nquery: a\n").unwrap_err();
+        let err = parse_rules(
+            "apiVersion: palisade/v1\nid: r\ntitle: T\nseverity: urgent\nkind: match\nquery: a\n",
+        )
+        .unwrap_err();
         assert_eq!(err.line, 4, "{err}");
     }
 }

@@ -37,9 +37,13 @@ mod tests {
 
     #[test]
     fn renders_and_escapes() {
-        let ctx = json!({"group": {"attributes.user.name": "<script>alert(1)</script>"}, "count": 7});
+        let ctx =
+            json!({"group": {"attributes.user.name": "<script>alert(1)</script>"}, "count": 7});
         assert_eq!(
-            render("{{ count }} failures for {{ group['attributes.user.name'] }}", &ctx),
+            render(
+                "{{ count }} failures for {{ group['attributes.user.name'] }}",
+                &ctx
+            ),
             "7 failures for &lt;script&gt;alert(1)&lt;&#x2f;script&gt;"
         );
         assert_eq!(render("{{ missing }}x", &ctx), "x");

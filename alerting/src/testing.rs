@@ -11,7 +11,9 @@ use crate::rule::{Rule, Spec, TestCase};
 
 /// The simulated start time of every test case.
 pub fn test_epoch() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z").expect("valid").with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .expect("valid")
+        .with_timezone(&Utc)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +36,9 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
     let mut out = Vec::new();
     for (i, e) in case.events.iter().enumerate() {
         let offset = match &e.at {
-            Some(text) => query::time::parse_duration(text).map_err(|m| format!("event {i}: at: {m}"))?,
+            Some(text) => {
+                query::time::parse_duration(text).map_err(|m| format!("event {i}: at: {m}"))?
+            }
             None => chrono::Duration::seconds(i as i64),
         };
         let time = start + offset;
@@ -66,7 +70,11 @@ pub fn fire(rule: &Rule, events: &[(i64, LogRecord)]) -> BTreeMap<String, Fired>
     let mut fired: BTreeMap<String, Fired> = BTreeMap::new();
     let mut add = |fp: String, labels: BTreeMap<String, String>, count: u64, replace: bool| {
         let entry = fired.entry(fp).or_insert(Fired { labels, count: 0 });
-        entry.count = if replace { entry.count.max(count) } else { entry.count + count };
+        entry.count = if replace {
+            entry.count.max(count)
+        } else {
+            entry.count + count
+        };
     };
     match &rule.spec {
         Spec::Match => {
@@ -90,7 +98,12 @@ pub fn fire(rule: &Rule, events: &[(i64, LogRecord)]) -> BTreeMap<String, Fired>
             for (_, record) in events {
                 for group in threshold_groups(rule, &refs, record.time) {
                     if group.holds {
-                        add(group.hit.fingerprint, group.hit.labels, group.value as u64, true);
+                        add(
+                            group.hit.fingerprint,
+                            group.hit.labels,
+                            group.value as u64,
+                            true,
+                        );
                     }
                 }
             }
@@ -144,7 +157,11 @@ mod tests {
     use crate::rule::parse_rules;
 
     fn run(yaml: &str) -> Vec<CaseResult> {
-        parse_rules(yaml).unwrap().iter().flat_map(run_rule_tests).collect()
+        parse_rules(yaml)
+            .unwrap()
+            .iter()
+            .flat_map(run_rule_tests)
+            .collect()
     }
 
     fn assert_all_pass(yaml: &str) {
@@ -313,6 +330,10 @@ tests:
     expect: []
 "#);
         assert!(!results[0].passed);
-        assert!(results[0].detail.contains("unexpected"), "{}", results[0].detail);
+        assert!(
+            results[0].detail.contains("unexpected"),
+            "{}",
+            results[0].detail
+        );
     }
 }

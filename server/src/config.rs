@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Export requests per second one ingest token may make [default: 1000]
     #[arg(long, env = "PALISADE_INGEST_RATE_LIMIT")]
     pub ingest_rate_limit: Option<u32>,
+    /// Directory of rule files (*.yaml, *.yml) loaded at start for every tenant
+    #[arg(long, env = "PALISADE_RULES_DIR")]
+    pub rules_dir: Option<PathBuf>,
 }
 
 /// The config file's shape: every key optional.
@@ -84,6 +87,7 @@ pub struct FileConfig {
     pub token_expiry_days: Option<i64>,
     pub session_idle_minutes: Option<u64>,
     pub session_absolute_hours: Option<u64>,
+    pub rules_dir: Option<PathBuf>,
 }
 
 /// Fully resolved settings.
@@ -104,6 +108,7 @@ pub struct Settings {
     pub token_expiry_days: i64,
     pub session_idle: std::time::Duration,
     pub session_absolute: std::time::Duration,
+    pub rules_dir: Option<PathBuf>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -180,6 +185,7 @@ impl Settings {
             session_absolute: std::time::Duration::from_secs(
                 3600 * file.session_absolute_hours.unwrap_or(12).max(1),
             ),
+            rules_dir: serve.rules_dir.clone().or(file.rules_dir),
         })
     }
 }

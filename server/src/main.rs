@@ -4,6 +4,7 @@ mod bootstrap;
 mod commands;
 mod config;
 mod database;
+mod rules;
 mod serve;
 mod tls;
 
@@ -44,6 +45,9 @@ enum Command {
     /// Palisade's own audit trail.
     #[command(subcommand)]
     Audit(commands::AuditCommand),
+    /// Validate and test rule files (offline: no server, no database).
+    #[command(subcommand)]
+    Rules(rules::RulesCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -73,6 +77,15 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(settings.log_format);
+    if let Command::Rules(cmd) = cli.command {
+        return match rules::run(cmd) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("palisade: error: {err:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -86,6 +99,7 @@ fn main() -> std::process::ExitCode {
             Command::Tenant(cmd) => commands::tenant(&settings, cmd).await,
             Command::User(cmd) => commands::user(&settings, cmd).await,
             Command::Audit(cmd) => commands::audit(&settings, cmd).await,
+            Command::Rules(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use alerting::runtime::{Engine, RuleSet};
 use anyhow::{Context, bail};
 use chrono::Utc;
 use ingest::limits::{LimitConfig, TokenLimits};
@@ -24,6 +25,7 @@ use ingest::writer::{IngestConfig, Ingestor};
 use query::search::SearchService;
 use std::net::SocketAddr;
 use storage::access::AccessStore;
+use storage::alerts::AlertStore;
 use storage::audit::AuditStore;
 use storage::index::{IndexConfig, LogIndex};
 use storage::indexer::IndexerStatus;
@@ -158,6 +160,49 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         shutdown_rx.clone(),
     ));
 
+    let file_rules = match &settings.rules_dir {
+        Some(dir) => {
+            let rules = crate::rules::load_dir(dir)?;
+            println!(
+                "palisade: loaded {} rule(s) from {}",
+                rules.len(),
+                dir.display()
+            );
+            rules.into_iter().map(Arc::new).collect()
+        }
+        None => Vec::new(),
+    };
+    let engine = Engine::new(
+        AlertStore::new(db.clone()),
+        logs.clone(),
+        index.clone(),
+        RuleSet {
+            file: file_rules,
+            tenants: Default::default(),
+        },
+    );
+    engine.reload_tenant_rules().await?;
+    engine.restore().await?;
+    engine.set_tenants(
+        access
+            .list_tenants()
+            .await?
+            .into_iter()
+            .map(|t| t.id)
+            .collect(),
+    );
+    tokio::spawn(
+        engine
+            .clone()
+            .run_events(ingestor.committed(), shutdown_rx.clone()),
+    );
+    tokio::spawn(engine.clone().run_schedule(shutdown_rx.clone()));
+    tokio::spawn(refresh_tenants(
+        engine.clone(),
+        access.clone(),
+        shutdown_rx.clone(),
+    ));
+
     let limits = Arc::new(TokenLimits::new(LimitConfig {
         ingest_per_second: settings.ingest_rate_limit,
         api_per_second: settings.api_rate_limit,
@@ -186,6 +231,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         login_guard: Arc::new(LoginGuard::default()),
         dummy_hash,
         token_default_days: settings.token_expiry_days,
+        engine: engine.clone(),
     };
 
     let tls = match &settings.tls {
@@ -254,6 +300,23 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     tracing::info!("palisade stopped");
     served??;
     Ok(())
+}
+
+/// Keep the engine's tenant list fresh (threshold rules from files run per tenant).
+async fn refresh_tenants(
+    engine: Arc<Engine>,
+    access: Arc<AccessStore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+            _ = shutdown.changed() => { if *shutdown.borrow() { return; } }
+        }
+        if let Ok(tenants) = access.list_tenants().await {
+            engine.set_tenants(tenants.into_iter().map(|t| t.id).collect());
+        }
+    }
 }
 
 async fn stopped(mut rx: watch::Receiver<bool>) {

@@ -9,6 +9,7 @@
 //!   be rebuilt from Postgres.
 
 pub mod access;
+pub mod alerts;
 pub mod audit;
 pub mod embedded;
 pub mod error;

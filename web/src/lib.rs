@@ -8,6 +8,7 @@
 //! Both carry the security headers of [`security`].
 
 pub mod admin;
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod auth;

@@ -16,7 +16,7 @@ use axum::routing::{MethodFilter, on};
 use model::{Access, ErrorKind, Permission};
 use serde::Serialize;
 
-use crate::{ApiError, AppState, admin, api, auth, ops, session};
+use crate::{ApiError, AppState, admin, alerts, api, auth, ops, session};
 
 /// One route of a listener and what it needs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -136,6 +136,78 @@ fn api_table() -> Table {
             "/api/v1/audit",
             Requires(Admin),
             admin::list_audit,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/rules",
+            Requires(Read),
+            alerts::list_rules,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/rules",
+            Requires(Admin),
+            alerts::create_rule,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/rules/backtest",
+            Requires(Read),
+            alerts::backtest,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/rules/{id}",
+            Requires(Read),
+            alerts::get_rule,
+        )
+        .add(
+            Method::PUT,
+            "/api/v1/rules/{id}",
+            Requires(Admin),
+            alerts::update_rule,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/rules/{id}",
+            Requires(Admin),
+            alerts::delete_rule,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/rules/{id}/versions",
+            Requires(Read),
+            alerts::rule_versions,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/alerts",
+            Requires(Read),
+            alerts::list_alerts,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/alerts/{id}",
+            Requires(Read),
+            alerts::get_alert,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/silences",
+            Requires(Read),
+            alerts::list_silences,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/silences",
+            Requires(Respond),
+            alerts::create_silence,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/silences/{id}",
+            Requires(Respond),
+            alerts::expire_silence,
         )
         .add(
             Method::GET,

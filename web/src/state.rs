@@ -33,4 +33,6 @@ pub struct AppState {
     pub dummy_hash: Arc<str>,
     /// Default lifetime of tokens created without an explicit expiry.
     pub token_default_days: i64,
+    /// The rule engine (rules, alerts, silences).
+    pub engine: Arc<alerting::runtime::Engine>,
 }

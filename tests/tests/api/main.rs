@@ -1,6 +1,7 @@
 //! Black-box tests: each spawns the real `palisade` binary against a real Postgres.
 
 mod access;
+mod alerting;
 mod cli;
 mod errors;
 mod ingest;

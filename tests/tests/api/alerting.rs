@@ -1,0 +1,571 @@
+//! Alert rules end to end: rules from a directory and the API, match / threshold /
+//! sequence alerts with evidence, silences, restarts, backtests and the CLI.
+
+use std::time::{Duration, Instant};
+
+use palisade_tests::otlp::{kv, record, request, string};
+use palisade_tests::{Auth, TempDir, TestServer};
+use serde_json::{Value, json};
+
+const RULES: &str = r#"apiVersion: palisade/v1
+id: root-login
+title: Root login
+severity: critical
+kind: match
+query: 'attributes.user.name:root AND body:login'
+annotations:
+  summary: 'root logged in: {{ event.body }}'
+---
+apiVersion: palisade/v1
+id: failed-login-burst
+title: Repeated failed logins for one user
+severity: high
+kind: threshold
+query: 'body:"failed login"'
+group_by: [attributes.user.name]
+window: 5m
+interval: 5s
+threshold: 5        # fires when count >= 5
+---
+apiVersion: palisade/v1
+id: escalate-then-exec
+title: Binding to cluster-admin, then exec, by the same identity
+severity: critical
+kind: sequence
+group_by: [attributes.user.name]
+within: 10m
+steps:
+  - query: 'body:clusterrolebinding AND attributes.role:cluster-admin'
+  - conditions:
+      - {field: attributes.subresource, equals: exec}
+"#;
+
+fn rules_dir() -> TempDir {
+    let dir = TempDir::new("palisade-rules");
+    std::fs::write(dir.0.join("examples.yaml"), RULES).unwrap();
+    dir
+}
+
+async fn spawn_with_rules(rules: &TempDir) -> (TestServer, TempDir) {
+    let data = TempDir::new("palisade-alerting");
+    let url = palisade_tests::fresh_database().await.unwrap();
+    let server = TestServer::start(
+        &data.0,
+        Some(url),
+        &["--rules-dir", rules.0.to_str().unwrap()],
+    )
+    .await
+    .unwrap();
+    (server, data)
+}
+
+async fn alerts(server: &TestServer, query: &str) -> Vec<Value> {
+    let (status, body, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/alerts?{query}"),
+            &Auth::Token(server.creds.api_token.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["alerts"].as_array().unwrap().clone()
+}
+
+async fn wait_alerts(
+    server: &TestServer,
+    query: &str,
+    pred: impl Fn(&[Value]) -> bool,
+    within: Duration,
+) -> Vec<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let list = alerts(server, query).await;
+        if pred(&list) {
+            return list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alerts never satisfied the condition: {list:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+fn login(user: &str, body: &str) -> opentelemetry_proto::tonic::logs::v1::LogRecord {
+    record(body, 9, vec![kv("user.name", string(user))])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn match_rule_fires_once_per_fingerprint_with_evidence() {
+    let rules = rules_dir();
+    let (server, _data) = spawn_with_rules(&rules).await;
+    let resp = server
+        .post_protobuf(&request(
+            "sshd",
+            vec![
+                login("alice", "login ok"),
+                login("root", "login ok <b>x</b>"),
+            ],
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let acked = Instant::now();
+    let firing = wait_alerts(
+        &server,
+        "state=firing&rule=root-login",
+        |a| a.len() == 1,
+        Duration::from_secs(5),
+    )
+    .await;
+    let fired_after = acked.elapsed();
+    assert!(
+        fired_after < Duration::from_secs(2),
+        "alert firing {fired_after:?} after the 200"
+    );
+    let alert = &firing[0];
+    assert_eq!(alert["severity"], "critical");
+    assert_eq!(alert["labels"]["rule"], "root-login");
+    assert_eq!(alert["evidence"]["count"], 1);
+    assert_eq!(
+        alert["annotations"]["summary"], "root logged in: login ok &lt;b&gt;x&lt;&#x2f;b&gt;",
+        "templates escape event content"
+    );
+    // The evidence points at the stored event.
+    let found = server.wait_for_total("attributes.user.name:root", 1).await;
+    assert_eq!(alert["evidence"]["event_ids"][0], found["hits"][0]["id"]);
+
+    // More matches: the same alert, never a duplicate.
+    let more = (0..3).map(|_| login("root", "login ok")).collect();
+    assert_eq!(
+        server.post_protobuf(&request("sshd", more)).await.status(),
+        200
+    );
+    let list = wait_alerts(
+        &server,
+        "rule=root-login",
+        |a| a.len() == 1 && a[0]["evidence"]["count"] == 4,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(list[0]["id"], alert["id"]);
+    let (status, detail, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/alerts/{}", alert["id"].as_str().unwrap()),
+            &Auth::Token(server.creds.api_token.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(detail["transitions"][0]["to"], "firing");
+    assert_eq!(detail["transitions"].as_array().unwrap().len(), 1);
+    let (status, _, _) = server
+        .call(
+            "GET",
+            "/api/v1/alerts?state=burning",
+            &Auth::Token(server.creds.api_token.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threshold_rule_fires_per_group_at_the_threshold() {
+    let rules = rules_dir();
+    let (server, _data) = spawn_with_rules(&rules).await;
+    let failures = |user: &str, n: usize| {
+        request(
+            "auth",
+            (0..n).map(|_| login(user, "failed login")).collect(),
+        )
+    };
+    assert_eq!(
+        server.post_protobuf(&failures("alice", 5)).await.status(),
+        200
+    );
+    assert_eq!(
+        server.post_protobuf(&failures("bob", 4)).await.status(),
+        200
+    );
+    let firing = wait_alerts(
+        &server,
+        "rule=failed-login-burst",
+        |a| !a.is_empty(),
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(
+        firing.len(),
+        1,
+        "only alice crossed the threshold: {firing:?}"
+    );
+    assert_eq!(firing[0]["labels"]["attributes.user.name"], "alice");
+    assert_eq!(firing[0]["evidence"]["count"], 5);
+    assert_eq!(firing[0]["state"], "firing");
+    // A late fifth failure for bob is counted at the next evaluation.
+    assert_eq!(
+        server.post_protobuf(&failures("bob", 1)).await.status(),
+        200
+    );
+    wait_alerts(
+        &server,
+        "rule=failed-login-burst&state=firing",
+        |a| a.len() == 2,
+        Duration::from_secs(15),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silences_sequences_and_restart_keep_state_without_duplicates() {
+    let rules = rules_dir();
+    let (mut server, data) = spawn_with_rules(&rules).await;
+    let admin = Auth::Token(server.creds.api_token.clone());
+    // A responder may silence; the comment is required.
+    let (status, err, _) = server
+        .call("POST", "/api/v1/silences", &admin, Some(json!({"matchers": [{"label": "rule", "op": "=", "value": "root-login"}], "ends_at": "now+1h", "comment": " "})))
+        .await;
+    assert_eq!(status, 400, "{err}");
+    let (status, silence, _) = server
+        .call("POST", "/api/v1/silences", &admin, Some(json!({"matchers": [{"label": "rule", "op": "=", "value": "root-login"}, {"label": "attributes.source", "op": "!~", "value": "trusted.*"}], "ends_at": "now+1h", "comment": "maintenance window"})))
+        .await;
+    assert_eq!(status, 201, "{silence}");
+
+    assert_eq!(
+        server
+            .post_protobuf(&request("sshd", vec![login("root", "login ok")]))
+            .await
+            .status(),
+        200
+    );
+    let silenced = wait_alerts(
+        &server,
+        "rule=root-login",
+        |a| a.len() == 1,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(silenced[0]["silenced"], true, "recorded but silenced");
+    assert_eq!(silenced[0]["state"], "firing");
+    // Half a sequence before the restart.
+    let binding = record(
+        "create clusterrolebinding",
+        9,
+        vec![
+            kv("user.name", string("mallory")),
+            kv("role", string("cluster-admin")),
+        ],
+    );
+    assert_eq!(
+        server
+            .post_protobuf(&request("k8s", vec![binding]))
+            .await
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let transitions_before = {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(server.database_url.as_ref().unwrap())
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM alert_transitions")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+    };
+    let url = server.database_url.clone();
+    assert!(server.stop().unwrap().success());
+
+    let again = TestServer::start(&data.0, url, &["--rules-dir", rules.0.to_str().unwrap()])
+        .await
+        .unwrap();
+    let after = alerts(&again, "rule=root-login").await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        after[0]["id"], silenced[0]["id"],
+        "same alert after the restart"
+    );
+    assert_eq!(after[0]["state"], "firing");
+    assert_eq!(after[0]["silenced"], true);
+    // The second step completes the sequence started before the restart.
+    let exec = record(
+        "exec into pod",
+        9,
+        vec![
+            kv("user.name", string("mallory")),
+            kv("subresource", string("exec")),
+        ],
+    );
+    assert_eq!(
+        again
+            .post_protobuf(&request("k8s", vec![exec, login("root", "login ok")]))
+            .await
+            .status(),
+        200
+    );
+    let seq = wait_alerts(
+        &again,
+        "rule=escalate-then-exec",
+        |a| a.len() == 1,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(seq[0]["labels"]["attributes.user.name"], "mallory");
+    assert_eq!(seq[0]["evidence"]["count"], 2);
+    let list = wait_alerts(
+        &again,
+        "rule=root-login",
+        |a| a[0]["evidence"]["count"] == 2,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(list.len(), 1, "no duplicate alert after the restart");
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(again.database_url.as_ref().unwrap())
+        .await
+        .unwrap();
+    let transitions_after: i64 = sqlx::query_scalar("SELECT count(*) FROM alert_transitions")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        transitions_after,
+        transitions_before + 1,
+        "the restart re-notified nothing; only the new sequence alert transitioned"
+    );
+    // Expiring the silence unsilences the alert at the next tick.
+    let id = silence["silence"]["id"].as_str().unwrap();
+    let (status, _, _) = again
+        .call(
+            "DELETE",
+            &format!("/api/v1/silences/{id}"),
+            &Auth::Token(again.creds.api_token.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    wait_alerts(
+        &again,
+        "rule=root-login",
+        |a| a[0]["silenced"] == false,
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_api_versions_audits_and_reports_errors_with_lines() {
+    let server = TestServer::spawn().await.unwrap();
+    let admin = Auth::Token(server.creds.api_token.clone());
+    let yaml = "apiVersion: palisade/v1\nid: sudo-use\ntitle: sudo\nseverity: medium\nkind: match\nquery: body:sudo\n";
+    let post = |body: &str| {
+        let server = &server;
+        let body = body.to_string();
+        async move {
+            let resp = server
+                .http
+                .post(format!("{}/api/v1/rules", server.api))
+                .bearer_auth(&server.creds.api_token)
+                .header("content-type", "application/yaml")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let (status, created) = post(yaml).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["version"], 1);
+    assert_eq!(post(yaml).await.0, 409);
+    let (status, err) = post("apiVersion: palisade/v1\nid: bad\ntitle: Bad\nseverity: high\nkind: threshold\nquery: x\nwindow: 5m\ninterval: 1s\nthreshold: 3\n").await;
+    assert_eq!(status, 400);
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("line 8") && message.contains("interval"),
+        "{message}"
+    );
+
+    let updated = yaml.replace("severity: medium", "severity: high");
+    let resp = server
+        .http
+        .put(format!("{}/api/v1/rules/sudo-use", server.api))
+        .bearer_auth(&server.creds.api_token)
+        .body(updated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_, versions, _) = server
+        .call("GET", "/api/v1/rules/sudo-use/versions", &admin, None)
+        .await;
+    assert_eq!(versions["versions"].as_array().unwrap().len(), 2);
+    let (_, list, _) = server.call("GET", "/api/v1/rules", &admin, None).await;
+    let rule = list["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "sudo-use")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            rule["severity"].as_str(),
+            rule["version"].as_i64(),
+            rule["source"].as_str()
+        ),
+        (Some("high"), Some(2), Some("api"))
+    );
+
+    // The new rule is live.
+    assert_eq!(
+        server
+            .post_protobuf(&request("shell", vec![record("sudo su", 9, vec![])]))
+            .await
+            .status(),
+        200
+    );
+    wait_alerts(
+        &server,
+        "rule=sudo-use",
+        |a| a.len() == 1,
+        Duration::from_secs(5),
+    )
+    .await;
+
+    assert_eq!(
+        server
+            .call("DELETE", "/api/v1/rules/sudo-use", &admin, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server
+            .call("GET", "/api/v1/rules/sudo-use", &admin, None)
+            .await
+            .0,
+        404
+    );
+    let (_, audit, _) = server
+        .call("GET", "/api/v1/audit?limit=1000", &admin, None)
+        .await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for needed in ["rule.create", "rule.update", "rule.delete"] {
+        assert!(actions.contains(&needed), "{actions:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backtest_shows_the_noise_per_hour() {
+    let server = TestServer::spawn().await.unwrap();
+    let now = chrono::Utc::now();
+    let mut records = Vec::new();
+    for hours_ago in [5i64, 5, 3, 1] {
+        let mut r = login("root", "login ok");
+        r.time_unix_nano = (now - chrono::Duration::hours(hours_ago))
+            .timestamp_nanos_opt()
+            .unwrap() as u64;
+        records.push(r);
+    }
+    let mut other = login("alice", "login ok");
+    other.time_unix_nano = (now - chrono::Duration::hours(2))
+        .timestamp_nanos_opt()
+        .unwrap() as u64;
+    records.push(other);
+    assert_eq!(
+        server
+            .post_protobuf(&request("sshd", records))
+            .await
+            .status(),
+        200
+    );
+    server.wait_for_total("login", 5).await;
+    let draft = "apiVersion: palisade/v1\nid: draft\ntitle: Draft\nseverity: low\nkind: match\nquery: body:login\ngroup_by: [attributes.user.name]\n";
+    let (status, result, _) = server
+        .call(
+            "POST",
+            "/api/v1/rules/backtest",
+            &Auth::Token(server.creds.api_token.clone()),
+            Some(json!({"yaml": draft, "from": "now-6h"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    assert_eq!(result["events_scanned"], 5);
+    let alerts = result["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 2, "one per user: {result}");
+    let root = alerts
+        .iter()
+        .find(|a| a["labels"]["attributes.user.name"] == "root")
+        .unwrap();
+    assert_eq!(root["count"], 4);
+    let per_hour: u64 = result["per_hour"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["alerts"].as_u64().unwrap())
+        .sum();
+    assert_eq!(per_hour, 2);
+    let (status, _, _) = server
+        .call(
+            "POST",
+            "/api/v1/rules/backtest",
+            &Auth::Token(server.creds.api_token.clone()),
+            Some(json!({"from": "now-6h"})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    // Nothing was actually alerted.
+    assert!(super::alerting::alerts(&server, "").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_validate_and_test_commands() {
+    let dir = rules_dir();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(palisade_tests::palisade_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = run(&["rules", "validate", dir.0.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("3 rule(s) in 1 file(s)"), "{text}");
+    let tested = TempDir::new("palisade-rule-tests");
+    std::fs::write(
+        tested.0.join("t.yml"),
+        "apiVersion: palisade/v1\nid: root-login\ntitle: Root login\nseverity: critical\nkind: match\nquery: 'attributes.user.name:root AND body:login'\ntests:\n  - name: fires\n    events: [{body: login, attributes: {user.name: root}}]\n    expect: [{labels: {rule: root-login}}]\n  - name: near miss\n    events: [{body: login, attributes: {user.name: rooted}}]\n    expect: []\n",
+    )
+    .unwrap();
+    let (ok, text) = run(&["rules", "test", tested.0.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(text.contains("2 passed, 0 failed"), "{text}");
+    std::fs::write(tested.0.join("u.yml"), "apiVersion: palisade/v1\nid: other\ntitle: O\nseverity: low\nkind: match\nquery: x\ntests:\n  - name: wrong\n    events: [{body: x}]\n    expect: []\n").unwrap();
+    let (ok, text) = run(&["rules", "test", tested.0.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains("1 failed") && text.contains("FAIL other / wrong"),
+        "{text}"
+    );
+    std::fs::write(dir.0.join("broken.yaml"), "apiVersion: palisade/v1\nid: b\ntitle: B\nseverity: high\nkind: sequence\nwithin: 10m\nsteps: []\n").unwrap();
+    let (ok, text) = run(&["rules", "validate", dir.0.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(
+        text.contains("broken.yaml") && text.contains("line 7") && text.contains("steps"),
+        "{text}"
+    );
+}
