@@ -44,6 +44,10 @@ struct Args {
     /// The palisade binary to measure.
     #[arg(long, default_value = "target/release/palisade")]
     palisade: PathBuf,
+    /// `ingest` (ingest and search) or `rules` (ingest with 0 vs 100 match rules,
+    /// and match-to-firing latency).
+    #[arg(long, default_value = "ingest")]
+    mode: String,
 }
 
 /// Deterministic xorshift generator: the same records every run.
@@ -369,6 +373,9 @@ fn rss_mib(server: &TestServer) -> (f64, f64) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.mode == "rules" {
+        return rules_bench(args).await;
+    }
     let palisade = std::fs::canonicalize(&args.palisade).with_context(|| {
         format!(
             "{} not found: cargo build --release --bin palisade",
@@ -499,4 +506,164 @@ async fn main() -> anyhow::Result<()> {
     );
     drop(server);
     Ok(())
+}
+
+/// 100 match rules over the generated attributes, plus one probe rule.
+fn hundred_rules() -> String {
+    let mut text = String::new();
+    for i in 0..100 {
+        text.push_str(&format!(
+            "apiVersion: palisade/v1\nid: bench-{i}\ntitle: Bench rule {i}\nseverity: low\nkind: match\n\
+             query: 'attributes.k8s.verb:delete AND attributes.k8s.namespace.name:ns-{i} AND attributes.http.status_code:>=500'\n\
+             group_by: [attributes.user.name]\n---\n"
+        ));
+    }
+    text.push_str(
+        "apiVersion: palisade/v1\nid: probe\ntitle: Probe\nseverity: info\nkind: match\nquery: 'body:probealert'\ngroup_by: [attributes.probe.id]\n",
+    );
+    text
+}
+
+async fn evaluator_checkpoint(url: &str) -> anyhow::Result<i64> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    let seq: Option<i64> =
+        sqlx::query_scalar("SELECT seq FROM follower_checkpoints WHERE name = 'rules'")
+            .fetch_optional(&mut conn)
+            .await?;
+    let max: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM log_records")
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(max.unwrap_or(0) - seq.unwrap_or(0))
+}
+
+async fn rules_bench(args: Args) -> anyhow::Result<()> {
+    let palisade = std::fs::canonicalize(&args.palisade)?;
+    palisade_tests::set_palisade_bin(palisade);
+    let cluster = PrivateCluster::start_with(
+        "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB -c fsync=on -c synchronous_commit=on",
+    )?;
+    let requests = Arc::new(generate(args.records, args.batch));
+    let unlimited = [
+        "--api-rate-limit",
+        "1000000",
+        "--ingest-rate-limit",
+        "1000000",
+    ];
+    let mut rates = Vec::new();
+    let rules_dir = TempDir::new("palisade-bench-rules");
+    std::fs::write(rules_dir.0.join("bench.yaml"), hundred_rules())?;
+    for (name, with_rules) in [("0 rules", false), ("100 match rules", true)] {
+        let url = cluster
+            .create_database(if with_rules { "rules100" } else { "rules0" })
+            .await?;
+        let dir = TempDir::new("palisade-bench-r");
+        let mut extra: Vec<&str> = unlimited.to_vec();
+        if with_rules {
+            extra.extend(["--rules-dir", rules_dir.0.to_str().expect("utf-8 path")]);
+        }
+        let server = TestServer::start(&dir.0, Some(url.clone()), &extra).await?;
+        eprintln!("bench: ingest with {name}");
+        let started = Instant::now();
+        let (ingest_secs, _) = ingest_all(&server, requests.clone(), args.clients).await?;
+        // Rules must keep up: wait until the evaluator has seen every record.
+        while with_rules && evaluator_checkpoint(&url).await? > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let evaluated_secs = started.elapsed().as_secs_f64();
+        let n = args.records as f64;
+        rates.push((name, n / ingest_secs, n / evaluated_secs));
+        if with_rules {
+            eprintln!("bench: match-to-firing probes under load");
+            let (p50, p99) = firing_probes(&server, args.probes).await?;
+            print_rules(&args, &rates, p50, p99);
+        }
+        drop(server);
+    }
+    Ok(())
+}
+
+/// Send probes (one matching record each, a new fingerprint each) while a background
+/// client ingests at about 10,000 records/s (half the ingest target); time each from
+/// its 200 to its alert being `firing`.
+async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f64)> {
+    let background = generate(200_000, 500);
+    let view = TestServerView::of(server);
+    let client = reqwest::Client::new();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loader = {
+        let stop = stop.clone();
+        let view = TestServerView::of(server);
+        let bodies: Vec<Vec<u8>> = background.iter().map(|r| r.encode_to_vec()).collect();
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut tick = tokio::time::interval(Duration::from_millis(50)); // 20 req/s x 500 = 10k/s
+            for body in bodies.iter().cycle() {
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                tick.tick().await;
+                let _ = view.send(&client, body.clone()).await;
+            }
+        })
+    };
+    let mut samples = Vec::new();
+    for p in 0..n {
+        let id = format!("p{p}x{}", uuid::Uuid::new_v4().simple());
+        let body = request(
+            "probe",
+            vec![record("probealert", 9, vec![kv("probe.id", string(&id))])],
+        )
+        .encode_to_vec();
+        view.send(&client, body).await?;
+        let acked = Instant::now();
+        loop {
+            let (status, list) = server
+                .get_api(
+                    "/api/v1/alerts",
+                    &[("rule", "probe"), ("state", "firing"), ("limit", "1000")],
+                    Some(&server.creds.api_token),
+                )
+                .await;
+            anyhow::ensure!(status == 200, "alerts API failed: {list}");
+            let fired = list["alerts"].as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|al| al["labels"]["attributes.probe.id"] == id.as_str())
+            });
+            if fired {
+                break;
+            }
+            anyhow::ensure!(
+                acked.elapsed() < Duration::from_secs(30),
+                "probe alert never fired"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(acked.elapsed().as_secs_f64() * 1000.0);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = loader.await;
+    Ok(summary(samples))
+}
+
+fn print_rules(args: &Args, rates: &[(&str, f64, f64)], p50: f64, p99: f64) {
+    println!(
+        "## palisade-bench --mode rules: {} records, batch {}, {} clients",
+        args.records, args.batch, args.clients
+    );
+    println!();
+    println!("| measure | result |");
+    println!("|---|---|");
+    for (name, acked, evaluated) in rates {
+        println!("| durable ingest with {name} (acks) | {acked:.0} records/s |");
+        if name.starts_with("100") {
+            println!(
+                "| ... until every record was evaluated by the rules | {evaluated:.0} records/s |"
+            );
+        }
+    }
+    println!(
+        "| match-to-firing p50 / p99 ({} probes, background load ~10,000 records/s) | {p50:.0} ms / {p99:.0} ms |",
+        args.probes
+    );
 }

@@ -176,26 +176,14 @@ impl AccessStore {
             .fetch_optional(&self.db.pool)
             .await?
             .ok_or_else(|| StorageError::NotFound(format!("tenant {name:?}")))?;
-        Ok(Tenant {
-            id: TenantId(row.try_get("id")?),
-            name: row.try_get("name")?,
-            created_at: row.try_get("created_at")?,
-        })
+        decode_tenant(&row)
     }
 
     pub async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         let rows = sqlx::query("SELECT id, name, created_at FROM tenants ORDER BY name")
             .fetch_all(&self.db.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(Tenant {
-                    id: TenantId(row.try_get("id")?),
-                    name: row.try_get("name")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_tenant).collect()
     }
 
     pub async fn create_user(
@@ -232,17 +220,7 @@ impl AccessStore {
         )
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UserRow {
-                    id: row.try_get("id")?,
-                    tenant_id: TenantId(row.try_get("tenant_id")?),
-                    username: row.try_get("username")?,
-                    role: row.try_get("role")?,
-                    instance_admin: row.try_get("instance_admin")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_user).collect()
     }
 
     /// Store a new token's keyed hash. The caller shows the plaintext once.
@@ -383,6 +361,24 @@ pub fn session_hash(id: &str) -> String {
     hex::encode(Sha256::digest(id.as_bytes()))
 }
 
+fn decode_user(row: &sqlx::postgres::PgRow) -> Result<UserRow> {
+    Ok(UserRow {
+        id: row.try_get("id")?,
+        tenant_id: TenantId(row.try_get("tenant_id")?),
+        username: row.try_get("username")?,
+        role: row.try_get("role")?,
+        instance_admin: row.try_get("instance_admin")?,
+    })
+}
+
+fn decode_tenant(row: &sqlx::postgres::PgRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: TenantId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
 fn role_of(text: &str) -> Result<Role> {
     text.parse().map_err(StorageError::Internal)
 }
@@ -394,11 +390,7 @@ impl AccessStore {
             .fetch_optional(&self.db.pool)
             .await?
             .ok_or_else(|| StorageError::NotFound("tenant".into()))?;
-        Ok(Tenant {
-            id: TenantId(row.try_get("id")?),
-            name: row.try_get("name")?,
-            created_at: row.try_get("created_at")?,
-        })
+        decode_tenant(&row)
     }
 
     pub async fn user_for_login(&self, username: &str) -> Result<Option<LoginUser>> {
@@ -454,17 +446,7 @@ impl AccessStore {
         .bind(tenant.0)
         .fetch_all(&self.db.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UserRow {
-                    id: row.try_get("id")?,
-                    tenant_id: TenantId(row.try_get("tenant_id")?),
-                    username: row.try_get("username")?,
-                    role: row.try_get("role")?,
-                    instance_admin: row.try_get("instance_admin")?,
-                })
-            })
-            .collect()
+        rows.iter().map(decode_user).collect()
     }
 
     /// Disable a user of `tenant` (another tenant's user is "not found") and end
