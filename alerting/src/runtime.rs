@@ -27,7 +27,7 @@ use uuid::Uuid;
 use crate::engine::{Hit, SequenceState, match_event, threshold_groups};
 use crate::lifecycle::{Alert, State, Timing, Transition};
 use crate::rule::{Kind, Rule, Spec};
-use crate::silence::{Matcher, silences};
+use crate::silence::{Matcher, Recurrence, silences};
 
 const CHECKPOINT: &str = "rules";
 const BATCH: i64 = 2_000;
@@ -66,8 +66,14 @@ struct Active {
     alert: Alert,
 }
 
-/// A silence in force: tenant, matchers, start, end.
-type ActiveSilence = (TenantId, Vec<Matcher>, DateTime<Utc>, DateTime<Utc>);
+/// A silence in force.
+struct ActiveSilence {
+    tenant: TenantId,
+    matchers: Vec<Matcher>,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    recurrence: Option<Recurrence>,
+}
 
 pub struct Engine {
     store: AlertStore,
@@ -186,7 +192,20 @@ impl Engine {
             .into_iter()
             .filter_map(|(tenant, s)| {
                 let matchers: Vec<Matcher> = serde_json::from_value(s.matchers).ok()?;
-                Some((tenant, matchers, s.starts_at, s.ends_at))
+                let recurrence = match (&s.schedule, s.duration_secs) {
+                    (Some(schedule), Some(secs)) => Some(
+                        Recurrence::parse(schedule, Duration::from_secs(secs.max(1) as u64))
+                            .ok()?,
+                    ),
+                    _ => None,
+                };
+                Some(ActiveSilence {
+                    tenant,
+                    matchers,
+                    starts_at: s.starts_at,
+                    ends_at: s.ends_at,
+                    recurrence,
+                })
             })
             .collect();
         *self.silences.write().expect("silences lock") = parsed;
@@ -203,7 +222,17 @@ impl Engine {
             .read()
             .expect("silences lock")
             .iter()
-            .any(|(t, m, s, e)| *t == tenant && silences(m, *s, *e, labels, now))
+            .any(|s| {
+                s.tenant == tenant
+                    && silences(
+                        &s.matchers,
+                        s.starts_at,
+                        s.ends_at,
+                        s.recurrence.as_ref(),
+                        labels,
+                        now,
+                    )
+            })
     }
 
     /// Turn hits into alert changes (open or update), at processing time `now`.
@@ -680,5 +709,161 @@ impl Engine {
         let file = self.rules().file.clone();
         self.set_rules(RuleSet { file, tenants });
         Ok(())
+    }
+}
+
+/// A backtest running in the background: progress per time slice, cancellable.
+pub struct BacktestJob {
+    pub id: Uuid,
+    pub tenant: TenantId,
+    pub rule_id: String,
+    pub started_at: DateTime<Utc>,
+    state: Mutex<JobState>,
+    cancelled: std::sync::atomic::AtomicBool,
+    slices_done: std::sync::atomic::AtomicUsize,
+    slices: usize,
+    scanned: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, Clone)]
+enum JobState {
+    Running,
+    Done(BacktestResult),
+    Cancelled,
+    Failed(String),
+}
+
+impl BacktestJob {
+    /// `{"id","rule_id","state","progress","events_scanned","result"?,"error"?}`
+    pub fn status(&self) -> serde_json::Value {
+        use std::sync::atomic::Ordering;
+        let state = self.state.lock().expect("job lock").clone();
+        let (name, result, error) = match state {
+            JobState::Running => ("running", None, None),
+            JobState::Done(r) => ("done", Some(r), None),
+            JobState::Cancelled => ("cancelled", None, None),
+            JobState::Failed(e) => ("failed", None, Some(e)),
+        };
+        let done = self.slices_done.load(Ordering::Relaxed);
+        serde_json::json!({
+            "id": self.id,
+            "rule_id": self.rule_id,
+            "state": name,
+            "progress": if name == "done" { 1.0 } else { done as f64 / self.slices.max(1) as f64 },
+            "events_scanned": self.scanned.load(Ordering::Relaxed),
+            "started_at": self.started_at,
+            "result": result,
+            "error": error,
+        })
+    }
+
+    /// Ask the job to stop; a running job is marked cancelled at once.
+    pub fn cancel(&self) {
+        self.cancelled
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut state = self.state.lock().expect("job lock");
+        if matches!(*state, JobState::Running) {
+            *state = JobState::Cancelled;
+        }
+    }
+
+    fn finish(&self, outcome: JobState) {
+        let mut state = self.state.lock().expect("job lock");
+        if matches!(*state, JobState::Running) {
+            *state = outcome;
+        }
+    }
+}
+
+/// Background backtests, per process; finished jobs are kept for an hour.
+#[derive(Default)]
+pub struct BacktestJobs {
+    jobs: Mutex<HashMap<Uuid, Arc<BacktestJob>>>,
+}
+
+impl BacktestJobs {
+    pub fn get(&self, tenant: TenantId, id: Uuid) -> Option<Arc<BacktestJob>> {
+        self.jobs
+            .lock()
+            .expect("jobs lock")
+            .get(&id)
+            .filter(|j| j.tenant == tenant)
+            .cloned()
+    }
+
+    /// Start a backtest of `rule` over `[from, to]`, scanned in up to 48 time slices.
+    pub fn start(
+        &self,
+        engine: Arc<Engine>,
+        tenant: TenantId,
+        rule: Rule,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Arc<BacktestJob> {
+        let hours = ((to - from).num_hours() + 1).clamp(1, 48) as usize;
+        let job = Arc::new(BacktestJob {
+            id: Uuid::now_v7(),
+            tenant,
+            rule_id: rule.id().to_string(),
+            started_at: Utc::now(),
+            state: Mutex::new(JobState::Running),
+            cancelled: std::sync::atomic::AtomicBool::new(false),
+            slices_done: std::sync::atomic::AtomicUsize::new(0),
+            slices: hours,
+            scanned: std::sync::atomic::AtomicUsize::new(0),
+        });
+        {
+            let mut jobs = self.jobs.lock().expect("jobs lock");
+            let cutoff = Utc::now() - chrono::Duration::hours(1);
+            jobs.retain(|_, j| {
+                j.started_at > cutoff
+                    || matches!(*j.state.lock().expect("job lock"), JobState::Running)
+            });
+            jobs.insert(job.id, job.clone());
+        }
+        let task_job = job.clone();
+        tokio::spawn(async move {
+            use std::sync::atomic::Ordering;
+            let job = task_job;
+            let step = (to - from) / job.slices as i32;
+            let mut events = Vec::new();
+            for i in 0..job.slices {
+                if job.cancelled.load(Ordering::Relaxed) {
+                    return;
+                }
+                let slice_from = from + step * i as i32;
+                let slice_to = if i + 1 == job.slices {
+                    to
+                } else {
+                    from + step * (i as i32 + 1) - chrono::Duration::microseconds(1)
+                };
+                match engine
+                    .candidate_events(tenant, &rule, slice_from, slice_to)
+                    .await
+                {
+                    Ok(mut found) => {
+                        job.scanned.fetch_add(found.len(), Ordering::Relaxed);
+                        events.append(&mut found);
+                    }
+                    Err(err) => {
+                        job.finish(JobState::Failed(err.to_string()));
+                        return;
+                    }
+                }
+                job.slices_done.store(i + 1, Ordering::Relaxed);
+                if events.len() >= MAX_EVALUATED_EVENTS {
+                    break;
+                }
+            }
+            let truncated = events.len() >= MAX_EVALUATED_EVENTS;
+            events.truncate(MAX_EVALUATED_EVENTS);
+            let result =
+                tokio::task::spawn_blocking(move || backtest(&rule, &events, truncated)).await;
+            match result {
+                Ok(result) => job.finish(JobState::Done(result)),
+                Err(err) => job.finish(JobState::Failed(err.to_string())),
+            }
+        });
+        job
     }
 }

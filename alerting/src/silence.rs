@@ -54,17 +54,50 @@ impl Matcher {
     }
 }
 
-/// Whether a silence with `matchers` active from `starts_at` to `ends_at` silences an
-/// alert with `labels` at `now`. All matchers must match.
+/// A maintenance window: the silence is active for `duration` from each occurrence of
+/// a cron `schedule` (UTC), within its validity.
+#[derive(Debug, Clone)]
+pub struct Recurrence {
+    pub schedule: croner::Cron,
+    pub duration: std::time::Duration,
+}
+
+impl Recurrence {
+    pub fn parse(schedule: &str, duration: std::time::Duration) -> Result<Recurrence, String> {
+        let schedule: croner::Cron = schedule
+            .parse()
+            .map_err(|e| format!("schedule {schedule:?} is not a cron expression: {e}"))?;
+        if duration.is_zero() {
+            return Err("duration must be positive".into());
+        }
+        Ok(Recurrence { schedule, duration })
+    }
+
+    /// Whether `now` falls in a window that started at an occurrence.
+    pub fn covers(&self, now: DateTime<Utc>) -> bool {
+        match self.schedule.find_previous_occurrence(&now, true) {
+            Ok(start) => {
+                now < start + chrono::Duration::from_std(self.duration).unwrap_or_default()
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether a silence with `matchers`, valid from `starts_at` to `ends_at` (and, for a
+/// maintenance window, only inside its recurrence), silences `labels` at `now`. All
+/// matchers must match.
 pub fn silences(
     matchers: &[Matcher],
     starts_at: DateTime<Utc>,
     ends_at: DateTime<Utc>,
+    recurrence: Option<&Recurrence>,
     labels: &BTreeMap<String, String>,
     now: DateTime<Utc>,
 ) -> bool {
     starts_at <= now
         && now < ends_at
+        && recurrence.is_none_or(|r| r.covers(now))
         && !matchers.is_empty()
         && matchers.iter().all(|m| m.matches(labels))
 }
@@ -82,6 +115,47 @@ mod tests {
     }
 
     #[test]
+    fn maintenance_windows_recur() {
+        let labels: BTreeMap<String, String> = [("rule".to_string(), "r".to_string())].into();
+        let matchers = [m("rule", MatchOp::Equal, "r")];
+        // Saturdays 02:00-04:00 UTC.
+        let window =
+            Recurrence::parse("0 2 * * 6", std::time::Duration::from_secs(2 * 3600)).unwrap();
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let (valid_from, valid_to) = (at("2026-01-01T00:00:00Z"), at("2027-01-01T00:00:00Z"));
+        let check = |now: &str| {
+            silences(
+                &matchers,
+                valid_from,
+                valid_to,
+                Some(&window),
+                &labels,
+                at(now),
+            )
+        };
+        assert!(
+            check("2026-11-28T02:00:00Z"),
+            "window opens on Saturday 02:00"
+        );
+        assert!(check("2026-11-28T03:59:59Z"));
+        assert!(!check("2026-11-28T04:00:00Z"), "closes after the duration");
+        assert!(!check("2026-11-27T03:00:00Z"), "not on Friday");
+        assert!(check("2026-12-05T02:30:00Z"), "and again next week");
+        assert!(
+            !silences(
+                &matchers,
+                valid_from,
+                at("2026-12-01T00:00:00Z"),
+                Some(&window),
+                &labels,
+                at("2026-12-05T02:30:00Z")
+            ),
+            "not after the validity"
+        );
+        assert!(Recurrence::parse("every saturday", std::time::Duration::from_secs(60)).is_err());
+    }
+
+    #[test]
     fn matchers_and_time_window() {
         let labels: BTreeMap<String, String> = [
             ("rule".to_string(), "root-login".to_string()),
@@ -94,6 +168,7 @@ mod tests {
             &[m("rule", MatchOp::Equal, "root-login")],
             now - hour,
             now + hour,
+            None,
             &labels,
             now
         ));
@@ -101,6 +176,7 @@ mod tests {
             &[m("attributes.user.name", MatchOp::Regex, "al.*")],
             now - hour,
             now + hour,
+            None,
             &labels,
             now
         ));
@@ -109,6 +185,7 @@ mod tests {
                 &[m("attributes.user.name", MatchOp::Regex, "al")],
                 now - hour,
                 now + hour,
+                None,
                 &labels,
                 now
             ),
@@ -118,6 +195,7 @@ mod tests {
             &[m("rule", MatchOp::NotEqual, "root-login")],
             now - hour,
             now + hour,
+            None,
             &labels,
             now
         ));
@@ -125,6 +203,7 @@ mod tests {
             &[m("severity", MatchOp::NotRegex, "crit.*")],
             now - hour,
             now + hour,
+            None,
             &labels,
             now
         ));
@@ -133,6 +212,7 @@ mod tests {
                 &[m("rule", MatchOp::Equal, "root-login")],
                 now + hour,
                 now + hour * 2,
+                None,
                 &labels,
                 now
             ),
@@ -143,6 +223,7 @@ mod tests {
                 &[m("rule", MatchOp::Equal, "root-login")],
                 now - hour * 2,
                 now - hour,
+                None,
                 &labels,
                 now
             ),

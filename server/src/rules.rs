@@ -12,6 +12,23 @@ pub enum RulesCommand {
     Validate { dir: PathBuf },
     /// Run the test cases the rule files carry, offline; exits 1 on any failure.
     Test { dir: PathBuf },
+    /// Backtest a rule file (one rule) over stored events through a running server's
+    /// API: the alerts it would have raised and how many per hour.
+    Backtest {
+        file: PathBuf,
+        /// Start of the range: RFC 3339 or relative (now-7d).
+        #[arg(long)]
+        from: String,
+        /// End of the range [default: now].
+        #[arg(long)]
+        to: Option<String>,
+        /// The server's API address.
+        #[arg(long, env = "PALISADE_API", default_value = "http://127.0.0.1:8080")]
+        api: String,
+        /// An API token with the read scope.
+        #[arg(long, env = "PALISADE_API_TOKEN", hide_env_values = true)]
+        token: String,
+    },
 }
 
 fn rule_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -47,8 +64,110 @@ pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Rule>> {
     Ok(rules)
 }
 
+async fn backtest(
+    file: &Path,
+    from: &str,
+    to: Option<&str>,
+    api: &str,
+    token: &str,
+) -> anyhow::Result<()> {
+    let yaml =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let rules = parse_rules(&yaml).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if rules.len() != 1 {
+        bail!(
+            "{}: backtest one rule at a time ({} found)",
+            file.display(),
+            rules.len()
+        );
+    }
+    let client = reqwest::Client::new();
+    let mut body = serde_json::json!({"yaml": yaml, "from": from});
+    if let Some(to) = to {
+        body["to"] = serde_json::Value::String(to.to_string());
+    }
+    let base = api.trim_end_matches('/');
+    let started: serde_json::Value = client
+        .post(format!("{base}/api/v1/rules/backtests"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {base}"))?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = started["id"]
+        .as_str()
+        .context("no job id in the answer")?
+        .to_string();
+    let status = loop {
+        let status: serde_json::Value = client
+            .get(format!("{base}/api/v1/rules/backtests/{id}"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        match status["state"].as_str() {
+            Some("running") => {
+                eprint!(
+                    "\rbacktest: {:>3.0}% ({} events)",
+                    status["progress"].as_f64().unwrap_or(0.0) * 100.0,
+                    status["events_scanned"]
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Some("done") => break status,
+            other => bail!("backtest ended {other:?}: {}", status["error"]),
+        }
+    };
+    eprintln!();
+    let result = &status["result"];
+    let alerts = result["alerts"].as_array().cloned().unwrap_or_default();
+    println!(
+        "rule {}: {} event(s) scanned{}, {} alert(s) would have been raised",
+        result["rule_id"].as_str().unwrap_or("?"),
+        result["events_scanned"],
+        if result["truncated"] == true {
+            " (truncated)"
+        } else {
+            ""
+        },
+        alerts.len()
+    );
+    for a in &alerts {
+        println!(
+            "  {}  count={}  first={}  labels={}",
+            a["fingerprint"].as_str().unwrap_or(""),
+            a["count"],
+            a["first_at"].as_str().unwrap_or(""),
+            a["labels"]
+        );
+    }
+    for h in result["per_hour"].as_array().cloned().unwrap_or_default() {
+        println!(
+            "  {}  {} alert(s)",
+            h["hour"].as_str().unwrap_or(""),
+            h["alerts"]
+        );
+    }
+    Ok(())
+}
+
 pub fn run(cmd: RulesCommand) -> anyhow::Result<()> {
     match cmd {
+        RulesCommand::Backtest {
+            file,
+            from,
+            to,
+            api,
+            token,
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(backtest(&file, &from, to.as_deref(), &api, &token)),
         RulesCommand::Validate { dir } => {
             let files = rule_files(&dir)?.len();
             let rules = load_dir(&dir)?;

@@ -232,6 +232,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         dummy_hash,
         token_default_days: settings.token_expiry_days,
         engine: engine.clone(),
+        backtests: Default::default(),
     };
 
     let tls = match &settings.tls {

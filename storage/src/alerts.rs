@@ -67,9 +67,24 @@ pub struct SilenceRow {
     pub matchers: Value,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
+    /// Maintenance window: cron schedule (UTC) and window length.
+    pub schedule: Option<String>,
+    pub duration_secs: Option<i64>,
     pub created_by: String,
     pub comment: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// A silence to create.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSilence<'a> {
+    pub matchers: &'a Value,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Maintenance window: (cron schedule, window length in seconds).
+    pub recurrence: Option<(&'a str, i64)>,
+    pub created_by: &'a str,
+    pub comment: &'a str,
 }
 
 #[derive(Debug, Clone)]
@@ -402,15 +417,20 @@ impl AlertStore {
     pub async fn create_silence(
         &self,
         tenant: TenantId,
-        matchers: &Value,
-        starts_at: DateTime<Utc>,
-        ends_at: DateTime<Utc>,
-        by: &str,
-        comment: &str,
+        spec: &NewSilence<'_>,
     ) -> Result<SilenceRow> {
+        let NewSilence {
+            matchers,
+            starts_at,
+            ends_at,
+            recurrence,
+            created_by: by,
+            comment,
+        } = *spec;
         let id = Uuid::now_v7();
         sqlx::query(
-            "INSERT INTO silences (id, tenant_id, matchers, starts_at, ends_at, created_by, comment) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+            "INSERT INTO silences (id, tenant_id, matchers, starts_at, ends_at, created_by, comment, schedule, duration_secs) \
+             VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
         )
         .bind(id)
         .bind(tenant.0)
@@ -419,6 +439,8 @@ impl AlertStore {
         .bind(ends_at)
         .bind(by)
         .bind(comment)
+        .bind(recurrence.map(|r| r.0))
+        .bind(recurrence.map(|r| r.1))
         .execute(&self.db.pool)
         .await?;
         Ok(self
@@ -432,7 +454,7 @@ impl AlertStore {
     /// Silences of a tenant; `all = false` keeps only those not yet ended.
     pub async fn silences(&self, tenant: TenantId, all: bool) -> Result<Vec<SilenceRow>> {
         let rows = sqlx::query(
-            "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at FROM silences \
+            "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at, schedule, duration_secs FROM silences \
              WHERE tenant_id = $1 AND ($2 OR ends_at > now()) ORDER BY starts_at",
         )
         .bind(tenant.0)
@@ -445,7 +467,8 @@ impl AlertStore {
     /// Active silences of every tenant.
     pub async fn active_silences(&self) -> Result<Vec<(TenantId, SilenceRow)>> {
         let rows = sqlx::query(
-            "SELECT tenant_id, id, matchers, starts_at, ends_at, created_by, comment, created_at FROM silences WHERE ends_at > now()",
+            "SELECT tenant_id, id, matchers, starts_at, ends_at, created_by, comment, created_at, schedule, duration_secs \
+             FROM silences WHERE ends_at > now()",
         )
         .fetch_all(&self.db.pool)
         .await?;
@@ -522,5 +545,7 @@ fn decode_silence(row: &PgRow) -> Result<SilenceRow> {
         created_by: row.try_get("created_by")?,
         comment: row.try_get("comment")?,
         created_at: row.try_get("created_at")?,
+        schedule: row.try_get("schedule")?,
+        duration_secs: row.try_get("duration_secs")?,
     })
 }

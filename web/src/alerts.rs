@@ -235,12 +235,11 @@ pub struct BacktestRequest {
     to: Option<String>,
 }
 
-pub async fn backtest(
-    State(state): State<AppState>,
-    Extension(p): Extension<Principal>,
-    body: Result<Json<BacktestRequest>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req = json_body(body)?;
+fn backtest_inputs(
+    state: &AppState,
+    p: &Principal,
+    req: &BacktestRequest,
+) -> Result<(Rule, DateTime<Utc>, DateTime<Utc>), ApiError> {
     let rule =
         match (&req.rule_id, &req.yaml) {
             (Some(id), None) => (*state.engine.rules().find(p.tenant_id, id).ok_or_else(|| {
@@ -256,6 +255,17 @@ pub async fn backtest(
     if from >= to {
         return Err(invalid("from must be before to"));
     }
+    Ok((rule, from, to))
+}
+
+/// `POST /api/v1/rules/backtest`: run a backtest and wait for its result.
+pub async fn backtest(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<BacktestRequest>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let req = json_body(body)?;
+    let (rule, from, to) = backtest_inputs(&state, &p, &req)?;
     let events = state
         .engine
         .candidate_events(p.tenant_id, &rule, from, to)
@@ -266,6 +276,51 @@ pub async fn backtest(
             .await
             .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
     Ok(Json(serde_json::to_value(result).unwrap_or_default()))
+}
+
+/// `POST /api/v1/rules/backtests`: start a background backtest (long ranges).
+pub async fn start_backtest(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<BacktestRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req = json_body(body)?;
+    let (rule, from, to) = backtest_inputs(&state, &p, &req)?;
+    let job = state
+        .backtests
+        .start(state.engine.clone(), p.tenant_id, rule, from, to);
+    Ok((StatusCode::ACCEPTED, Json(job.status())))
+}
+
+fn job_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::new(ErrorKind::NotFound, "backtest not found"))
+}
+
+/// `GET /api/v1/rules/backtests/{id}`: progress, then the result.
+pub async fn backtest_status(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state
+        .backtests
+        .get(p.tenant_id, job_id(&id)?)
+        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "backtest not found"))?;
+    Ok(Json(job.status()))
+}
+
+/// `DELETE /api/v1/rules/backtests/{id}`: cancel.
+pub async fn cancel_backtest(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let job = state
+        .backtests
+        .get(p.tenant_id, job_id(&id)?)
+        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "backtest not found"))?;
+    job.cancel();
+    Ok(Json(job.status()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,6 +390,12 @@ pub struct NewSilence {
     /// RFC 3339 or relative (`now+2h`).
     ends_at: String,
     comment: String,
+    /// Maintenance window: a cron schedule (UTC), e.g. `0 2 * * 6` ...
+    #[serde(default)]
+    schedule: Option<String>,
+    /// ... and how long each window lasts, e.g. `2h`.
+    #[serde(default)]
+    duration: Option<String>,
 }
 
 pub async fn list_silences(
@@ -370,17 +431,42 @@ pub async fn create_silence(
     if ends_at <= starts_at {
         return Err(invalid("ends_at must be after starts_at"));
     }
+    let recurrence = match (&req.schedule, &req.duration) {
+        (None, None) => None,
+        (Some(schedule), Some(duration)) => {
+            let duration = query::time::parse_duration(duration)
+                .ok()
+                .and_then(|d| d.to_std().ok())
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "duration: {duration:?} is not a positive duration like 2h"
+                    ))
+                })?;
+            alerting::silence::Recurrence::parse(schedule, duration)
+                .map_err(|e| invalid(format!("schedule: {e}")))?;
+            Some((schedule.as_str(), duration.as_secs() as i64))
+        }
+        _ => {
+            return Err(invalid(
+                "schedule and duration go together (a maintenance window needs both)",
+            ));
+        }
+    };
     let matchers = serde_json::to_value(&req.matchers).unwrap_or_default();
     let silence = state
         .engine
         .store()
         .create_silence(
             p.tenant_id,
-            &matchers,
-            starts_at,
-            ends_at,
-            &p.actor(),
-            &req.comment,
+            &storage::alerts::NewSilence {
+                matchers: &matchers,
+                starts_at,
+                ends_at,
+                recurrence,
+                created_by: &p.actor(),
+                comment: &req.comment,
+            },
         )
         .await?;
     state.engine.refresh_silences().await?;

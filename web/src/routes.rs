@@ -156,6 +156,24 @@ fn api_table() -> Table {
             alerts::backtest,
         )
         .add(
+            Method::POST,
+            "/api/v1/rules/backtests",
+            Requires(Read),
+            alerts::start_backtest,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/rules/backtests/{id}",
+            Requires(Read),
+            alerts::backtest_status,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/rules/backtests/{id}",
+            Requires(Read),
+            alerts::cancel_backtest,
+        )
+        .add(
             Method::GET,
             "/api/v1/rules/{id}",
             Requires(Read),

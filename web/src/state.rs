@@ -35,4 +35,6 @@ pub struct AppState {
     pub token_default_days: i64,
     /// The rule engine (rules, alerts, silences).
     pub engine: Arc<alerting::runtime::Engine>,
+    /// Background backtests of this process.
+    pub backtests: Arc<alerting::runtime::BacktestJobs>,
 }

@@ -524,8 +524,177 @@ async fn backtest_shows_the_noise_per_hour() {
         )
         .await;
     assert_eq!(status, 400);
+    // Long ranges run as background jobs with progress, and can be cancelled.
+    let admin = Auth::Token(server.creds.api_token.clone());
+    let (status, job, _) = server
+        .call(
+            "POST",
+            "/api/v1/rules/backtests",
+            &admin,
+            Some(json!({"yaml": draft, "from": "now-6h"})),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    let id = job["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let done = loop {
+        let (status, job, _) = server
+            .call(
+                "GET",
+                &format!("/api/v1/rules/backtests/{id}"),
+                &admin,
+                None,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let progress = job["progress"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&progress), "{job}");
+        if job["state"] == "done" {
+            break job;
+        }
+        assert_eq!(job["state"], "running");
+        assert!(Instant::now() < deadline, "backtest job never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(done["progress"], 1.0);
+    assert_eq!(done["events_scanned"], 5);
+    assert_eq!(done["result"]["alerts"].as_array().unwrap().len(), 2);
+    let (_, job, _) = server
+        .call(
+            "POST",
+            "/api/v1/rules/backtests",
+            &admin,
+            Some(json!({"yaml": draft, "from": "now-29d"})),
+        )
+        .await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let (status, cancelled, _) = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/rules/backtests/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let final_state = cancelled["state"].as_str().unwrap().to_string();
+    assert!(
+        ["cancelled", "done"].contains(&final_state.as_str()),
+        "{cancelled}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, later, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/rules/backtests/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(
+        later["state"],
+        final_state.as_str(),
+        "a cancelled job stays cancelled"
+    );
+    if final_state == "cancelled" {
+        assert!(later["result"].is_null());
+    }
+    let (status, _, _) = server
+        .call(
+            "GET",
+            "/api/v1/rules/backtests/00000000-0000-0000-0000-000000000000",
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    // The same through `palisade rules backtest`.
+    let file = TempDir::new("palisade-backtest");
+    std::fs::write(file.0.join("draft.yaml"), draft).unwrap();
+    let out = std::process::Command::new(palisade_tests::palisade_bin())
+        .args([
+            "rules",
+            "backtest",
+            file.0.join("draft.yaml").to_str().unwrap(),
+            "--from",
+            "now-6h",
+            "--api",
+            &server.api,
+        ])
+        .env("PALISADE_API_TOKEN", &server.creds.api_token)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("5 event(s) scanned, 2 alert(s) would have been raised"),
+        "{stdout}"
+    );
     // Nothing was actually alerted.
     assert!(super::alerting::alerts(&server, "").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn maintenance_windows_are_recurring_silences() {
+    let server = TestServer::spawn().await.unwrap();
+    let admin = Auth::Token(server.creds.api_token.clone());
+    let base = json!({"matchers": [{"label": "rule", "op": "=", "value": "x"}], "ends_at": "now+30d", "comment": "weekly patching"});
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        body
+    };
+    let (status, err, _) = server
+        .call(
+            "POST",
+            "/api/v1/silences",
+            &admin,
+            Some(with(
+                json!({"schedule": "every saturday", "duration": "2h"}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("schedule"),
+        "{err}"
+    );
+    let (status, err, _) = server
+        .call(
+            "POST",
+            "/api/v1/silences",
+            &admin,
+            Some(with(json!({"schedule": "0 2 * * 6"}))),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duration"),
+        "{err}"
+    );
+    let (status, created, _) = server
+        .call(
+            "POST",
+            "/api/v1/silences",
+            &admin,
+            Some(with(json!({"schedule": "0 2 * * 6", "duration": "2h"}))),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["silence"]["schedule"], "0 2 * * 6");
+    assert_eq!(created["silence"]["duration_secs"], 7200);
 }
 
 #[tokio::test(flavor = "multi_thread")]
