@@ -353,22 +353,27 @@ impl Engine {
         }
     }
 
-    /// Follow the committed sequence until `shutdown`.
+    /// Follow the committed sequence until `shutdown`. `batches` are the local
+    /// writer's freshly committed batches (see `storage::follow`).
     pub async fn run_events(
         self: Arc<Self>,
-        mut committed: watch::Receiver<i64>,
+        committed: watch::Receiver<i64>,
+        batches: Option<tokio::sync::broadcast::Receiver<storage::follow::Batch>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut checkpoint = match self.store.checkpoint(CHECKPOINT).await {
+        let checkpoint = match self.store.checkpoint(CHECKPOINT).await {
             Ok(Some(seq)) => seq,
             // First start: rules apply from now on (backtests cover the past).
             _ => self.logs.max_seq().await.unwrap_or(0),
         };
+        let mut follower =
+            storage::follow::Follower::new(self.logs.clone(), checkpoint, batches, committed);
         loop {
             if *shutdown.borrow() {
                 return;
             }
-            let batch = match self.logs.fetch_after(checkpoint, BATCH).await {
+            let before = follower.last;
+            let batch = match follower.next(BATCH).await {
                 Ok(b) => b,
                 Err(err) => {
                     tracing::warn!(error = %err, "rule evaluator cannot read postgres; retrying");
@@ -379,29 +384,20 @@ impl Engine {
             if let Some(last) = batch.last().map(|r| r.seq) {
                 let (changes, sequences) = self.evaluate_events(&batch, Utc::now());
                 match self.store.apply(&changes, Some((CHECKPOINT, last))).await {
-                    Ok(()) => {
-                        checkpoint = last;
-                        self.persist_sequences(&sequences).await;
-                    }
+                    Ok(()) => self.persist_sequences(&sequences).await,
                     Err(err) => {
                         tracing::warn!(error = %err, "alert changes not saved; re-evaluating the batch");
+                        follower.last = before;
                         // Re-read the working set so evidence is not double counted.
                         let _ = self.restore().await;
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-                if batch.len() as i64 == BATCH {
-                    continue;
-                }
-            }
-            if *committed.borrow_and_update() > checkpoint {
                 continue;
             }
-            tokio::select! {
-                _ = committed.changed() => {}
-                _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                _ = shutdown.changed() => {}
-            }
+            follower
+                .wait(Duration::from_millis(250), &mut shutdown)
+                .await;
         }
     }
 

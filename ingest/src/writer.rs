@@ -9,6 +9,9 @@
 //!   one fsync covers many requests; when idle a lone request commits immediately.
 //! * A semaphore counts queued records. When it is exhausted the request is refused
 //!   at once with `Overloaded` (429 + Retry-After), so memory stays bounded.
+//! * After each commit the writer hands the committed batch (with its sequence ids) to
+//!   followers over a small `broadcast` channel, so the indexer and the rule evaluator
+//!   need not read it back from Postgres; a follower that falls behind reads Postgres.
 //! * After each commit the writer publishes the highest committed sequence id on a
 //!   `watch` channel; the indexer (and later the rule engine) follow it.
 //!
@@ -18,13 +21,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::Utc;
+use model::StoredLog;
 use model::{LogRecord, TenantId};
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use storage::StorageError;
+use storage::follow::Batch;
 use storage::logs::{LogStore, SeqRange};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, mpsc, oneshot, watch};
 
 use crate::IngestError;
 use crate::metrics::IngestMetrics;
@@ -60,6 +65,7 @@ pub struct Ingestor {
     queued: Arc<Semaphore>,
     max_queued: usize,
     committed: watch::Receiver<i64>,
+    batches: broadcast::Sender<Batch>,
     metrics: IngestMetrics,
     policy: TimePolicy,
 }
@@ -74,10 +80,13 @@ impl Ingestor {
     ) -> (Arc<Ingestor>, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4096);
         let (committed_tx, committed_rx) = watch::channel(initial_seq);
+        // A few batches only: a follower that falls behind reads Postgres instead.
+        let (batches_tx, _) = broadcast::channel(4);
         let handle = tokio::spawn(writer_loop(
             logs,
             rx,
             committed_tx,
+            batches_tx.clone(),
             config.max_batch_records,
         ));
         let ingestor = Ingestor {
@@ -85,6 +94,7 @@ impl Ingestor {
             queued: Arc::new(Semaphore::new(config.max_queued_records)),
             max_queued: config.max_queued_records,
             committed: committed_rx,
+            batches: batches_tx,
             metrics,
             policy: config.time_policy,
         };
@@ -94,6 +104,11 @@ impl Ingestor {
     /// Highest committed sequence id, updated after every commit.
     pub fn committed(&self) -> watch::Receiver<i64> {
         self.committed.clone()
+    }
+
+    /// The batches this process commits, as they commit (for `storage::follow`).
+    pub fn subscribe_batches(&self) -> broadcast::Receiver<Batch> {
+        self.batches.subscribe()
     }
 
     pub fn metrics(&self) -> &IngestMetrics {
@@ -185,6 +200,7 @@ async fn writer_loop(
     logs: Arc<LogStore>,
     mut jobs: mpsc::Receiver<Job>,
     committed: watch::Sender<i64>,
+    batches: broadcast::Sender<Batch>,
     max_batch: usize,
 ) {
     while let Some(first) = jobs.recv().await {
@@ -207,7 +223,6 @@ async fn writer_loop(
         }
         match logs.insert_batch(&records).await {
             Ok(range) => {
-                committed.send_replace(range.last);
                 let mut next = range.first;
                 for (job, size) in batch.into_iter().zip(sizes) {
                     let _ = job.reply.send(Ok(SeqRange {
@@ -216,6 +231,15 @@ async fn writer_loop(
                     }));
                     next += size;
                 }
+                if batches.receiver_count() > 0 {
+                    let stored: Vec<StoredLog> = records
+                        .into_iter()
+                        .zip(range.first..)
+                        .map(|(record, seq)| StoredLog { seq, record })
+                        .collect();
+                    let _ = batches.send(Arc::new(stored));
+                }
+                committed.send_replace(range.last);
             }
             Err(err) => {
                 tracing::warn!(error = %err, records = rows, "ingest batch not committed");

@@ -156,6 +156,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         logs.clone(),
         index.clone(),
         ingestor.committed(),
+        Some(ingestor.subscribe_batches()),
         indexer_status.clone(),
         shutdown_rx.clone(),
     ));
@@ -191,11 +192,11 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
             .map(|t| t.id)
             .collect(),
     );
-    tokio::spawn(
-        engine
-            .clone()
-            .run_events(ingestor.committed(), shutdown_rx.clone()),
-    );
+    tokio::spawn(engine.clone().run_events(
+        ingestor.committed(),
+        Some(ingestor.subscribe_batches()),
+        shutdown_rx.clone(),
+    ));
     tokio::spawn(engine.clone().run_schedule(shutdown_rx.clone()));
     tokio::spawn(refresh_tenants(
         engine.clone(),

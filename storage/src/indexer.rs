@@ -1,8 +1,9 @@
 //! The indexer: follows the committed sequence of `log_records` into the tantivy index.
 //!
-//! One task per process. It wakes when the local writer publishes a new committed
-//! sequence id (a `watch` channel) and also polls every [`POLL`] so rows committed by
-//! other replicas sharing the database are picked up. Because sequence order equals
+//! One task per process. It takes the batches the local writer just committed (no
+//! Postgres read) and falls back to Postgres for anything else, polling every
+//! [`POLL`] so rows committed by other replicas sharing the database are picked up
+//! (see `follow`). Because sequence order equals
 //! commit order (see `logs`), reading `seq > checkpoint` never skips a row.
 //!
 //! It commits the index when it has drained everything visible (so a record is
@@ -13,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+use crate::follow::{Batch, Follower};
 
 use crate::index::LogIndex;
 use crate::logs::LogStore;
@@ -34,16 +37,18 @@ pub struct IndexerStatus {
     pub delete_before: AtomicI64,
 }
 
-/// Run until `shutdown` flips to true.
+/// Run until `shutdown` flips to true. `batches` are the local writer's freshly
+/// committed batches (see [`Follower`]); without it the indexer reads Postgres only.
 pub async fn run(
     logs: Arc<LogStore>,
     index: Arc<LogIndex>,
-    mut committed: watch::Receiver<i64>,
+    committed: watch::Receiver<i64>,
+    batches: Option<broadcast::Receiver<Batch>>,
     status: Arc<IndexerStatus>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut last = index.checkpoint();
-    status.indexed_seq.store(last, Ordering::Relaxed);
+    let mut follower = Follower::new(logs, index.checkpoint(), batches, committed);
+    status.indexed_seq.store(follower.last, Ordering::Relaxed);
     let mut uncommitted = 0usize;
     loop {
         if *shutdown.borrow() {
@@ -54,49 +59,14 @@ pub async fn run(
             let applied = index.delete_before(expired);
             if let Err(err) = applied {
                 tracing::error!(error = %err, "index retention delete failed");
-            } else if commit(&index, last).await.is_ok() {
+            } else if commit(&index, follower.last).await.is_ok() {
                 uncommitted = 0;
-                status.indexed_seq.store(last, Ordering::Relaxed);
+                status.indexed_seq.store(follower.last, Ordering::Relaxed);
             }
         }
-        match logs.fetch_after(last, FETCH).await {
-            Ok(batch) if !batch.is_empty() => {
-                let full = batch.len() as i64 == FETCH;
-                let new_last = batch.last().map_or(last, |r| r.seq);
-                uncommitted += batch.len();
-                let index2 = index.clone();
-                let added = tokio::task::spawn_blocking(move || index2.add(&batch)).await;
-                if let Err(err) = added
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                {
-                    tracing::error!(error = %err, "indexing failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                last = new_last;
-                if !full || uncommitted >= CATCH_UP_COMMIT_DOCS {
-                    if let Err(err) = commit(&index, last).await {
-                        tracing::error!(error = %err, "index commit failed");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                    uncommitted = 0;
-                    status.indexed_seq.store(last, Ordering::Relaxed);
-                }
-                if full {
-                    continue;
-                }
-                // A short batch means everything visible has been indexed.
-                mark_caught_up(&status, last);
-            }
-            Ok(_) => {
-                if uncommitted > 0 && commit(&index, last).await.is_ok() {
-                    uncommitted = 0;
-                    status.indexed_seq.store(last, Ordering::Relaxed);
-                }
-                mark_caught_up(&status, last);
-            }
+        let before = follower.last;
+        let batch = match follower.next(FETCH).await {
+            Ok(batch) => batch,
             Err(err) => {
                 tracing::warn!(error = %err, "indexer cannot read postgres; retrying");
                 tokio::select! {
@@ -105,20 +75,46 @@ pub async fn run(
                 }
                 continue;
             }
-        }
-        // Wait for a local commit, a poll tick (other replicas) or shutdown.
-        let seen = *committed.borrow_and_update();
-        if seen > last {
+        };
+        if !batch.is_empty() {
+            let full = batch.len() as i64 >= FETCH;
+            uncommitted += batch.len();
+            let index2 = index.clone();
+            let added = tokio::task::spawn_blocking(move || index2.add(&batch)).await;
+            if let Err(err) = added
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            {
+                tracing::error!(error = %err, "indexing failed; retrying");
+                follower.last = before;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            if !full || uncommitted >= CATCH_UP_COMMIT_DOCS {
+                if let Err(err) = commit(&index, follower.last).await {
+                    tracing::error!(error = %err, "index commit failed");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                uncommitted = 0;
+                status.indexed_seq.store(follower.last, Ordering::Relaxed);
+            }
+            if full {
+                continue;
+            }
+            // A short batch means everything visible has been indexed.
+            mark_caught_up(&status, follower.last);
             continue;
         }
-        tokio::select! {
-            _ = committed.changed() => {}
-            _ = tokio::time::sleep(POLL) => {}
-            _ = shutdown.changed() => {}
+        if uncommitted > 0 && commit(&index, follower.last).await.is_ok() {
+            uncommitted = 0;
+            status.indexed_seq.store(follower.last, Ordering::Relaxed);
         }
+        mark_caught_up(&status, follower.last);
+        follower.wait(POLL, &mut shutdown).await;
     }
     if uncommitted > 0 {
-        let _ = commit(&index, last).await;
+        let _ = commit(&index, follower.last).await;
     }
 }
 

@@ -13,6 +13,7 @@ pub mod alerts;
 pub mod audit;
 pub mod embedded;
 pub mod error;
+pub mod follow;
 pub mod index;
 pub mod indexer;
 pub mod logs;
