@@ -122,7 +122,26 @@ fn format_number(n: f64) -> String {
     }
 }
 
+/// A needle that is one ASCII word can be compared without tokenizing into new
+/// strings (the common case for rule clauses such as `attributes.verb:delete`).
+fn single_ascii_token(text: &str) -> bool {
+    !text.is_empty() && text.len() < 256 && text.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+fn contains_token(haystack: &str, needle: &str) -> bool {
+    haystack
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|t| t.eq_ignore_ascii_case(needle))
+}
+
 fn term_matches(value: &FieldValue, text: &str, prefix: bool) -> bool {
+    if !prefix && single_ascii_token(text) {
+        match value {
+            FieldValue::Text(s) => return contains_token(s, text),
+            FieldValue::Json(Value::String(s)) => return contains_token(s, text),
+            _ => {}
+        }
+    }
     let needle = tokens(text);
     let text_match = |s: &str| {
         let hay = tokens(s);

@@ -382,7 +382,18 @@ impl Engine {
                 }
             };
             if let Some(last) = batch.last().map(|r| r.seq) {
-                let (changes, sequences) = self.evaluate_events(&batch, Utc::now());
+                // CPU-bound (every rule on every record): keep it off the async workers
+                // that serve ingest.
+                let engine = self.clone();
+                let evaluated =
+                    tokio::task::spawn_blocking(move || engine.evaluate_events(&batch, Utc::now()))
+                        .await;
+                let Ok((changes, sequences)) = evaluated else {
+                    tracing::error!("rule evaluation panicked; retrying the batch");
+                    follower.last = before;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                };
                 match self.store.apply(&changes, Some((CHECKPOINT, last))).await {
                     Ok(()) => self.persist_sequences(&sequences).await,
                     Err(err) => {

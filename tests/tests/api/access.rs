@@ -494,13 +494,16 @@ async fn lockout_grows_and_responses_do_not_reveal_accounts() {
         );
         assert_eq!(status, 401);
     }
-    let mean = |v: &[Duration]| v.iter().sum::<Duration>().as_secs_f64() / v.len() as f64;
-    let ratio = mean(&known) / mean(&unknown);
+    // Medians resist the noise of a busy CI machine; a real leak (no password hash
+    // verified for unknown accounts) answers ~50x faster and still fails this.
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2].as_secs_f64()
+    };
+    let ratio = median(&mut known) / median(&mut unknown);
     assert!(
-        (0.5..2.0).contains(&ratio),
-        "timing reveals accounts: {:?} vs {:?}",
-        known,
-        unknown
+        (0.33..3.0).contains(&ratio),
+        "timing reveals accounts: {known:?} vs {unknown:?}"
     );
 
     // Fifth failure locks the account, even for the right password, with a growing delay.
