@@ -25,7 +25,7 @@ pub enum RulesCommand {
         /// The server's API address.
         #[arg(long, env = "PALISADE_API", default_value = "http://127.0.0.1:8080")]
         api: String,
-        /// An API token with the read scope.
+        /// An API token with the admin scope (rules are administered).
         #[arg(long, env = "PALISADE_API_TOKEN", hide_env_values = true)]
         token: String,
     },

@@ -140,7 +140,7 @@ fn api_table() -> Table {
         .add(
             Method::GET,
             "/api/v1/rules",
-            Requires(Read),
+            Requires(Admin),
             alerts::list_rules,
         )
         .add(
@@ -152,31 +152,31 @@ fn api_table() -> Table {
         .add(
             Method::POST,
             "/api/v1/rules/backtest",
-            Requires(Read),
+            Requires(Admin),
             alerts::backtest,
         )
         .add(
             Method::POST,
             "/api/v1/rules/backtests",
-            Requires(Read),
+            Requires(Admin),
             alerts::start_backtest,
         )
         .add(
             Method::GET,
             "/api/v1/rules/backtests/{id}",
-            Requires(Read),
+            Requires(Admin),
             alerts::backtest_status,
         )
         .add(
             Method::DELETE,
             "/api/v1/rules/backtests/{id}",
-            Requires(Read),
+            Requires(Admin),
             alerts::cancel_backtest,
         )
         .add(
             Method::GET,
             "/api/v1/rules/{id}",
-            Requires(Read),
+            Requires(Admin),
             alerts::get_rule,
         )
         .add(
@@ -194,7 +194,7 @@ fn api_table() -> Table {
         .add(
             Method::GET,
             "/api/v1/rules/{id}/versions",
-            Requires(Read),
+            Requires(Admin),
             alerts::rule_versions,
         )
         .add(
