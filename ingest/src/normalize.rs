@@ -47,7 +47,7 @@ pub struct Normalized {
 }
 
 impl Normalized {
-    fn reject(&mut self, reason: &'static str, message: String) {
+    pub fn reject(&mut self, reason: &'static str, message: String) {
         self.rejected += 1;
         *self.reasons.entry(reason).or_default() += 1;
         if self.messages.len() < 5 {
@@ -237,6 +237,27 @@ pub fn normalize(
                     attributes
                         .entry("event.name")
                         .or_insert_with(|| Value::String(clean(&log.event_name)));
+                }
+                // Kubernetes audit events become one normalised, redacted record.
+                let structured_body = matches!(
+                    log.body.as_ref().and_then(|b| b.value.as_ref()),
+                    Some(any_value::Value::KvlistValue(_))
+                );
+                if let Some(event) = crate::k8s::detect(&body, structured_body, &attributes) {
+                    let cluster = resource
+                        .get("k8s.cluster.name")
+                        .and_then(Value::as_str)
+                        .unwrap_or(crate::k8s::DEFAULT_CLUSTER)
+                        .to_string();
+                    match crate::k8s::to_record(event, tenant, &cluster, observed_time, resource.clone()) {
+                        Ok(record) if record.time < oldest || record.time > newest => out.reject(
+                            "timestamp_out_of_range",
+                            format!("record {index}: audit event time {} is outside the accepted window", record.time.to_rfc3339()),
+                        ),
+                        Ok(record) => out.records.push(record),
+                        Err(malformed) => out.reject("invalid_k8s_audit_event", format!("record {index}: {}", malformed.0)),
+                    }
+                    continue;
                 }
                 out.records.push(LogRecord {
                     tenant_id: tenant,

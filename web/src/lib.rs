@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod error;
+pub mod k8s_audit;
 pub mod login_guard;
 pub mod ops;
 pub mod otlp_http;
@@ -46,6 +47,7 @@ pub fn api_router(state: AppState) -> Router {
 pub fn otlp_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/logs", post(otlp_http::export_logs))
+        .route("/v1/k8s/audit", post(k8s_audit::webhook))
         .fallback(api::not_found)
         // The handler enforces its own cap while reading; disable axum's default.
         .layer(axum::extract::DefaultBodyLimit::disable())

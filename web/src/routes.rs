@@ -245,12 +245,14 @@ fn api_table() -> Table {
 /// authorise inside the shared ingest path, by the same rule).
 pub fn route_table() -> Vec<RouteSpec> {
     let mut specs = api_table().specs;
-    specs.push(RouteSpec {
-        listener: "otlp_http",
-        method: Method::POST,
-        path: "/v1/logs",
-        access: Access::Requires(Permission::Ingest),
-    });
+    for path in ["/v1/logs", "/v1/k8s/audit"] {
+        specs.push(RouteSpec {
+            listener: "otlp_http",
+            method: Method::POST,
+            path,
+            access: Access::Requires(Permission::Ingest),
+        });
+    }
     specs
 }
 

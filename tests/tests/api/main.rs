@@ -5,6 +5,7 @@ mod alerting;
 mod cli;
 mod errors;
 mod ingest;
+mod k8s_audit;
 mod resilience;
 mod sdk;
 mod search;

@@ -1,0 +1,629 @@
+//! Kubernetes API-server audit events: recognising them in OTLP log records, turning
+//! them into one normalised record with typed fields and entities, and redacting
+//! secrets **before the first write**.
+//!
+//! Shapes accepted (see the reference in `shared/docs/k8s-audit.md` §1.9):
+//! * OTLP body a JSON string of an `audit.k8s.io/v1` `Event` (filelog, no parser);
+//! * OTLP body a kvlist holding the event (`json_parser` with `parse_to: body`);
+//! * the event spread over the log attributes (`json_parser` defaults);
+//! * `EventList` items posted by kube-apiserver's audit webhook.
+
+use chrono::{DateTime, Utc};
+use model::{LogRecord, TenantId};
+use serde_json::{Map, Value, json};
+
+/// Cluster name used when neither the resource (`k8s.cluster.name`) nor the webhook
+/// URL (`?cluster=`) names one.
+pub const DEFAULT_CLUSTER: &str = "default";
+
+/// Request/response objects larger than this (serialised) are truncated, not dropped.
+pub const MAX_OBJECT_BYTES: usize = 64 * 1024;
+const REDACTED: &str = "[REDACTED by palisade]";
+
+/// Whether a JSON value is an audit `Event`.
+pub fn is_audit_event(v: &Value) -> bool {
+    v.get("kind").and_then(Value::as_str) == Some("Event")
+        && v.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|a| a.starts_with("audit.k8s.io/"))
+}
+
+/// Find an audit event in a normalised log record's body or attributes.
+pub fn detect(
+    body: &str,
+    body_is_json_object: bool,
+    attributes: &Map<String, Value>,
+) -> Option<Value> {
+    let trimmed = body.trim_start();
+    if trimmed.starts_with('{')
+        && (trimmed.contains("audit.k8s.io/") || body_is_json_object)
+        && let Ok(v) = serde_json::from_str::<Value>(trimmed)
+        && is_audit_event(&v)
+    {
+        return Some(v);
+    }
+    let spread = Value::Object(attributes.clone());
+    if is_audit_event(&spread)
+        || (attributes.contains_key("auditID") && attributes.contains_key("stage"))
+    {
+        let mut v = spread;
+        v["kind"] = json!("Event");
+        if v.get("apiVersion").is_none() {
+            v["apiVersion"] = json!("audit.k8s.io/v1");
+        }
+        return Some(v);
+    }
+    None
+}
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |cur, key| cur.get(key))?.as_str()
+}
+
+/// Replace every value of a Secret's `data` / `stringData` with a marker, keeping keys.
+fn redact_secret_object(obj: &mut Value, what: &mut Vec<String>, path: &str) {
+    for field in ["data", "stringData"] {
+        if let Some(Value::Object(map)) = obj.get_mut(field) {
+            for value in map.values_mut() {
+                *value = json!(REDACTED);
+            }
+            what.push(format!("{path}.{field}"));
+        } else if obj.get(field).is_some_and(|v| !v.is_null()) {
+            obj[field] = json!(REDACTED);
+            what.push(format!("{path}.{field}"));
+        }
+    }
+}
+
+/// Walk an object (or list) and redact every Secret in it, including secrets
+/// embedded in `kubectl.kubernetes.io/last-applied-configuration`.
+fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_context: bool) {
+    match value {
+        Value::Object(_) => {
+            let is_secret = value.get("kind").and_then(Value::as_str) == Some("Secret")
+                || (secret_context
+                    && (value.get("data").is_some() || value.get("stringData").is_some()));
+            if is_secret {
+                redact_secret_object(value, what, path);
+            }
+            if let Some(Value::String(applied)) = value
+                .get_mut("metadata")
+                .and_then(|m| m.get_mut("annotations"))
+                .and_then(|a| a.get_mut("kubectl.kubernetes.io/last-applied-configuration"))
+            {
+                match serde_json::from_str::<Value>(applied) {
+                    Ok(mut inner) => {
+                        let mut inner_what = Vec::new();
+                        redact_tree(
+                            &mut inner,
+                            &mut inner_what,
+                            "last-applied-configuration",
+                            is_secret,
+                        );
+                        if !inner_what.is_empty() {
+                            *applied = inner.to_string();
+                            what.push(format!(
+                                "{path}.metadata.annotations.last-applied-configuration"
+                            ));
+                        }
+                    }
+                    Err(_) if is_secret => {
+                        *applied = REDACTED.to_string();
+                        what.push(format!(
+                            "{path}.metadata.annotations.last-applied-configuration"
+                        ));
+                    }
+                    Err(_) => {}
+                }
+            }
+            if let Some(Value::Array(items)) = value.get_mut("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    redact_tree(item, what, &format!("{path}.items[{i}]"), secret_context);
+                }
+            }
+        }
+        Value::Array(items) => {
+            // JSON Patch documents: redact values written under /data or /stringData.
+            for (i, op) in items.iter_mut().enumerate() {
+                let target = op.get("path").and_then(Value::as_str).unwrap_or("");
+                if secret_context
+                    && (target.starts_with("/data") || target.starts_with("/stringData"))
+                    && op.get("value").is_some()
+                {
+                    op["value"] = json!(REDACTED);
+                    what.push(format!("{path}[{i}].value"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Redact bearer tokens passed as query parameters in a request URI.
+fn redact_uri(uri: &str, what: &mut Vec<String>) -> String {
+    let Some((path, query)) = uri.split_once('?') else {
+        return uri.to_string();
+    };
+    let mut changed = false;
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| {
+            let key = p.split('=').next().unwrap_or("");
+            if matches!(
+                key.to_ascii_lowercase().as_str(),
+                "access_token" | "token" | "bearer" | "id_token"
+            ) {
+                changed = true;
+                format!("{key}={REDACTED}")
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    if changed {
+        what.push("requestURI".into());
+    }
+    format!("{path}?{}", params.join("&"))
+}
+
+/// Apply every redaction to an event in place; returns what was removed.
+pub fn redact(event: &mut Value) -> Vec<String> {
+    let mut what = Vec::new();
+    let resource = str_at(event, &["objectRef", "resource"])
+        .unwrap_or("")
+        .to_string();
+    let subresource = str_at(event, &["objectRef", "subresource"])
+        .unwrap_or("")
+        .to_string();
+    let secret_context = resource == "secrets";
+    for field in ["requestObject", "responseObject"] {
+        if let Some(obj) = event.get_mut(field) {
+            redact_tree(obj, &mut what, field, secret_context);
+            // TokenRequest (serviceaccounts/token): the issued token.
+            let token_request = obj.get("kind").and_then(Value::as_str) == Some("TokenRequest")
+                || (resource == "serviceaccounts" && subresource == "token");
+            if token_request
+                && let Some(token) = obj.get_mut("status").and_then(|s| s.get_mut("token"))
+                && !token.is_null()
+            {
+                *token = json!(REDACTED);
+                what.push(format!("{field}.status.token"));
+            }
+            // TokenReview: the token under review.
+            let token_review = obj.get("kind").and_then(Value::as_str) == Some("TokenReview")
+                || resource == "tokenreviews";
+            if token_review
+                && let Some(token) = obj.get_mut("spec").and_then(|s| s.get_mut("token"))
+                && !token.is_null()
+            {
+                *token = json!(REDACTED);
+                what.push(format!("{field}.spec.token"));
+            }
+        }
+    }
+    if let Some(uri) = event
+        .get("requestURI")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+    {
+        let clean = redact_uri(&uri, &mut what);
+        event["requestURI"] = json!(clean);
+    }
+    what
+}
+
+fn truncate_object(obj: &mut Value) -> bool {
+    let size = obj.to_string().len();
+    if size <= MAX_OBJECT_BYTES {
+        return false;
+    }
+    let kind = obj.get("kind").cloned().unwrap_or(Value::Null);
+    let name = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let namespace = obj
+        .get("metadata")
+        .and_then(|m| m.get("namespace"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    *obj = json!({"_truncated": true, "_original_bytes": size, "kind": kind, "metadata": {"name": name, "namespace": namespace}});
+    true
+}
+
+/// Why an event cannot be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub String);
+
+/// The identity that acted: the impersonated user when impersonating.
+fn actor(event: &Value) -> String {
+    str_at(event, &["impersonatedUser", "username"])
+        .or_else(|| str_at(event, &["user", "username"]))
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Normalise one (already redacted or not) audit event into a log record.
+pub fn to_record(
+    mut event: Value,
+    tenant: TenantId,
+    cluster: &str,
+    observed: DateTime<Utc>,
+    mut resource: Map<String, Value>,
+) -> Result<LogRecord, Malformed> {
+    if !event.is_object() {
+        return Err(Malformed("an audit event must be a JSON object".into()));
+    }
+    let audit_id = str_at(&event, &["auditID"]).unwrap_or("").to_string();
+    if audit_id.is_empty() {
+        return Err(Malformed("auditID is missing".into()));
+    }
+    let stage = str_at(&event, &["stage"]).unwrap_or("").to_string();
+    if stage.is_empty() {
+        return Err(Malformed(format!("event {audit_id}: stage is missing")));
+    }
+    let time = str_at(&event, &["stageTimestamp"])
+        .or_else(|| str_at(&event, &["requestReceivedTimestamp"]))
+        .or_else(|| str_at(&event, &["timestamp"]))
+        .ok_or_else(|| Malformed(format!("event {audit_id}: stageTimestamp is missing")))
+        .and_then(|t| {
+            DateTime::parse_from_rfc3339(t)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| Malformed(format!("event {audit_id}: stageTimestamp {t:?}: {e}")))
+        })?;
+    let redacted = redact(&mut event);
+    let mut truncated = false;
+    for field in ["requestObject", "responseObject"] {
+        if let Some(obj) = event.get_mut(field) {
+            truncated |= truncate_object(obj);
+        }
+    }
+    let get = |path: &[&str]| {
+        str_at(&event, path)
+            .map(|s| json!(s))
+            .unwrap_or(Value::Null)
+    };
+    let source_ips: Vec<Value> = event
+        .get("sourceIPs")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let client_ip = source_ips.last().cloned().unwrap_or(Value::Null);
+    let annotations = event.get("annotations").cloned().unwrap_or(json!({}));
+    let annotation = |key: &str| annotations.get(key).cloned().unwrap_or(Value::Null);
+    let code = event
+        .get("responseStatus")
+        .and_then(|s| s.get("code"))
+        .and_then(Value::as_i64);
+    let actor = actor(&event);
+    let namespace = str_at(&event, &["objectRef", "namespace"])
+        .unwrap_or("")
+        .to_string();
+    let obj_resource = str_at(&event, &["objectRef", "resource"])
+        .unwrap_or("")
+        .to_string();
+    let name = str_at(&event, &["objectRef", "name"])
+        .unwrap_or("")
+        .to_string();
+    let verb = str_at(&event, &["verb"]).unwrap_or("").to_string();
+    let node = str_at(
+        &event,
+        &["user", "extra", "authentication.kubernetes.io/node-name"],
+    )
+    .map(str::to_string)
+    .or_else(|| {
+        event
+            .pointer("/user/extra/authentication.kubernetes.io~1node-name/0")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+    .or_else(|| actor.strip_prefix("system:node:").map(str::to_string))
+    .unwrap_or_default();
+    let mut a = Map::new();
+    let mut put = |k: &str, v: Value| {
+        if !v.is_null() && v != json!("") {
+            a.insert(k.to_string(), v);
+        }
+    };
+    put("k8s.cluster.name", json!(cluster));
+    put("k8s.audit.id", json!(audit_id));
+    put("k8s.audit.stage", json!(stage));
+    put("k8s.audit.level", get(&["level"]));
+    put("k8s.audit.verb", json!(verb));
+    put("k8s.audit.request_uri", get(&["requestURI"]));
+    put("k8s.user.name", get(&["user", "username"]));
+    put("k8s.user.uid", get(&["user", "uid"]));
+    put(
+        "k8s.user.groups",
+        event
+            .get("user")
+            .and_then(|u| u.get("groups"))
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    put(
+        "k8s.impersonated_user.name",
+        get(&["impersonatedUser", "username"]),
+    );
+    put(
+        "k8s.impersonated_user.groups",
+        event
+            .get("impersonatedUser")
+            .and_then(|u| u.get("groups"))
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    put("k8s.client.ip", client_ip.clone());
+    put(
+        "k8s.source_ips",
+        if source_ips.is_empty() {
+            Value::Null
+        } else {
+            Value::Array(source_ips)
+        },
+    );
+    put("k8s.user_agent", get(&["userAgent"]));
+    put("k8s.object.api_group", get(&["objectRef", "apiGroup"]));
+    put("k8s.object.api_version", get(&["objectRef", "apiVersion"]));
+    put("k8s.object.resource", json!(obj_resource));
+    put("k8s.object.subresource", get(&["objectRef", "subresource"]));
+    put("k8s.object.namespace", json!(namespace));
+    put("k8s.object.name", json!(name));
+    put(
+        "k8s.response.code",
+        code.map(|c| json!(c)).unwrap_or(Value::Null),
+    );
+    put("k8s.response.reason", get(&["responseStatus", "reason"]));
+    put(
+        "k8s.authorization.decision",
+        annotation("authorization.k8s.io/decision"),
+    );
+    put(
+        "k8s.authorization.reason",
+        annotation("authorization.k8s.io/reason"),
+    );
+    put(
+        "k8s.pod_security.enforce_policy",
+        annotation("pod-security.kubernetes.io/enforce-policy"),
+    );
+    put(
+        "k8s.pod_security.audit_violations",
+        annotation("pod-security.kubernetes.io/audit-violations"),
+    );
+    put(
+        "k8s.pod_security.exempt",
+        annotation("pod-security.kubernetes.io/exempt"),
+    );
+    put("k8s.audit.annotations", annotations.clone());
+    put(
+        "k8s.request_object",
+        event.get("requestObject").cloned().unwrap_or(Value::Null),
+    );
+    put(
+        "k8s.response_object",
+        event.get("responseObject").cloned().unwrap_or(Value::Null),
+    );
+    // Entities for incidents and timelines.
+    put("entity.actor", json!(actor));
+    put("entity.namespace", json!(namespace));
+    if obj_resource == "pods" {
+        put("entity.pod", json!(name));
+    } else if matches!(
+        obj_resource.as_str(),
+        "deployments" | "daemonsets" | "statefulsets" | "replicasets" | "jobs" | "cronjobs"
+    ) {
+        put("entity.workload", json!(format!("{obj_resource}/{name}")));
+    }
+    put("entity.node", json!(node));
+    put("entity.client_ip", client_ip);
+    if !redacted.is_empty() {
+        put("k8s.audit.redacted", json!(redacted));
+    }
+    if truncated {
+        put("k8s.audit.truncated", json!(true));
+    }
+    resource
+        .entry("k8s.cluster.name")
+        .or_insert_with(|| json!(cluster));
+    let target = match (namespace.is_empty(), name.is_empty()) {
+        (false, false) => format!("{obj_resource}/{name} in {namespace}"),
+        (true, false) => format!("{obj_resource}/{name}"),
+        (false, true) => format!("{obj_resource} in {namespace}"),
+        (true, true) => str_at(&event, &["requestURI"]).unwrap_or("").to_string(),
+    };
+    let who = if actor.is_empty() {
+        "unauthenticated".to_string()
+    } else {
+        actor.clone()
+    };
+    let body = format!(
+        "{verb} {target} by {who} -> {}",
+        code.map_or("?".to_string(), |c| c.to_string())
+    );
+    let failed = code.is_some_and(|c| c >= 400);
+    Ok(LogRecord {
+        tenant_id: tenant,
+        time,
+        observed_time: observed,
+        severity_number: if failed { 13 } else { 9 },
+        severity_text: if failed { "WARN" } else { "INFO" }.into(),
+        body,
+        attributes: a,
+        resource,
+        scope_name: "k8s.audit".into(),
+        scope_version: str_at(&event, &["apiVersion"]).unwrap_or("").to_string(),
+        trace_id: None,
+        span_id: None,
+        flags: 0,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret_event() -> Value {
+        json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+            "auditID": "a-1", "stage": "ResponseComplete",
+            "requestURI": "/api/v1/namespaces/prod/secrets?access_token=sekret-uri-token&limit=5",
+            "verb": "create",
+            "user": {"username": "alice@example.com", "groups": ["devs", "system:authenticated"]},
+            "sourceIPs": ["203.0.113.9", "10.0.0.7"],
+            "userAgent": "kubectl/v1.31.0",
+            "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+            "responseStatus": {"code": 201},
+            "requestObject": {"kind": "Secret", "apiVersion": "v1",
+                "metadata": {"name": "db", "annotations": {"kubectl.kubernetes.io/last-applied-configuration":
+                    "{\"kind\":\"Secret\",\"data\":{\"password\":\"c2VrcmV0LWxhc3QtYXBwbGllZA==\"}}"}},
+                "data": {"password": "c2VrcmV0LWRhdGE="}, "stringData": {"token": "sekret-string-data"}},
+            "responseObject": {"kind": "Secret", "data": {"password": "c2VrcmV0LWRhdGE="}},
+            "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "RBAC: allowed"},
+            "requestReceivedTimestamp": "2026-11-26T10:00:00.000001Z",
+            "stageTimestamp": "2026-11-26T10:00:00.120000Z"
+        })
+    }
+
+    #[test]
+    fn normalises_typed_fields_and_entities() {
+        let r = to_record(
+            secret_event(),
+            TenantId(uuid::Uuid::nil()),
+            "prod-eu-1",
+            Utc::now(),
+            Map::new(),
+        )
+        .unwrap();
+        let a = &r.attributes;
+        assert_eq!(a["k8s.audit.id"], "a-1");
+        assert_eq!(a["k8s.audit.verb"], "create");
+        assert_eq!(a["k8s.client.ip"], "10.0.0.7", "the last source IP");
+        assert_eq!(a["k8s.source_ips"], json!(["203.0.113.9", "10.0.0.7"]));
+        assert_eq!(a["k8s.object.resource"], "secrets");
+        assert_eq!(a["k8s.response.code"], 201);
+        assert_eq!(a["k8s.authorization.decision"], "allow");
+        assert_eq!(a["entity.actor"], "alice@example.com");
+        assert_eq!(a["entity.namespace"], "prod");
+        assert_eq!(r.resource["k8s.cluster.name"], "prod-eu-1");
+        assert_eq!(r.time.to_rfc3339(), "2026-11-26T10:00:00.120+00:00");
+        assert_eq!(
+            r.body,
+            "create secrets/db in prod by alice@example.com -> 201"
+        );
+    }
+
+    #[test]
+    fn secrets_never_survive_normalisation() {
+        let r = to_record(
+            secret_event(),
+            TenantId(uuid::Uuid::nil()),
+            "c",
+            Utc::now(),
+            Map::new(),
+        )
+        .unwrap();
+        let stored = serde_json::to_string(&r.attributes).unwrap() + &r.body;
+        for secret in [
+            "c2VrcmV0LWRhdGE=",
+            "sekret-string-data",
+            "c2VrcmV0LWxhc3QtYXBwbGllZA==",
+            "sekret-uri-token",
+        ] {
+            assert!(!stored.contains(secret), "{secret} leaked: {stored}");
+        }
+        let redacted: Vec<String> =
+            serde_json::from_value(r.attributes["k8s.audit.redacted"].clone()).unwrap();
+        assert!(
+            redacted.iter().any(|w| w.ends_with("requestObject.data")),
+            "{redacted:?}"
+        );
+        assert!(
+            redacted
+                .iter()
+                .any(|w| w.contains("last-applied-configuration")),
+            "{redacted:?}"
+        );
+        assert!(redacted.contains(&"requestURI".to_string()));
+        // Key names stay, so the UI can say what was removed.
+        assert_eq!(
+            r.attributes["k8s.request_object"]["data"]["password"],
+            REDACTED
+        );
+    }
+
+    #[test]
+    fn token_request_and_token_review() {
+        let mut tr = json!({"objectRef": {"resource": "serviceaccounts", "subresource": "token"},
+            "responseObject": {"kind": "TokenRequest", "status": {"token": "eyJ-issued-token", "expirationTimestamp": "x"}}});
+        redact(&mut tr);
+        assert_eq!(tr["responseObject"]["status"]["token"], REDACTED);
+        assert_eq!(tr["responseObject"]["status"]["expirationTimestamp"], "x");
+        let mut review = json!({"objectRef": {"resource": "tokenreviews"},
+            "requestObject": {"kind": "TokenReview", "spec": {"token": "eyJ-reviewed"}}});
+        redact(&mut review);
+        assert_eq!(review["requestObject"]["spec"]["token"], REDACTED);
+        // A JSON Patch to a secret.
+        let mut patch = json!({"objectRef": {"resource": "secrets"},
+            "requestObject": [{"op": "replace", "path": "/data/password", "value": "cGF0Y2hlZA=="}]});
+        redact(&mut patch);
+        assert_eq!(patch["requestObject"][0]["value"], REDACTED);
+    }
+
+    #[test]
+    fn big_objects_are_truncated_and_marked_not_dropped() {
+        let mut e = secret_event();
+        e["objectRef"] = json!({"resource": "configmaps", "namespace": "prod", "name": "big"});
+        e["requestObject"] = json!({"kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"blob": "x".repeat(200_000)}});
+        let r = to_record(e, TenantId(uuid::Uuid::nil()), "c", Utc::now(), Map::new()).unwrap();
+        assert_eq!(r.attributes["k8s.audit.truncated"], true);
+        assert_eq!(r.attributes["k8s.request_object"]["_truncated"], true);
+        assert_eq!(
+            r.attributes["k8s.request_object"]["metadata"]["name"],
+            "big"
+        );
+    }
+
+    #[test]
+    fn malformed_events_name_the_problem_and_401s_have_no_user() {
+        let err = to_record(
+            json!({"kind": "Event", "stage": "ResponseComplete"}),
+            TenantId(uuid::Uuid::nil()),
+            "c",
+            Utc::now(),
+            Map::new(),
+        )
+        .unwrap_err();
+        assert!(err.0.contains("auditID"));
+        let unauth = json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "auditID": "x", "stage": "ResponseStarted",
+            "user": {}, "verb": "get", "requestURI": "/api", "responseStatus": {"code": 401},
+            "stageTimestamp": "2026-11-26T10:00:00Z"});
+        let r = to_record(
+            unauth,
+            TenantId(uuid::Uuid::nil()),
+            "c",
+            Utc::now(),
+            Map::new(),
+        )
+        .unwrap();
+        assert_eq!(r.body, "get /api by unauthenticated -> 401");
+        assert_eq!(r.severity_text, "WARN");
+    }
+
+    #[test]
+    fn detects_the_three_otlp_shapes() {
+        let line = secret_event().to_string();
+        assert!(detect(&line, false, &Map::new()).is_some(), "string body");
+        assert!(
+            detect(&line, true, &Map::new()).is_some(),
+            "kvlist body serialised to JSON"
+        );
+        let spread: Map<String, Value> = secret_event().as_object().unwrap().clone();
+        assert!(
+            detect("raw line that is not json", false, &spread).is_some(),
+            "attributes"
+        );
+        assert!(detect("{\"kind\":\"Event\"}", false, &Map::new()).is_none());
+        assert!(detect("hello", false, &Map::new()).is_none());
+    }
+}

@@ -1,0 +1,242 @@
+//! Kubernetes audit events through the webhook and OTLP: one normalised record,
+//! typed fields, and secrets redacted before the first write.
+
+use palisade_tests::otlp::{kv, now_nanos, request, string};
+use palisade_tests::{Auth, TestServer};
+use serde_json::{Value, json};
+
+const SECRETS: [&str; 6] = [
+    "plain-secret-value-7f3a",
+    "cGxhaW4tc2VjcmV0LXZhbHVlLTdmM2E=", // base64 of the above
+    "string-data-secret-91b2",
+    "last-applied-secret-c0de",
+    "eyJ-issued-serviceaccount-token",
+    "uri-bearer-token-5e5e",
+];
+
+fn stamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn event(id: &str, extra: Value) -> Value {
+    let mut e = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "RequestResponse",
+        "auditID": id, "stage": "ResponseComplete", "verb": "get",
+        "requestURI": "/api/v1/namespaces/prod/pods", "user": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "sourceIPs": ["198.51.100.4", "10.1.2.3"], "userAgent": "kubectl/v1.31.0",
+        "objectRef": {"resource": "pods", "namespace": "prod", "apiVersion": "v1"},
+        "responseStatus": {"code": 200},
+        "requestReceivedTimestamp": stamp(), "stageTimestamp": stamp()
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+fn secret_events() -> Vec<Value> {
+    let applied = json!({"kind": "Secret", "data": {"k": SECRETS[3]}}).to_string();
+    vec![
+        event(
+            "secret-create",
+            json!({
+                "verb": "create", "requestURI": format!("/api/v1/namespaces/prod/secrets?access_token={}", SECRETS[5]),
+                "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+                "responseStatus": {"code": 201},
+                "requestObject": {"kind": "Secret", "metadata": {"name": "db", "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied}},
+                    "data": {"password": SECRETS[1], "plain": SECRETS[0]}, "stringData": {"token": SECRETS[2]}},
+                "responseObject": {"kind": "Secret", "metadata": {"name": "db"}, "data": {"password": SECRETS[1]}}
+            }),
+        ),
+        event(
+            "token-request",
+            json!({
+                "verb": "create", "objectRef": {"resource": "serviceaccounts", "subresource": "token", "namespace": "prod", "name": "builder"},
+                "responseObject": {"kind": "TokenRequest", "status": {"token": SECRETS[4]}}
+            }),
+        ),
+    ]
+}
+
+async fn assert_no_secret_anywhere(server: &TestServer) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(server.database_url.as_ref().unwrap())
+        .await
+        .unwrap();
+    let dump: String = sqlx::query_scalar("SELECT coalesce(string_agg(body || attributes::text || resource::text, ' '), '') FROM log_records")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        dump.contains("secret-create"),
+        "the events themselves are stored"
+    );
+    let (_, everything) = server
+        .search(&[("q", "*"), ("from", "now-1h"), ("limit", "1000")])
+        .await;
+    let api = everything.to_string();
+    for secret in SECRETS {
+        assert!(!dump.contains(secret), "{secret} reached Postgres");
+        assert!(!api.contains(secret), "{secret} reached the API");
+        let (_, found) = server.search(&[("q", secret), ("from", "now-1h")]).await;
+        assert_eq!(found["total"], 0, "{secret} reached the index");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_accepts_event_lists_redacts_and_rejects_per_item() {
+    let server = TestServer::spawn().await.unwrap();
+    let mut items = secret_events();
+    items.push(json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "stage": "ResponseComplete", "stageTimestamp": stamp()}));
+    items.push(event("unauthenticated", json!({"user": {}, "stage": "ResponseStarted", "responseStatus": {"code": 401}, "objectRef": null, "requestURI": "/api"})));
+    let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items});
+    let post = |body: Vec<u8>, ct: &str, token: Option<&str>| {
+        let server = &server;
+        let ct = ct.to_string();
+        let token = token.map(str::to_owned);
+        async move {
+            let mut req = server
+                .http
+                .post(format!(
+                    "{}/v1/k8s/audit?cluster=prod-eu-1",
+                    server.otlp_http
+                ))
+                .header("content-type", ct)
+                .body(body);
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let token = server.creds.ingest_token.clone();
+    let (status, answer) = post(
+        serde_json::to_vec(&list).unwrap(),
+        "application/json",
+        Some(&token),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 3);
+    assert_eq!(answer["rejected"], 1);
+    assert!(
+        answer["errors"][0].as_str().unwrap().contains("auditID"),
+        "{answer}"
+    );
+
+    let found = server
+        .wait_for_total(
+            "attributes.k8s.audit.verb:create AND attributes.k8s.object.resource:secrets",
+            1,
+        )
+        .await;
+    let hit = &found["hits"][0];
+    assert_eq!(hit["attributes"]["k8s.cluster.name"], "prod-eu-1");
+    assert_eq!(hit["attributes"]["k8s.client.ip"], "10.1.2.3");
+    assert_eq!(hit["attributes"]["entity.actor"], "alice@example.com");
+    assert_eq!(hit["attributes"]["k8s.response.code"], 201);
+    assert!(
+        hit["attributes"]["k8s.audit.redacted"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    );
+    server
+        .wait_for_total("attributes.k8s.response.code:401", 1)
+        .await;
+    assert_no_secret_anywhere(&server).await;
+
+    assert_eq!(post(b"{}".to_vec(), "application/json", None).await.0, 401);
+    assert_eq!(post(b"x".to_vec(), "text/plain", Some(&token)).await.0, 415);
+    let (status, err) = post(b"{not json".to_vec(), "application/json", Some(&token)).await;
+    assert_eq!(status, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EventList"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_string_kvlist_and_attribute_shapes_become_audit_records() {
+    let server = TestServer::spawn().await.unwrap();
+    let resource_cluster = |records| {
+        let mut req = request("kube-apiserver", records);
+        if let Some(r) = req.resource_logs[0].resource.as_mut() {
+            r.attributes.push(kv("k8s.cluster.name", string("staging")));
+        }
+        req
+    };
+    let mut records = Vec::new();
+    // Variant A: the JSON line as a string body; and the secret events the same way.
+    for e in secret_events()
+        .into_iter()
+        .chain([event("shape-string", json!({}))])
+    {
+        let mut r = palisade_tests::otlp::record(&e.to_string(), 0, vec![]);
+        r.time_unix_nano = 0;
+        r.observed_time_unix_nano = now_nanos();
+        records.push(r);
+    }
+    // Variant C: the event spread over attributes, body kept as the original line.
+    let spread = event("shape-attributes", json!({}));
+    let attrs = spread
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.is_string())
+        .map(|(k, v)| kv(k, string(v.as_str().unwrap())))
+        .collect();
+    records.push(palisade_tests::otlp::record("not parsed here", 0, attrs));
+    assert_eq!(
+        server
+            .post_protobuf(&resource_cluster(records))
+            .await
+            .status(),
+        200
+    );
+    // Variant B: the event as a kvlist body, sent as OTLP/JSON.
+    let kvlist = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "k8s.cluster.name", "value": {"stringValue": "staging"}}]},
+    "scopeLogs": [{"logRecords": [{"observedTimeUnixNano": now_nanos().to_string(), "body": {"kvlistValue": {"values": [
+        {"key": "kind", "value": {"stringValue": "Event"}}, {"key": "apiVersion", "value": {"stringValue": "audit.k8s.io/v1"}},
+        {"key": "auditID", "value": {"stringValue": "shape-kvlist"}}, {"key": "stage", "value": {"stringValue": "ResponseComplete"}},
+        {"key": "verb", "value": {"stringValue": "delete"}}, {"key": "stageTimestamp", "value": {"stringValue": stamp()}},
+        {"key": "user", "value": {"kvlistValue": {"values": [{"key": "username", "value": {"stringValue": "bob"}}]}}},
+        {"key": "responseStatus", "value": {"kvlistValue": {"values": [{"key": "code", "value": {"intValue": "200"}}]}}}
+    ]}}}]}]}]});
+    let resp = server
+        .post_logs(
+            serde_json::to_vec(&kvlist).unwrap(),
+            "application/json",
+            None,
+            Some(&server.creds.ingest_token),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    for id in ["shape-string", "shape-attributes", "shape-kvlist"] {
+        let found = server
+            .wait_for_total(&format!("attributes.k8s.audit.id:{id}"), 1)
+            .await;
+        assert_eq!(
+            found["hits"][0]["attributes"]["k8s.cluster.name"], "staging",
+            "{id}"
+        );
+        assert_eq!(found["hits"][0]["scope"]["name"], "k8s.audit");
+    }
+    let bob = server
+        .wait_for_total(
+            "attributes.entity.actor:bob AND attributes.k8s.audit.verb:delete",
+            1,
+        )
+        .await;
+    assert_eq!(bob["hits"][0]["attributes"]["k8s.response.code"], 200);
+    assert_no_secret_anywhere(&server).await;
+    let _ = Auth::None;
+}
