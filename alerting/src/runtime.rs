@@ -139,6 +139,10 @@ impl Engine {
         &self.store
     }
 
+    pub fn logs(&self) -> &Arc<LogStore> {
+        &self.logs
+    }
+
     pub fn rules(&self) -> Arc<RuleSet> {
         self.rules.read().expect("rules lock").clone()
     }

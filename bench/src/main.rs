@@ -581,7 +581,9 @@ async fn rules_bench(args: Args) -> anyhow::Result<()> {
             .create_database(if with_rules { "rules100" } else { "rules0" })
             .await?;
         let dir = TempDir::new("palisade-bench-r");
+        // Exactly 0 or 100 rules: leave the built-in pack out of this comparison.
         let mut extra: Vec<&str> = unlimited.to_vec();
+        extra.push("--no-builtin-rules");
         if with_rules {
             extra.extend(["--rules-dir", rules_dir.0.to_str().expect("utf-8 path")]);
         }

@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Directory of rule files (*.yaml, *.yml) loaded at start for every tenant
     #[arg(long, env = "PALISADE_RULES_DIR")]
     pub rules_dir: Option<PathBuf>,
+    /// Do not load the built-in detection pack
+    #[arg(long, env = "PALISADE_NO_BUILTIN_RULES")]
+    pub no_builtin_rules: bool,
 }
 
 /// The config file's shape: every key optional.
@@ -88,6 +91,7 @@ pub struct FileConfig {
     pub session_idle_minutes: Option<u64>,
     pub session_absolute_hours: Option<u64>,
     pub rules_dir: Option<PathBuf>,
+    pub no_builtin_rules: Option<bool>,
 }
 
 /// Fully resolved settings.
@@ -109,6 +113,7 @@ pub struct Settings {
     pub session_idle: std::time::Duration,
     pub session_absolute: std::time::Duration,
     pub rules_dir: Option<PathBuf>,
+    pub no_builtin_rules: bool,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -186,6 +191,7 @@ impl Settings {
                 3600 * file.session_absolute_hours.unwrap_or(12).max(1),
             ),
             rules_dir: serve.rules_dir.clone().or(file.rules_dir),
+            no_builtin_rules: serve.no_builtin_rules || file.no_builtin_rules.unwrap_or(false),
         })
     }
 }

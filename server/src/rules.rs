@@ -42,6 +42,45 @@ fn rule_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The built-in detection pack, compiled into the binary (files in `rules/`).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "rules/k8s/access.yaml",
+        include_str!("../../rules/k8s/access.yaml"),
+    ),
+    (
+        "rules/k8s/rbac.yaml",
+        include_str!("../../rules/k8s/rbac.yaml"),
+    ),
+    (
+        "rules/k8s/secrets.yaml",
+        include_str!("../../rules/k8s/secrets.yaml"),
+    ),
+];
+
+/// Parse the built-in pack. It is tested at build time (`rules test rules/k8s`), so a
+/// failure here is a packaging bug.
+pub fn builtin() -> anyhow::Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    for (name, text) in BUILTIN {
+        rules.extend(parse_rules(text).map_err(|e| anyhow::anyhow!("built-in {name}: {e}"))?);
+    }
+    Ok(rules)
+}
+
+/// The rules every tenant gets: the built-in pack (unless disabled), then the rules
+/// directory, whose rules replace built-in rules with the same id.
+pub fn file_rules(dir: Option<&Path>, with_builtin: bool) -> anyhow::Result<Vec<Rule>> {
+    let mut rules = if with_builtin { builtin()? } else { Vec::new() };
+    if let Some(dir) = dir {
+        for rule in load_dir(dir)? {
+            rules.retain(|r| r.id() != rule.id());
+            rules.push(rule);
+        }
+    }
+    Ok(rules)
+}
+
 /// Load and validate every rule of a directory. The first error stops the load.
 pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Rule>> {
     let mut rules: Vec<Rule> = Vec::new();

@@ -161,18 +161,15 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         shutdown_rx.clone(),
     ));
 
-    let file_rules = match &settings.rules_dir {
-        Some(dir) => {
-            let rules = crate::rules::load_dir(dir)?;
-            println!(
-                "palisade: loaded {} rule(s) from {}",
-                rules.len(),
-                dir.display()
-            );
-            rules.into_iter().map(Arc::new).collect()
-        }
-        None => Vec::new(),
-    };
+    let file_rules: Vec<Arc<alerting::rule::Rule>> =
+        crate::rules::file_rules(settings.rules_dir.as_deref(), !settings.no_builtin_rules)?
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+    println!(
+        "palisade: {} rule(s) in force for every tenant",
+        file_rules.len()
+    );
     let engine = Engine::new(
         AlertStore::new(db.clone()),
         logs.clone(),

@@ -263,17 +263,28 @@ impl LogStore {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let (from, to) = time_range.unwrap_or((DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC));
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT seq, {COLUMNS} FROM log_records \
-             WHERE tenant_id = $1 AND seq = ANY($2) AND time >= $3 AND time <= $4"
-        )))
-        .bind(tenant.0)
-        .bind(seqs)
-        .bind(from)
-        .bind(to)
-        .fetch_all(&self.db.pool)
-        .await?;
+        let rows =
+            match time_range {
+                Some((from, to)) => {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT seq, {COLUMNS} FROM log_records \
+                     WHERE tenant_id = $1 AND seq = ANY($2) AND time >= $3 AND time <= $4"
+                    )))
+                    .bind(tenant.0)
+                    .bind(seqs)
+                    .bind(from)
+                    .bind(to)
+                    .fetch_all(&self.db.pool)
+                    .await?
+                }
+                None => sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT seq, {COLUMNS} FROM log_records WHERE tenant_id = $1 AND seq = ANY($2)"
+                )))
+                .bind(tenant.0)
+                .bind(seqs)
+                .fetch_all(&self.db.pool)
+                .await?,
+            };
         rows.iter().map(decode_row).collect()
     }
 

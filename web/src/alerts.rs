@@ -22,6 +22,52 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::InvalidArgument, message)
 }
 
+/// Kubernetes audit ids of the evidence events (`k8s.audit.id`), by sequence id.
+async fn audit_ids(
+    state: &AppState,
+    tenant: model::TenantId,
+    rows: &[AlertRow],
+) -> Result<std::collections::HashMap<i64, String>, ApiError> {
+    let mut ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.event_ids.iter().copied())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.truncate(10_000);
+    let events = state
+        .engine
+        .logs()
+        .fetch_by_seqs(tenant, &ids, None)
+        .await?;
+    Ok(events
+        .into_iter()
+        .filter_map(|e| {
+            let id = e
+                .record
+                .attributes
+                .get("k8s.audit.id")?
+                .as_str()?
+                .to_string();
+            Some((e.seq, id))
+        })
+        .collect())
+}
+
+/// An alert with `evidence.audit_ids` for Kubernetes audit evidence.
+fn alert_json_with(row: &AlertRow, audit: &std::collections::HashMap<i64, String>) -> Value {
+    let mut body = alert_json(row);
+    let ids: Vec<&String> = row
+        .event_ids
+        .iter()
+        .filter_map(|id| audit.get(id))
+        .collect();
+    if !ids.is_empty() {
+        body["evidence"]["audit_ids"] = json!(ids);
+    }
+    body
+}
+
 fn alert_json(row: &AlertRow) -> Value {
     json!({
         "id": row.id,
@@ -363,9 +409,9 @@ pub async fn list_alerts(
         limit,
     };
     let rows = state.engine.store().list(p.tenant_id, &filter).await?;
-    Ok(Json(
-        json!({"alerts": rows.iter().map(alert_json).collect::<Vec<_>>()}),
-    ))
+    let audit = audit_ids(&state, p.tenant_id, &rows).await?;
+    let alerts: Vec<Value> = rows.iter().map(|r| alert_json_with(r, &audit)).collect();
+    Ok(Json(json!({ "alerts": alerts })))
 }
 
 pub async fn get_alert(
@@ -376,7 +422,8 @@ pub async fn get_alert(
     let id =
         Uuid::parse_str(&id).map_err(|_| ApiError::new(ErrorKind::NotFound, "alert not found"))?;
     let (row, transitions) = state.engine.store().get(p.tenant_id, id).await?;
-    let mut body = alert_json(&row);
+    let audit = audit_ids(&state, p.tenant_id, std::slice::from_ref(&row)).await?;
+    let mut body = alert_json_with(&row, &audit);
     body["transitions"] = serde_json::to_value(transitions).unwrap_or_default();
     Ok(Json(body))
 }

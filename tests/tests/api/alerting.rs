@@ -714,6 +714,14 @@ async fn rules_validate_and_test_commands() {
     let (ok, text) = run(&["rules", "validate", dir.0.to_str().unwrap()]);
     assert!(ok, "{text}");
     assert!(text.contains("3 rule(s) in 1 file(s)"), "{text}");
+    // The shipped detection pack passes its own test cases.
+    let shipped = palisade_tests::workspace_root().join("rules/k8s");
+    let (ok, text) = run(&["rules", "test", shipped.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(" passed, 0 failed") && !text.contains("FAIL"),
+        "{text}"
+    );
     let tested = TempDir::new("palisade-rule-tests");
     std::fs::write(
         tested.0.join("t.yml"),
