@@ -54,4 +54,11 @@ echo "test.sh: throwaway PostgreSQL on 127.0.0.1:$port"
 
 # --- Build the binary the black-box tests spawn, then run everything ----------------
 cargo build --bin palisade
-RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --workspace
+log="$pgtmp/cargo-test.log"
+set +e
+RUST_TEST_THREADS=${RUST_TEST_THREADS:-4} cargo test --workspace --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line with the totals of every test binary.
+awk '/^test result:/ {p += $4; f += $6} END {printf "tests: %d passed, %d failed\n", p, f}' "$log"
+exit "$status"
