@@ -78,21 +78,7 @@ async fn handle(
         )));
     }
     let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING))?;
-    let raw = axum::body::to_bytes(body, MAX_BODY_BYTES + 1)
-        .await
-        .map_err(|err| {
-            let inner = err.into_inner();
-            if inner
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                IngestError::TooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
-            } else {
-                IngestError::Malformed(format!("could not read request body: {inner}"))
-            }
-        })?;
+    let raw = crate::otlp_http::read_capped(body).await?;
     let cluster = query
         .cluster
         .filter(|c| !c.is_empty())

@@ -67,27 +67,7 @@ async fn handle(
         None => Format::from_content_type(header_str(headers, header::CONTENT_TYPE))?,
     };
     let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING))?;
-    // Cap the raw body too: a compressed body is never larger than the limit either.
-    let raw = axum::body::to_bytes(body, MAX_BODY_BYTES + 1)
-        .await
-        .map_err(|err| {
-            let inner = err.into_inner();
-            if inner
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                IngestError::TooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
-            } else {
-                IngestError::Malformed(format!("could not read request body: {inner}"))
-            }
-        })?;
-    if raw.len() > MAX_BODY_BYTES {
-        return Err(IngestError::TooLarge {
-            limit: MAX_BODY_BYTES,
-        });
-    }
+    let raw = read_capped(body).await?;
     state
         .ingestor
         .metrics()
@@ -103,6 +83,26 @@ async fn handle(
         .export(grant.tenant_id, &decoded, "http")
         .await?;
     Ok(encode_response(format, &response))
+}
+
+/// Read a request body of at most [`MAX_BODY_BYTES`] (before decompression, which
+/// has its own cap): 413 beyond it, 400 if the client breaks off.
+pub async fn read_capped(body: Body) -> Result<axum::body::Bytes, IngestError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|err| {
+            let inner = err.into_inner();
+            if inner
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                IngestError::TooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            } else {
+                IngestError::Malformed(format!("could not read request body: {inner}"))
+            }
+        })
 }
 
 fn error_response(err: &IngestError, format: Format) -> Response {
