@@ -26,6 +26,30 @@ pub struct Hit {
     pub event_ids: Vec<i64>,
     pub count: u64,
     pub at: DateTime<Utc>,
+    /// What the hit is about, for correlation signals: `entity.actor`,
+    /// `k8s.client.ip`, `entity.namespace` from the group or the last event.
+    pub entity: BTreeMap<String, String>,
+}
+
+/// Attributes that say what an alert is about, carried into its signal record.
+pub const ENTITY_KEYS: [&str; 3] = ["entity.actor", "k8s.client.ip", "entity.namespace"];
+
+fn entity_of(
+    group: &BTreeMap<String, String>,
+    event: Option<&LogRecord>,
+) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for key in ENTITY_KEYS {
+        let from_group = group
+            .get(&format!("attributes.{key}"))
+            .filter(|v| !v.is_empty())
+            .cloned();
+        let from_event = event.map(|e| crate::eval::group_value(e, &format!("attributes.{key}")));
+        if let Some(v) = from_group.or(from_event).filter(|v| !v.is_empty()) {
+            out.insert(key.to_string(), v);
+        }
+    }
+    out
 }
 
 /// Identity of an alert: the rule id and the group values.
@@ -83,6 +107,7 @@ fn hit(
         .collect();
     Hit {
         rule_id: rule.id().to_string(),
+        entity: entity_of(&group, event),
         fingerprint: fingerprint(rule.id(), &group),
         labels,
         annotations,
@@ -94,7 +119,7 @@ fn hit(
 
 /// `match`: one event, one hit (or none).
 pub fn match_event(rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
-    if !rule.doc.enabled || rule.spec != Spec::Match {
+    if !rule.doc.enabled || rule.spec != Spec::Match || !storage::requests::evaluable(record) {
         return None;
     }
     if !selects(&rule.selector, record) || excepted(rule, record) {
@@ -205,7 +230,7 @@ impl SequenceState {
         let Spec::Sequence { steps, within } = &rule.spec else {
             return None;
         };
-        if !rule.doc.enabled || excepted(rule, record) {
+        if !rule.doc.enabled || !storage::requests::evaluable(record) || excepted(rule, record) {
             return None;
         }
         let group = group_of(rule, record);

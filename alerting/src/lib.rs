@@ -16,6 +16,7 @@ pub mod eval;
 pub mod lifecycle;
 pub mod rule;
 pub mod runtime;
+pub mod signal;
 pub mod silence;
 pub mod template;
 pub mod testing;

@@ -99,6 +99,13 @@ pub struct TestEvent {
     pub attributes: serde_json::Map<String, Value>,
     #[serde(default)]
     pub resource: serde_json::Map<String, Value>,
+    /// A Kubernetes audit event (`audit.k8s.io/v1` `Event`, defaults filled in) that
+    /// goes through the same normalisation as ingest; `attributes` are added on top.
+    #[serde(default)]
+    pub audit: Option<Value>,
+    /// Instrumentation scope, e.g. `palisade.alert` for a correlation signal.
+    #[serde(default)]
+    pub scope_name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -86,7 +86,16 @@ pub struct Engine {
     next_due: Mutex<HashMap<(TenantId, String), DateTime<Utc>>>,
     /// Tenants to evaluate file threshold rules for.
     tenants: RwLock<Vec<TenantId>>,
+    /// Correlation signals of the changes not yet saved (see [`crate::signal`]).
+    /// Kept per path (index 0: event evaluation, 1: the threshold schedule), which
+    /// run concurrently and save their changes separately.
+    pending_signals: [Mutex<Vec<LogRecord>>; 2],
+    signal_sink: RwLock<Option<SignalSink>>,
 }
+
+/// Where correlation signals go once their alert changes are saved: the server
+/// passes its ingest writer, so signals are ordinary committed records.
+pub type SignalSink = Arc<dyn Fn(Vec<LogRecord>) + Send + Sync>;
 
 fn timing(rule: &Rule) -> Timing {
     Timing {
@@ -132,7 +141,26 @@ impl Engine {
             silences: RwLock::new(Vec::new()),
             next_due: Mutex::new(HashMap::new()),
             tenants: RwLock::new(Vec::new()),
+            pending_signals: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
+            signal_sink: RwLock::new(None),
         })
+    }
+
+    /// Send correlation signals to `sink` from now on.
+    pub fn set_signal_sink(&self, sink: SignalSink) {
+        *self.signal_sink.write().expect("sink lock") = Some(sink);
+    }
+
+    /// Hand the signals of saved changes to the sink (or drop them when the changes
+    /// were not saved: re-evaluation produces them again).
+    fn finish_signals(&self, path: usize, saved: bool) {
+        let signals = std::mem::take(&mut *self.pending_signals[path].lock().expect("signal lock"));
+        if !saved || signals.is_empty() {
+            return;
+        }
+        if let Some(sink) = self.signal_sink.read().expect("sink lock").clone() {
+            sink(signals);
+        }
     }
 
     pub fn store(&self) -> &AlertStore {
@@ -261,6 +289,15 @@ impl Engine {
                     // Threshold: the evidence is the current window, not a running sum.
                     entry.alert.count = before.max(hit.count);
                 }
+                if entry.alert.count > before
+                    && let Some(signal) =
+                        crate::signal::signal_record(tenant, rule, &hit, entry.row.id)
+                {
+                    self.pending_signals[usize::from(snapshot)]
+                        .lock()
+                        .expect("signal lock")
+                        .push(signal);
+                }
                 entry.row.annotations = serde_json::to_value(&hit.annotations).unwrap_or_default();
                 entry.row.silenced = silenced;
                 sync_row(&mut entry.row, &entry.alert);
@@ -290,6 +327,12 @@ impl Engine {
                 silenced,
             };
             sync_row(&mut row, &alert);
+            if let Some(signal) = crate::signal::signal_record(tenant, rule, &hit, row.id) {
+                self.pending_signals[usize::from(snapshot)]
+                    .lock()
+                    .expect("signal lock")
+                    .push(signal);
+            }
             changes.push(AlertChange {
                 alert: row.clone(),
                 is_new: true,
@@ -399,8 +442,12 @@ impl Engine {
                     continue;
                 };
                 match self.store.apply(&changes, Some((CHECKPOINT, last))).await {
-                    Ok(()) => self.persist_sequences(&sequences).await,
+                    Ok(()) => {
+                        self.finish_signals(0, true);
+                        self.persist_sequences(&sequences).await
+                    }
                     Err(err) => {
+                        self.finish_signals(0, false);
                         tracing::warn!(error = %err, "alert changes not saved; re-evaluating the batch");
                         follower.last = before;
                         // Re-read the working set so evidence is not double counted.
@@ -568,7 +615,9 @@ impl Engine {
             }
         }
         if !changes.is_empty() {
-            self.store.apply(&changes, None).await?;
+            let saved = self.store.apply(&changes, None).await;
+            self.finish_signals(1, saved.is_ok());
+            saved?;
         }
         Ok(())
     }

@@ -42,6 +42,12 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
             None => chrono::Duration::seconds(i as i64),
         };
         let time = start + offset;
+        if let Some(audit) = &e.audit {
+            let mut record = audit_record(audit, i, time)?;
+            record.attributes.extend(e.attributes.clone());
+            out.push((i as i64 + 1, record));
+            continue;
+        }
         out.push((
             i as i64 + 1,
             LogRecord {
@@ -53,7 +59,7 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
                 body: e.body.clone(),
                 attributes: e.attributes.clone(),
                 resource: e.resource.clone(),
-                scope_name: String::new(),
+                scope_name: e.scope_name.clone(),
                 scope_version: String::new(),
                 trace_id: None,
                 span_id: None,
@@ -62,7 +68,78 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
         ));
     }
     out.sort_by_key(|(seq, r)| (r.time, *seq));
+    // Stages of one Kubernetes request are marked as the writer marks them.
+    let mut requests = std::collections::HashMap::new();
+    for (_, record) in &mut out {
+        storage::requests::merge_in_memory(&mut requests, record);
+    }
     Ok(out)
+}
+
+/// What the search index holds of `events`: one line per Kubernetes request (the
+/// richest so far), everything else as is. Threshold rules count over this.
+fn indexed_view(events: &[(i64, LogRecord)]) -> Vec<(i64, &LogRecord)> {
+    let mut out: Vec<Option<(i64, &LogRecord)>> = Vec::new();
+    let mut latest: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (seq, record) in events {
+        let mark = record
+            .attributes
+            .get(storage::requests::ATTR_RECORD)
+            .and_then(serde_json::Value::as_str);
+        if mark == Some("duplicate") {
+            continue;
+        }
+        if let Some(key) = storage::requests::index_key(record) {
+            if mark == Some("update")
+                && let Some(previous) = latest.get(&key)
+            {
+                out[*previous] = None;
+            }
+            latest.insert(key, out.len());
+        }
+        out.push(Some((*seq, record)));
+    }
+    out.into_iter().flatten().collect()
+}
+
+/// Normalise a test's audit event as ingest would, filling in what a test need not
+/// spell out: kind, apiVersion, auditID, stage (`ResponseComplete`), level, the
+/// timestamps (the event's test time) and a 200 response.
+fn audit_record(
+    audit: &serde_json::Value,
+    i: usize,
+    time: DateTime<Utc>,
+) -> Result<LogRecord, String> {
+    use serde_json::{Value, json};
+    let mut event = audit.clone();
+    let Some(map) = event.as_object_mut() else {
+        return Err(format!("event {i}: audit must be a mapping"));
+    };
+    let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let defaults = [
+        ("kind", json!("Event")),
+        ("apiVersion", json!("audit.k8s.io/v1")),
+        ("auditID", json!(format!("test-{i}"))),
+        ("stage", json!("ResponseComplete")),
+        ("level", json!("RequestResponse")),
+        ("requestReceivedTimestamp", json!(stamp)),
+        ("stageTimestamp", json!(stamp)),
+        ("sourceIPs", json!(["192.0.2.10"])),
+    ];
+    for (k, v) in defaults {
+        map.entry(k).or_insert(v);
+    }
+    if map.get("stage").and_then(Value::as_str) != Some("RequestReceived") {
+        map.entry("responseStatus").or_insert(json!({"code": 200}));
+    }
+    k8saudit::to_record(
+        event,
+        TenantId(uuid::Uuid::nil()),
+        "test",
+        time,
+        Default::default(),
+    )
+    .map_err(|m| format!("event {i}: {}", m.0))
 }
 
 /// Run a rule over a list of events and return what fired, by fingerprint.
@@ -93,7 +170,7 @@ pub fn fire(rule: &Rule, events: &[(i64, LogRecord)]) -> BTreeMap<String, Fired>
             }
         }
         Spec::Threshold { .. } => {
-            let refs: Vec<(i64, &LogRecord)> = events.iter().map(|(s, r)| (*s, r)).collect();
+            let refs = indexed_view(events);
             // Evaluate at every event's time, as a scheduler with a short interval would.
             for (_, record) in events {
                 for group in threshold_groups(rule, &refs, record.time) {

@@ -9,6 +9,8 @@
 //!
 //! Usage: `cargo run --release -p palisade-bench -- --records 1000000`
 
+mod k8s;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,8 +46,9 @@ struct Args {
     /// The palisade binary to measure.
     #[arg(long, default_value = "target/release/palisade")]
     palisade: PathBuf,
-    /// `ingest` (ingest and search) or `rules` (ingest with 0 vs 100 match rules,
-    /// and match-to-firing latency).
+    /// `ingest` (ingest and search), `rules` (ingest with 0 vs 100 match rules,
+    /// and match-to-firing latency) or `k8s` (audit events through normalisation and
+    /// the built-in detection pack, beside plain logs).
     #[arg(long, default_value = "ingest")]
     mode: String,
 }
@@ -176,7 +179,7 @@ fn dir_size(path: &Path) -> u64 {
 
 /// Baseline 1: the same rows, COPYed straight into the same table shape.
 /// Records of request `b` of the workload, normalised by the ingest code itself.
-fn normalized(workload: Workload, b: usize) -> anyhow::Result<Vec<model::LogRecord>> {
+pub(crate) fn normalized(workload: Workload, b: usize) -> anyhow::Result<Vec<model::LogRecord>> {
     let tenant = TenantId(uuid::Uuid::nil());
     Ok(ingest::normalize::normalize(
         tenant,
@@ -298,20 +301,17 @@ async fn ingest_all(
             anyhow::Ok(latencies)
         }));
     }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
+    let latencies = join_latencies(tasks).await?;
     Ok((started.elapsed().as_secs_f64(), latencies))
 }
 
-struct TestServerView {
+pub(crate) struct TestServerView {
     otlp_http: String,
     creds_token: String,
 }
 
 impl TestServerView {
-    fn of(server: &TestServer) -> TestServerView {
+    pub(crate) fn of(server: &TestServer) -> TestServerView {
         TestServerView {
             otlp_http: server.otlp_http.clone(),
             creds_token: server.creds.ingest_token.clone(),
@@ -320,10 +320,22 @@ impl TestServerView {
 
     /// POST one protobuf body, retrying 429/503 as an OTLP exporter would.
     async fn send(&self, client: &reqwest::Client, body: Vec<u8>) -> anyhow::Result<()> {
+        self.send_to(client, "/v1/logs", "application/x-protobuf", body)
+            .await
+    }
+
+    /// POST one body to `path` on the OTLP/HTTP listener, retrying 429/503.
+    async fn send_to(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<()> {
         loop {
             let resp = client
-                .post(format!("{}/v1/logs", self.otlp_http))
-                .header("content-type", "application/x-protobuf")
+                .post(format!("{}{path}", self.otlp_http))
+                .header("content-type", content_type)
                 .bearer_auth(&self.creds_token)
                 .body(body.clone())
                 .send()
@@ -335,6 +347,17 @@ impl TestServerView {
             }
         }
     }
+}
+
+/// Wait for every client task and gather their latencies.
+async fn join_latencies(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Vec<f64>>>>,
+) -> anyhow::Result<Vec<f64>> {
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
 }
 
 async fn total(server: &TestServer, q: &str) -> anyhow::Result<u64> {
@@ -392,6 +415,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.mode == "rules" {
         return rules_bench(args).await;
+    }
+    if args.mode == "k8s" {
+        return k8s::k8s_bench(args).await;
     }
     let palisade = std::fs::canonicalize(&args.palisade).with_context(|| {
         format!(

@@ -10,7 +10,6 @@ pub mod body;
 pub mod decode;
 pub mod error;
 pub mod grpc;
-pub mod k8s;
 pub mod limits;
 pub mod metrics;
 pub mod normalize;

@@ -147,6 +147,10 @@ fn too_deep() -> IngestError {
 }
 
 /// Normalise a whole request for `tenant`, received at `now`.
+/// Scope names only Palisade writes: `k8s.audit` (normalised audit events),
+/// `palisade.alert` (correlation signals) and `palisade.audit` (its own audit trail).
+pub const RESERVED_SCOPES: [&str; 3] = ["k8s.audit", "palisade.alert", "palisade.audit"];
+
 pub fn normalize(
     tenant: TenantId,
     request: &ExportLogsServiceRequest,
@@ -168,6 +172,15 @@ pub fn normalize(
                 .map(|s| (clean(&s.name), clean(&s.version)))
                 .unwrap_or_default();
             for (index, log) in scope_logs.log_records.iter().enumerate() {
+                // Records in these scopes are written by Palisade itself (normalised
+                // audit events, correlation signals); a client may not forge them.
+                if RESERVED_SCOPES.contains(&scope_name.as_str()) {
+                    out.reject(
+                        "reserved_scope",
+                        format!("record {index}: scope name {scope_name:?} is reserved for records Palisade writes"),
+                    );
+                    continue;
+                }
                 let observed_time = if log.observed_time_unix_nano == 0 {
                     Some(now)
                 } else {
@@ -243,13 +256,13 @@ pub fn normalize(
                     log.body.as_ref().and_then(|b| b.value.as_ref()),
                     Some(any_value::Value::KvlistValue(_))
                 );
-                if let Some(event) = crate::k8s::detect(&body, structured_body, &attributes) {
+                if let Some(event) = k8saudit::detect(&body, structured_body, &attributes) {
                     let cluster = resource
                         .get("k8s.cluster.name")
                         .and_then(Value::as_str)
-                        .unwrap_or(crate::k8s::DEFAULT_CLUSTER)
+                        .unwrap_or(k8saudit::DEFAULT_CLUSTER)
                         .to_string();
-                    match crate::k8s::to_record(event, tenant, &cluster, observed_time, resource.clone()) {
+                    match k8saudit::to_record(event, tenant, &cluster, observed_time, resource.clone()) {
                         Ok(record) if record.time < oldest || record.time > newest => out.reject(
                             "timestamp_out_of_range",
                             format!("record {index}: audit event time {} is outside the accepted window", record.time.to_rfc3339()),

@@ -221,7 +221,7 @@ async fn writer_loop(
             sizes.push(job.records.len() as i64);
             records.append(&mut job.records);
         }
-        match logs.insert_batch(&records).await {
+        match logs.insert_batch(&mut records).await {
             Ok(range) => {
                 let mut next = range.first;
                 for (job, size) in batch.into_iter().zip(sizes) {

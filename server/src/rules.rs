@@ -56,6 +56,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "rules/k8s/secrets.yaml",
         include_str!("../../rules/k8s/secrets.yaml"),
     ),
+    (
+        "rules/k8s/workloads.yaml",
+        include_str!("../../rules/k8s/workloads.yaml"),
+    ),
+    (
+        "rules/k8s/correlations.yaml",
+        include_str!("../../rules/k8s/correlations.yaml"),
+    ),
 ];
 
 /// Parse the built-in pack. It is tested at build time (`rules test rules/k8s`), so a

@@ -181,6 +181,18 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     );
     engine.reload_tenant_rules().await?;
     engine.restore().await?;
+    // Correlation signals (alerting::signal) are committed like any record; a weak
+    // handle so the writer still stops when the server drops the ingestor.
+    let writer = Arc::downgrade(&ingestor);
+    engine.set_signal_sink(Arc::new(move |signals| {
+        if let Some(writer) = writer.upgrade() {
+            tokio::spawn(async move {
+                if let Err(err) = writer.write(signals).await {
+                    tracing::warn!(error = %err, "correlation signals not written");
+                }
+            });
+        }
+    }));
     engine.set_tenants(
         access
             .list_tenants()

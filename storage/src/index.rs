@@ -32,7 +32,7 @@ use tantivy::{
 use crate::{Result, StorageError};
 
 /// Bump when the schema changes: an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The tokenizer of every text field: split on non-alphanumerics, lower-case, and
 /// keep tokens up to 255 bytes. (tantivy's `default` drops tokens of 40+ bytes, which
@@ -61,6 +61,9 @@ pub struct IndexFields {
     pub scope_name: Field,
     pub trace_id: Field,
     pub span_id: Field,
+    /// `tenant/cluster/auditID` of a Kubernetes audit line: a richer stage of the same
+    /// request replaces the document (see [`crate::requests`]).
+    pub request_key: Field,
 }
 
 fn build_schema() -> (Schema, IndexFields) {
@@ -84,6 +87,7 @@ fn build_schema() -> (Schema, IndexFields) {
         scope_name: builder.add_text_field("scope_name", STRING),
         trace_id: builder.add_text_field("trace_id", STRING),
         span_id: builder.add_text_field("span_id", STRING),
+        request_key: builder.add_text_field("request_key", STRING),
     };
     (builder.build(), fields)
 }
@@ -231,13 +235,32 @@ impl LogIndex {
         if let Some(id) = &r.span_id {
             doc.add_text(f.span_id, id);
         }
+        if let Some(key) = crate::requests::index_key(r) {
+            doc.add_text(f.request_key, key);
+        }
         doc
     }
 
-    /// Add documents (not yet visible; see [`Self::commit`]).
+    /// Add documents (not yet visible; see [`Self::commit`]). A Kubernetes audit line
+    /// marked `update` replaces its request's previous document; one marked
+    /// `duplicate` is not indexed.
     pub fn add(&self, logs: &[StoredLog]) -> Result<()> {
         let writer = self.writer.lock().expect("index writer poisoned");
         for log in logs {
+            let mark = log
+                .record
+                .attributes
+                .get(crate::requests::ATTR_RECORD)
+                .and_then(serde_json::Value::as_str);
+            match mark {
+                Some("duplicate") => continue,
+                Some("update") => {
+                    if let Some(key) = crate::requests::index_key(&log.record) {
+                        writer.delete_term(Term::from_field_text(self.fields.request_key, &key));
+                    }
+                }
+                _ => {}
+            }
             writer.add_document(self.document(log))?;
         }
         Ok(())

@@ -5,6 +5,8 @@
 //! * [`logs`] writes batches of log records with COPY under the ingest lock and
 //!   reads them back by sequence.
 //! * [`access`] stores tenants, users and hashed tokens.
+//! * [`requests`] folds the stages of one Kubernetes API request into one logical
+//!   record (marks set in the ingest transaction).
 //! * [`index`] is the tantivy index, a derived view of `log_records` that can always
 //!   be rebuilt from Postgres.
 
@@ -18,6 +20,7 @@ pub mod index;
 pub mod indexer;
 pub mod logs;
 pub mod pg;
+pub mod requests;
 
 pub use error::StorageError;
 pub use pg::Db;

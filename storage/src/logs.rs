@@ -209,19 +209,34 @@ impl LogStore {
 
     /// Durably write a batch. Returns the sequence ids assigned, in input order.
     /// When this returns `Ok`, the rows are committed.
-    pub async fn insert_batch(&self, records: &[LogRecord]) -> Result<SeqRange> {
+    ///
+    /// Kubernetes audit lines are marked against their request's earlier lines (see
+    /// [`crate::requests`]) inside the same transaction, so `records` may change.
+    pub async fn insert_batch(&self, records: &mut [LogRecord]) -> Result<SeqRange> {
         if records.is_empty() {
             return Err(StorageError::Invalid("empty batch".into()));
         }
         self.ensure_partitions(records.iter().map(|r| r.time.date_naive()))
             .await?;
-        let payload = encode_copy(records);
+        let has_audit = records
+            .iter()
+            .any(|r| crate::requests::request_key(r).is_some());
+        // Encode outside the lock unless the marks must be read under it.
+        let mut payload = if has_audit {
+            String::new()
+        } else {
+            encode_copy(records)
+        };
 
         let mut tx = self.db.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(INGEST_LOCK)
             .execute(&mut *tx)
             .await?;
+        if has_audit {
+            crate::requests::merge_batch(&mut tx, records).await?;
+            payload = encode_copy(records);
+        }
         let mut copy = tx.copy_in_raw(&copy_statement()).await?;
         copy.send(payload.as_bytes()).await?;
         let rows = copy.finish().await?;
@@ -345,6 +360,8 @@ impl LogStore {
             }
         }
         dropped.sort();
+        let mut conn = self.db.pool.acquire().await?;
+        crate::requests::prune(&mut conn, cutoff).await?;
         Ok(dropped)
     }
 }

@@ -581,7 +581,8 @@ pub struct PrivateCluster {
 /// Settings for throwaway test clusters: durability off, it is never needed there.
 pub const TEST_CLUSTER_SETTINGS: &str = "-c fsync=off -c max_connections=50";
 
-fn pg_bin() -> PathBuf {
+/// The newest PostgreSQL server binaries' directory (initdb, pg_dump...).
+pub fn pg_bin() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL server binaries in /usr/lib/postgresql")
         .flatten()

@@ -82,7 +82,7 @@ async fn handle(
     let cluster = query
         .cluster
         .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| ingest::k8s::DEFAULT_CLUSTER.to_string());
+        .unwrap_or_else(|| k8saudit::DEFAULT_CLUSTER.to_string());
     let now = Utc::now();
     let policy = ingest::normalize::TimePolicy::default();
     let (records, rejected, errors) = tokio::task::block_in_place(|| -> Result<_, IngestError> {
@@ -91,7 +91,7 @@ async fn handle(
             .map_err(|e| IngestError::Malformed(format!("invalid EventList JSON: {e}")))?;
         let items = match (list.get("kind").and_then(Value::as_str), list.get("items")) {
             (Some("EventList"), Some(Value::Array(items))) => items.clone(),
-            _ if ingest::k8s::is_audit_event(&list) => vec![list.clone()],
+            _ if k8saudit::is_audit_event(&list) => vec![list.clone()],
             _ => {
                 return Err(IngestError::Malformed(
                     "expected an audit.k8s.io EventList with items".into(),
@@ -109,11 +109,11 @@ async fn handle(
                     errors.push(format!("item {i}: {reason}"));
                 }
             };
-            if !ingest::k8s::is_audit_event(&item) {
+            if !k8saudit::is_audit_event(&item) {
                 reject("not an audit.k8s.io Event".into());
                 continue;
             }
-            match ingest::k8s::to_record(item, grant.tenant_id, &cluster, now, resource.clone()) {
+            match k8saudit::to_record(item, grant.tenant_id, &cluster, now, resource.clone()) {
                 Ok(r) if r.time < now - policy.max_age || r.time > now + policy.max_future => {
                     reject(format!(
                         "stageTimestamp {} is outside the accepted window",

@@ -71,6 +71,25 @@ async fn assert_no_secret_anywhere(server: &TestServer) {
         dump.contains("secret-create"),
         "the events themselves are stored"
     );
+    // A full data dump of the database: every table, alerts and request state included.
+    let pg_dump = std::process::Command::new(palisade_tests::pg_bin().join("pg_dump"))
+        .args([
+            "--data-only",
+            "--dbname",
+            server.database_url.as_ref().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        pg_dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pg_dump.stderr)
+    );
+    let full_dump = String::from_utf8_lossy(&pg_dump.stdout).to_string();
+    assert!(full_dump.contains("secret-create"));
+    for secret in SECRETS {
+        assert!(!full_dump.contains(secret), "{secret} is in pg_dump");
+    }
     let (_, everything) = server
         .search(&[("q", "*"), ("from", "now-1h"), ("limit", "1000")])
         .await;
@@ -340,4 +359,110 @@ async fn built_in_detections_fire_with_audit_ids_and_can_be_disabled_per_tenant(
     // ... while the disabled rule raised nothing new.
     let exec_alerts = alerts_of(&server, "K8S-001").await;
     assert_eq!(exec_alerts.len(), 1, "{exec_alerts:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn correlations_join_detections_across_tactics_and_enumeration_then_success() {
+    let server = TestServer::spawn().await.unwrap();
+    let intruder = |id: &str, verb: &str, resource: &str, extra: Value| {
+        let mut e = event(
+            id,
+            json!({"verb": verb, "user": {"username": "intruder@corp.example"},
+                "userAgent": "kubectl/v1.30.0", "sourceIPs": ["203.0.113.77"],
+                "requestURI": format!("/api/v1/{resource}"), "objectRef": {"resource": resource}}),
+        );
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    let forbid = json!({"responseStatus": {"code": 403}, "annotations": {"authorization.k8s.io/decision": "forbid"}});
+    // Discovery: forbidden on four distinct resources (K8S-018, threshold).
+    let probes: Vec<Value> = ["nodes", "secrets", "clusterroles", "daemonsets"]
+        .iter()
+        .enumerate()
+        .map(|(i, r)| intruder(&format!("probe-{i}"), "list", r, forbid.clone()))
+        .collect();
+    post_events(&server, probes).await;
+    // Wait for the burst to be known before the success, as in a live cluster.
+    wait_alert_within(&server, "K8S-018", 45).await;
+    // Credential access (K8S-013) and, from the same address, a secret read after the
+    // burst (C-04); then execution: a privileged pod (K8S-003).
+    post_events(
+        &server,
+        vec![
+            intruder("list-secrets", "list", "secrets", json!({})),
+            intruder(
+                "priv-pod",
+                "create",
+                "pods",
+                json!({"objectRef": {"resource": "pods", "namespace": "default", "name": "x"},
+                    "responseStatus": {"code": 201},
+                    "requestObject": {"kind": "Pod", "spec": {"containers": [{"image": "alpine", "securityContext": {"privileged": true}}]}}}),
+            ),
+        ],
+    )
+    .await;
+    let c04 = wait_alert_within(&server, "C-04", 15).await;
+    assert_eq!(c04["labels"]["attributes.k8s.client.ip"], "203.0.113.77");
+    let c01 = wait_alert_within(&server, "C-01", 45).await;
+    assert_eq!(c01["severity"], "critical");
+    assert_eq!(
+        c01["labels"]["attributes.entity.actor"],
+        "intruder@corp.example"
+    );
+    assert_eq!(c01["evidence"]["count"], 3, "{c01}");
+    // The signals are searchable records of their own...
+    let signals = server
+        .wait_for_total(
+            "scope_name:\"palisade.alert\" AND attributes.entity.actor:\"intruder@corp.example\" AND attributes.alert.tactic:*",
+            3,
+        )
+        .await;
+    let rules: std::collections::BTreeSet<&str> = signals["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["attributes"]["alert.rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["K8S-003", "K8S-013", "K8S-018"].into());
+    // ... which a client cannot forge.
+    let mut forged = request(
+        "attacker",
+        vec![palisade_tests::otlp::record(
+            "forged",
+            9,
+            vec![kv("alert.tactic", string("execution"))],
+        )],
+    );
+    forged.resource_logs[0].scope_logs[0].scope = Some(
+        opentelemetry_proto::tonic::common::v1::InstrumentationScope {
+            name: "palisade.alert".into(),
+            ..Default::default()
+        },
+    );
+    let resp = server.post_json(&forged).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("reserved"),
+        "{body}"
+    );
+}
+
+async fn wait_alert_within(server: &TestServer, rule: &str, secs: u64) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(a) = alerts_of(server, rule).await.into_iter().next() {
+            return a;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{rule} did not fire within {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

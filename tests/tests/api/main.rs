@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod ingest;
 mod k8s_audit;
+mod k8s_generator;
 mod resilience;
 mod sdk;
 mod search;

@@ -8,6 +8,8 @@
 //! * the event spread over the log attributes (`json_parser` defaults);
 //! * `EventList` items posted by kube-apiserver's audit webhook.
 
+pub mod derive;
+
 use chrono::{DateTime, Utc};
 use model::{LogRecord, TenantId};
 use serde_json::{Map, Value, json};
@@ -56,7 +58,7 @@ pub fn detect(
     None
 }
 
-fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
     path.iter().try_fold(v, |cur, key| cur.get(key))?.as_str()
 }
 
@@ -236,10 +238,10 @@ fn truncate_object(obj: &mut Value) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Malformed(pub String);
 
-/// The identity that acted: the impersonated user when impersonating.
+/// The real caller (`user.username`); an impersonated identity is an attribute
+/// (`k8s.impersonated_user.name`, `k8s.user.effective`), never the actor.
 fn actor(event: &Value) -> String {
-    str_at(event, &["impersonatedUser", "username"])
-        .or_else(|| str_at(event, &["user", "username"]))
+    str_at(event, &["user", "username"])
         .unwrap_or("")
         .to_string()
 }
@@ -273,6 +275,12 @@ pub fn to_record(
                 .map_err(|e| Malformed(format!("event {audit_id}: stageTimestamp {t:?}: {e}")))
         })?;
     let redacted = redact(&mut event);
+    let code = event
+        .get("responseStatus")
+        .and_then(|s| s.get("code"))
+        .and_then(Value::as_i64);
+    // Derive before truncating: a bloated pod spec must not hide its privileges.
+    let derived = derive::derive(&event, code);
     let mut truncated = false;
     for field in ["requestObject", "responseObject"] {
         if let Some(obj) = event.get_mut(field) {
@@ -292,10 +300,6 @@ pub fn to_record(
     let client_ip = source_ips.last().cloned().unwrap_or(Value::Null);
     let annotations = event.get("annotations").cloned().unwrap_or(json!({}));
     let annotation = |key: &str| annotations.get(key).cloned().unwrap_or(Value::Null);
-    let code = event
-        .get("responseStatus")
-        .and_then(|s| s.get("code"))
-        .and_then(Value::as_i64);
     let actor = actor(&event);
     let namespace = str_at(&event, &["objectRef", "namespace"])
         .unwrap_or("")
@@ -303,9 +307,7 @@ pub fn to_record(
     let obj_resource = str_at(&event, &["objectRef", "resource"])
         .unwrap_or("")
         .to_string();
-    let name = str_at(&event, &["objectRef", "name"])
-        .unwrap_or("")
-        .to_string();
+    let name = derive::object_name(&event);
     let verb = str_at(&event, &["verb"]).unwrap_or("").to_string();
     let node = str_at(
         &event,
@@ -392,6 +394,10 @@ pub fn to_record(
         annotation("pod-security.kubernetes.io/audit-violations"),
     );
     put(
+        "k8s.pod_security.warn_violations",
+        annotation("pod-security.kubernetes.io/warn-violations"),
+    );
+    put(
         "k8s.pod_security.exempt",
         annotation("pod-security.kubernetes.io/exempt"),
     );
@@ -404,8 +410,17 @@ pub fn to_record(
         "k8s.response_object",
         event.get("responseObject").cloned().unwrap_or(Value::Null),
     );
-    // Entities for incidents and timelines.
-    put("entity.actor", json!(actor));
+    let actor_kind = derived
+        .get("k8s.actor.kind")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // Entities for incidents and timelines. Anonymous and unauthenticated callers
+    // are keyed by client IP: their user name says nothing about who they are.
+    let entity_actor = match (actor_kind, client_ip.as_str()) {
+        ("anonymous" | "unauthenticated", Some(ip)) => ip.to_string(),
+        _ => actor.clone(),
+    };
+    put("entity.actor", json!(entity_actor));
     put("entity.namespace", json!(namespace));
     if obj_resource == "pods" {
         put("entity.pod", json!(name));
@@ -414,6 +429,18 @@ pub fn to_record(
         "deployments" | "daemonsets" | "statefulsets" | "replicasets" | "jobs" | "cronjobs"
     ) {
         put("entity.workload", json!(format!("{obj_resource}/{name}")));
+    }
+    if let (Some(kind), Some(owner)) = (
+        derived.get("k8s.owner.kind").and_then(Value::as_str),
+        derived.get("k8s.owner.name").and_then(Value::as_str),
+    ) {
+        put(
+            "entity.workload",
+            json!(format!("{}s/{owner}", kind.to_ascii_lowercase())),
+        );
+    }
+    for (k, v) in &derived {
+        put(k, v.clone());
     }
     put("entity.node", json!(node));
     put("entity.client_ip", client_ip);

@@ -1,0 +1,71 @@
+//! Correlation signals: every time an alert of a rule that carries a `tactic` label
+//! opens or gains evidence, the engine writes one log record (scope
+//! [`SIGNAL_SCOPE`]) through the ordinary ingest path. Rules then correlate over
+//! detections with the same machinery they use for events, e.g. the built-in C-01
+//! ("one entity, three tactic groups in 30 minutes") is a threshold rule over signals.
+//!
+//! Loops are impossible by construction: a rule whose `tactic` is `correlation` emits
+//! no signal, and ingest refuses client records in the reserved scopes.
+
+use std::collections::BTreeMap;
+
+use model::{LogRecord, TenantId};
+use serde_json::{Map, Value, json};
+
+use crate::engine::Hit;
+use crate::rule::Rule;
+
+/// Scope name of signal records (reserved: ingest refuses it from clients).
+pub const SIGNAL_SCOPE: &str = "palisade.alert";
+
+/// The `tactic` label value of rules that correlate and therefore emit no signal.
+pub const CORRELATION_TACTIC: &str = "correlation";
+
+/// The signal record of a hit, or `None` when the rule does not feed correlations.
+pub fn signal_record(
+    tenant: TenantId,
+    rule: &Rule,
+    hit: &Hit,
+    alert_id: uuid::Uuid,
+) -> Option<LogRecord> {
+    let labels: &BTreeMap<String, String> = &rule.doc.labels;
+    let tactic = labels.get("tactic")?;
+    if tactic == CORRELATION_TACTIC {
+        return None;
+    }
+    let mut attributes = Map::new();
+    attributes.insert("alert.rule".into(), json!(rule.id()));
+    attributes.insert("alert.id".into(), json!(alert_id.to_string()));
+    attributes.insert("alert.severity".into(), json!(rule.doc.severity.as_str()));
+    attributes.insert("alert.tactic".into(), json!(tactic));
+    for (label, key) in [("attack", "alert.attack"), ("pack", "alert.pack")] {
+        if let Some(v) = labels.get(label) {
+            attributes.insert(key.into(), json!(v));
+        }
+    }
+    attributes.insert("alert.count".into(), json!(hit.count));
+    for (k, v) in &hit.entity {
+        attributes.insert(k.clone(), Value::String(v.clone()));
+    }
+    let about = hit
+        .entity
+        .get("entity.actor")
+        .or_else(|| hit.entity.get("k8s.client.ip"))
+        .map(String::as_str)
+        .unwrap_or("-");
+    Some(LogRecord {
+        tenant_id: tenant,
+        time: hit.at,
+        observed_time: chrono::Utc::now(),
+        severity_number: 13,
+        severity_text: "WARN".into(),
+        body: format!("{} {} ({}): {about}", rule.id(), rule.doc.title, tactic),
+        attributes,
+        resource: Map::new(),
+        scope_name: SIGNAL_SCOPE.into(),
+        scope_version: String::new(),
+        trace_id: None,
+        span_id: None,
+        flags: 0,
+    })
+}

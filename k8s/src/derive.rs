@@ -1,0 +1,822 @@
+//! Fields derived from an audit event so that rules stay simple and data-driven:
+//! who the caller is (control plane, node, service account, anonymous...), whether the
+//! request was allowed, the pod spec wherever a workload kind hides it (including
+//! partial and JSON-Patch bodies), the RBAC rights a role grants, and the command of an
+//! exec or of a kubelet call through `nodes/proxy`.
+//!
+//! Every list here is the catalogue's (`shared/docs/k8s-audit.md` §2.1–2.3); the rules
+//! that read these fields keep their own exceptions as data.
+
+use serde_json::{Map, Value, json};
+
+use crate::str_at;
+
+/// Where each workload kind keeps its pod spec (reference §1.10).
+pub fn pod_spec_path(resource: &str) -> Option<&'static [&'static str]> {
+    Some(match resource {
+        "pods" => &["spec"],
+        "deployments"
+        | "replicasets"
+        | "statefulsets"
+        | "daemonsets"
+        | "jobs"
+        | "replicationcontrollers" => &["spec", "template", "spec"],
+        "cronjobs" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        "podtemplates" => &["template", "spec"],
+        _ => return None,
+    })
+}
+
+/// The kind of caller, from the real (not impersonated) user. One word each, so a rule
+/// can say `attributes.k8s.actor.kind:controlplane`.
+pub fn actor_kind(username: &str, code: Option<i64>) -> &'static str {
+    const CONTROL_PLANE: [&str; 5] = [
+        "system:kube-controller-manager",
+        "system:kube-scheduler",
+        "system:apiserver",
+        "system:kube-proxy",
+        "system:volume-scheduler",
+    ];
+    if username.is_empty() {
+        return if code == Some(401) {
+            "unauthenticated"
+        } else {
+            "unknown"
+        };
+    }
+    if CONTROL_PLANE.contains(&username)
+        || username.starts_with("system:serviceaccount:kube-system:")
+        || username.starts_with("eks:")
+        || username == "aksService"
+        || username.starts_with("system:gke-")
+    {
+        "controlplane"
+    } else if username.starts_with("system:node:") {
+        "node"
+    } else if username.starts_with("system:bootstrap:") {
+        "bootstrap"
+    } else if username.starts_with("system:serviceaccount:") {
+        "serviceaccount"
+    } else if username == "system:anonymous" {
+        "anonymous"
+    } else {
+        "user"
+    }
+}
+
+/// "allowed" as the catalogue defines it: decision `allow`; without the annotation, a
+/// 2xx or 101 response. `RequestReceived` carries neither, so it is never allowed.
+pub fn allowed(decision: Option<&str>, code: Option<i64>) -> bool {
+    match decision {
+        Some(d) => d == "allow" && code.is_none_or(|c| c < 400),
+        None => code.is_some_and(|c| (200..300).contains(&c) || c == 101),
+    }
+}
+
+/// The user agent's family: `kubectl`, `clientgo` (controllers and operators),
+/// `scripted` (curl, python-requests...), `browser` or `other`.
+pub fn user_agent_family(ua: &str) -> &'static str {
+    const SCRIPTED: [&str; 11] = [
+        "curl",
+        "wget",
+        "python-requests",
+        "python-urllib",
+        "aiohttp",
+        "go-http-client",
+        "okhttp",
+        "node-fetch",
+        "axios",
+        "postmanruntime",
+        "libwww-perl",
+    ];
+    let lower = ua.to_ascii_lowercase();
+    if lower.starts_with("kubectl/") {
+        "kubectl"
+    } else if SCRIPTED.iter().any(|s| lower.starts_with(s)) {
+        "scripted"
+    } else if lower.starts_with("mozilla/") {
+        "browser"
+    } else if lower.contains("kubernetes/") || lower.contains("client-go") {
+        "clientgo"
+    } else {
+        "other"
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match std::str::from_utf8(&bytes[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query parameters of a request URI, URL-decoded, in order.
+pub fn query_params(uri: &str) -> Vec<(String, String)> {
+    let Some((_, query)) = uri.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Exec/attach details from the query: the command (repeated `command=` params joined
+/// by spaces), the container and whether a TTY was requested.
+fn exec_fields(uri: &str, out: &mut Map<String, Value>) {
+    let params = query_params(uri);
+    let command: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "command" || k == "cmd")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if !command.is_empty() {
+        out.insert("k8s.exec.command".into(), json!(command.join(" ")));
+    }
+    if let Some((_, c)) = params.iter().find(|(k, _)| k == "container") {
+        out.insert("k8s.exec.container".into(), json!(c));
+    }
+    if params.iter().any(|(k, v)| k == "tty" && v == "true") {
+        out.insert("k8s.exec.tty".into(), json!(true));
+    }
+}
+
+/// Replay the `add`/`replace` operations of a JSON Patch onto an empty document, so a
+/// partial object can be read with the same paths as a full one.
+pub fn json_patch_skeleton(ops: &[Value]) -> Value {
+    let mut doc = json!({});
+    for op in ops {
+        let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
+        let (Some(path), Some(value)) = (op.get("path").and_then(Value::as_str), op.get("value"))
+        else {
+            continue;
+        };
+        if !matches!(kind, "add" | "replace") {
+            continue;
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .skip(1)
+            .map(|s| s.replace("~1", "/").replace("~0", "~"))
+            .collect();
+        set_path(&mut doc, &segments, value.clone());
+    }
+    doc
+}
+
+fn set_path(cur: &mut Value, segments: &[String], value: Value) {
+    let Some((head, rest)) = segments.split_first() else {
+        *cur = value;
+        return;
+    };
+    let array_index = if head == "-" {
+        Some(usize::MAX)
+    } else {
+        head.parse::<usize>().ok()
+    };
+    match array_index {
+        Some(index) => {
+            if !cur.is_array() {
+                *cur = json!([]);
+            }
+            let items = cur.as_array_mut().expect("array");
+            let index = if index == usize::MAX || index > 1024 {
+                items.len()
+            } else {
+                index
+            };
+            while items.len() <= index {
+                items.push(json!({}));
+            }
+            set_path(&mut items[index], rest, value);
+        }
+        None => {
+            if !cur.is_object() {
+                *cur = json!({});
+            }
+            let map = cur.as_object_mut().expect("object");
+            let next = map.entry(head.clone()).or_insert(Value::Null);
+            set_path(next, rest, value);
+        }
+    }
+}
+
+/// The object whose spec we read: the response (full result) when logged, else the
+/// request (possibly partial; JSON-Patch arrays are replayed onto a skeleton).
+fn written_object(event: &Value) -> Option<(Value, &'static str)> {
+    for (field, label) in [
+        ("responseObject", "responseObject"),
+        ("requestObject", "requestObject"),
+    ] {
+        match event.get(field) {
+            Some(Value::Array(ops)) => return Some((json_patch_skeleton(ops), "json-patch")),
+            Some(v @ Value::Object(m)) if !m.contains_key("_truncated") => {
+                // A Status in the response (e.g. a delete) says nothing about the spec.
+                if v.get("kind").and_then(Value::as_str) == Some("Status") {
+                    continue;
+                }
+                return Some((v.clone(), label));
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |cur, key| cur.get(key))
+}
+
+const SENSITIVE_HOST_PATHS: [&str; 13] = [
+    "/",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/root",
+    "/home",
+    "/etc",
+    "/var",
+    "/var/run",
+    "/run",
+    "/boot",
+    "/var/lib/docker",
+    "/var/lib/containerd",
+];
+const SENSITIVE_HOST_PREFIXES: [&str; 4] = [
+    "/etc/kubernetes",
+    "/var/lib/kubelet",
+    "/var/lib/etcd",
+    "/home/admin",
+];
+
+/// Whether a hostPath is one the catalogue (K8S-004) calls sensitive.
+pub fn sensitive_host_path(path: &str) -> bool {
+    let p = if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    };
+    SENSITIVE_HOST_PATHS.contains(&p)
+        || SENSITIVE_HOST_PREFIXES
+            .iter()
+            .any(|prefix| p == *prefix || p.starts_with(&format!("{prefix}/")))
+        || ((p.starts_with("/run/") || p.starts_with("/var/run/")) && p.ends_with(".sock"))
+}
+
+const DANGEROUS_CAPABILITIES: [&str; 11] = [
+    "ALL",
+    "SYS_ADMIN",
+    "SYS_PTRACE",
+    "SYS_MODULE",
+    "DAC_READ_SEARCH",
+    "NET_ADMIN",
+    "BPF",
+    "PERFMON",
+    "SYS_RAWIO",
+    "SYS_BOOT",
+    "SYSLOG",
+];
+
+fn strings(v: Option<&Value>) -> impl Iterator<Item = &str> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+}
+
+/// Pod-spec facts (reference §2.3 K8S-003…009) as `k8s.pod.*` fields.
+fn pod_fields(spec: &Value, source: &str, out: &mut Map<String, Value>) {
+    let containers: Vec<&Value> = ["containers", "initContainers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
+        .flatten()
+        .filter(|c| c.is_object())
+        .collect();
+    let mut images = Vec::new();
+    let mut privileged = false;
+    let mut escalation = false;
+    let mut root = at(spec, &["securityContext", "runAsUser"]).and_then(Value::as_i64) == Some(0);
+    let mut caps: Vec<String> = Vec::new();
+    for c in &containers {
+        if let Some(image) = c.get("image").and_then(Value::as_str) {
+            images.push(image.to_string());
+        }
+        let sc = c.get("securityContext");
+        let flag = |k: &str| sc.and_then(|s| s.get(k)).and_then(Value::as_bool) == Some(true);
+        privileged |= flag("privileged");
+        escalation |= flag("allowPrivilegeEscalation");
+        root |= sc.and_then(|s| s.get("runAsUser")).and_then(Value::as_i64) == Some(0);
+        for cap in strings(sc.and_then(|s| at(s, &["capabilities", "add"]))) {
+            let cap = cap.to_ascii_uppercase();
+            let cap = cap.strip_prefix("CAP_").unwrap_or(&cap).to_string();
+            if !caps.contains(&cap) {
+                caps.push(cap);
+            }
+        }
+    }
+    let host_paths: Vec<String> = spec
+        .get("volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| at(v, &["hostPath", "path"]).and_then(Value::as_str))
+        .map(|p| {
+            if p.len() > 1 {
+                p.trim_end_matches('/').to_string()
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    let sensitive: Vec<&String> = host_paths
+        .iter()
+        .filter(|p| sensitive_host_path(p))
+        .collect();
+    let dangerous: Vec<&String> = caps
+        .iter()
+        .filter(|c| DANGEROUS_CAPABILITIES.contains(&c.as_str()))
+        .collect();
+    let mut distinct: Vec<&String> = images.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    let distinct_images = distinct.len();
+    let mut put = |k: &str, v: Value| {
+        out.insert(format!("k8s.pod.{k}"), v);
+    };
+    put("spec_source", json!(source));
+    if !images.is_empty() {
+        put("images", json!(images));
+        put("distinct_images", json!(distinct_images));
+    }
+    put("privileged", json!(privileged));
+    for (field, key) in [
+        ("hostPID", "host_pid"),
+        ("hostIPC", "host_ipc"),
+        ("hostNetwork", "host_network"),
+    ] {
+        put(
+            key,
+            json!(spec.get(field).and_then(Value::as_bool) == Some(true)),
+        );
+    }
+    if !host_paths.is_empty() {
+        put("host_paths", json!(host_paths));
+    }
+    // A boolean too: "/" has no searchable token, so `sensitive_host_paths:*` cannot see it.
+    put("sensitive_host_path", json!(!sensitive.is_empty()));
+    if !sensitive.is_empty() {
+        put("sensitive_host_paths", json!(sensitive));
+    }
+    if !caps.is_empty() {
+        put("capabilities_added", json!(caps));
+    }
+    if !dangerous.is_empty() {
+        put("dangerous_capabilities", json!(dangerous));
+    }
+    put("run_as_root", json!(root));
+    put("allow_privilege_escalation", json!(escalation));
+    if let Some(sa) = spec
+        .get("serviceAccountName")
+        .or_else(|| spec.get("serviceAccount"))
+        .and_then(Value::as_str)
+    {
+        put("service_account", json!(sa));
+        put(
+            "controller_service_account",
+            json!(sa.ends_with("-controller") || KCM_SERVICE_ACCOUNTS.contains(&sa)),
+        );
+    }
+}
+
+/// Service accounts kube-controller-manager runs its controllers as (K8S-009).
+const KCM_SERVICE_ACCOUNTS: [&str; 12] = [
+    "attachdetach-controller",
+    "certificate-controller",
+    "clusterrole-aggregation-controller",
+    "cronjob-controller",
+    "daemon-set-controller",
+    "deployment-controller",
+    "generic-garbage-collector",
+    "horizontal-pod-autoscaler",
+    "namespace-controller",
+    "persistent-volume-binder",
+    "pvc-protection-controller",
+    "statefulset-controller",
+];
+
+/// Unauthenticated discovery and health endpoints (K8S-016 exclusions).
+pub fn health_path(path: &str) -> bool {
+    ["/healthz", "/livez", "/readyz"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")))
+        || matches!(
+            path,
+            "/version" | "/version/" | "/.well-known/openid-configuration" | "/openid/v1/jwks"
+        )
+}
+
+/// RBAC rights a Role/ClusterRole grants (K8S-011) as `k8s.rbac.*` fields; `risks`
+/// names each dangerous right found.
+fn rbac_rule_fields(object: &Value, out: &mut Map<String, Value>) {
+    let Some(rules) = object.get("rules").and_then(Value::as_array) else {
+        return;
+    };
+    let mut verbs: Vec<String> = Vec::new();
+    let mut resources: Vec<String> = Vec::new();
+    let mut risks: Vec<&str> = Vec::new();
+    let mut risk = |r: &'static str| {
+        if !risks.contains(&r) {
+            risks.push(r);
+        }
+    };
+    for rule in rules {
+        let rv: Vec<&str> = strings(rule.get("verbs")).collect();
+        let rr: Vec<&str> = strings(rule.get("resources")).collect();
+        let any_verb = |set: &[&str]| rv.iter().any(|v| *v == "*" || set.contains(v));
+        if rv.contains(&"*") || rr.contains(&"*") {
+            risk("wildcard");
+        }
+        for v in ["escalate", "bind", "impersonate"] {
+            if rv.contains(&v) {
+                risk(v);
+            }
+        }
+        if rr.contains(&"secrets") && any_verb(&["get", "list", "watch"]) {
+            risk("secrets-read");
+        }
+        for (res, label) in [
+            ("pods/exec", "pods-exec"),
+            ("pods/attach", "pods-attach"),
+            ("nodes/proxy", "nodes-proxy"),
+            ("serviceaccounts/token", "serviceaccounts-token"),
+        ] {
+            if rr.contains(&res) && any_verb(&["create", "get"]) {
+                risk(label);
+            }
+        }
+        for v in rv {
+            if !verbs.iter().any(|x| x == v) {
+                verbs.push(v.to_string());
+            }
+        }
+        for r in rr {
+            if !resources.iter().any(|x| x == r) {
+                resources.push(r.to_string());
+            }
+        }
+    }
+    out.insert("k8s.rbac.verbs".into(), json!(verbs));
+    out.insert("k8s.rbac.resources".into(), json!(resources));
+    if !risks.is_empty() {
+        out.insert("k8s.rbac.risks".into(), json!(risks));
+    }
+}
+
+/// Every derived field of one (already redacted) event.
+pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
+    let mut out = Map::new();
+    let username = str_at(event, &["user", "username"]).unwrap_or("");
+    let decision = str_at(event, &["annotations", "authorization.k8s.io/decision"]);
+    let resource = str_at(event, &["objectRef", "resource"]).unwrap_or("");
+    let subresource = str_at(event, &["objectRef", "subresource"]).unwrap_or("");
+    let verb = str_at(event, &["verb"]).unwrap_or("");
+    let uri = str_at(event, &["requestURI"]).unwrap_or("");
+    let stage = str_at(event, &["stage"]).unwrap_or("");
+    let is_allowed = stage != "RequestReceived" && allowed(decision, code);
+    out.insert("k8s.allowed".into(), json!(is_allowed));
+    out.insert("k8s.actor.kind".into(), json!(actor_kind(username, code)));
+    if let Some(ua) = str_at(event, &["userAgent"]) {
+        out.insert("k8s.user_agent.family".into(), json!(user_agent_family(ua)));
+    }
+    let effective = str_at(event, &["impersonatedUser", "username"]).unwrap_or(username);
+    if !effective.is_empty() {
+        out.insert("k8s.user.effective".into(), json!(effective));
+    }
+    if let Some(pod) = event
+        .pointer("/user/extra/authentication.kubernetes.io~1pod-name/0")
+        .and_then(Value::as_str)
+    {
+        out.insert("k8s.user.pod_name".into(), json!(pod));
+    }
+    out.insert(
+        "k8s.audit.body_logged".into(),
+        json!(event.get("requestObject").is_some() || event.get("responseObject").is_some()),
+    );
+    let path = uri.split('?').next().unwrap_or("");
+    out.insert("k8s.request.path".into(), json!(path));
+    if health_path(path) {
+        out.insert("k8s.request.health".into(), json!(true));
+    }
+    if query_params(uri)
+        .iter()
+        .any(|(k, v)| k == "fieldSelector" && v.starts_with("metadata.name="))
+    {
+        out.insert("k8s.request.single_object".into(), json!(true));
+    }
+    if let Some(rest) = username.strip_prefix("system:serviceaccount:")
+        && let Some((ns, name)) = rest.split_once(':')
+    {
+        out.insert("k8s.user.sa_namespace".into(), json!(ns));
+        out.insert("k8s.user.sa_name".into(), json!(name));
+    }
+    if let Some(imp) = str_at(event, &["impersonatedUser", "username"]) {
+        out.insert(
+            "k8s.impersonated_user.kind".into(),
+            json!(actor_kind(imp, Some(200))),
+        );
+    }
+    let namespace = str_at(event, &["objectRef", "namespace"]).unwrap_or("");
+    let name = object_name(event);
+    if !name.is_empty() {
+        out.insert(
+            "k8s.object.path".into(),
+            json!(format!("{namespace}/{name}")),
+        );
+        if name.starts_with("system:") {
+            out.insert("k8s.object.system_name".into(), json!(true));
+        }
+    }
+    if resource == "pods" && matches!(subresource, "exec" | "attach") {
+        exec_fields(uri, &mut out);
+    }
+    if resource == "nodes" && subresource == "proxy" {
+        if let Some((_, rest)) = path.split_once("/proxy/") {
+            out.insert("k8s.proxy.path".into(), json!(rest));
+            let kind = rest.split(['/', '?']).next().unwrap_or("");
+            out.insert("k8s.proxy.kind".into(), json!(kind.to_ascii_lowercase()));
+            if rest.starts_with("exec/") || rest.starts_with("run/") {
+                exec_fields(uri, &mut out);
+            }
+        } else if path.ends_with("/proxy") {
+            out.insert("k8s.proxy.path".into(), json!(""));
+        }
+    }
+    let written = matches!(verb, "create" | "update" | "patch");
+    if let Some((object, source)) = written_object(event) {
+        if written
+            && (subresource.is_empty() || subresource == "ephemeralcontainers")
+            && let Some(spec) = pod_spec_path(resource).and_then(|p| at(&object, p))
+        {
+            pod_fields(spec, source, &mut out);
+        }
+        if matches!(resource, "roles" | "clusterroles") && written {
+            rbac_rule_fields(&object, &mut out);
+        }
+        if matches!(resource, "rolebindings" | "clusterrolebindings") {
+            if let Some(name) = at(&object, &["roleRef", "name"]).and_then(Value::as_str) {
+                out.insert("k8s.rbac.role_ref".into(), json!(name));
+            }
+            let subjects: Vec<String> = object
+                .get("subjects")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    let kind = str_at(s, &["kind"]).unwrap_or("");
+                    let name = str_at(s, &["name"]).unwrap_or("");
+                    match str_at(s, &["namespace"]) {
+                        Some(ns) => format!("{kind}:{ns}/{name}"),
+                        None => format!("{kind}:{name}"),
+                    }
+                })
+                .collect();
+            if !subjects.is_empty() {
+                out.insert("k8s.rbac.subjects".into(), json!(subjects));
+            }
+        }
+        if let Some(owner) = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .and_then(|o| {
+                o.iter()
+                    .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+                    .or_else(|| o.first())
+            })
+        {
+            if let Some(kind) = str_at(owner, &["kind"]) {
+                out.insert("k8s.owner.kind".into(), json!(kind));
+            }
+            if let Some(name) = str_at(owner, &["name"]) {
+                out.insert("k8s.owner.name".into(), json!(name));
+            }
+        }
+        if resource == "serviceaccounts"
+            && subresource == "token"
+            && let Some(secs) = at(&object, &["spec", "expirationSeconds"]).and_then(Value::as_i64)
+        {
+            out.insert("k8s.token.expiration_seconds".into(), json!(secs));
+        }
+        if resource == "secrets" {
+            if let Some(t) = str_at(&object, &["type"]) {
+                out.insert("k8s.secret.type".into(), json!(t));
+            }
+            if let Some(sa) = object
+                .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                .and_then(Value::as_str)
+            {
+                out.insert("k8s.secret.service_account".into(), json!(sa));
+            }
+        }
+        if subresource == "scale"
+            && let Some(n) = at(&object, &["spec", "replicas"]).and_then(Value::as_i64)
+        {
+            out.insert("k8s.scale.replicas".into(), json!(n));
+        }
+        if resource == "certificatesigningrequests"
+            && let Some(s) = at(&object, &["spec", "signerName"]).and_then(Value::as_str)
+        {
+            out.insert("k8s.csr.signer".into(), json!(s));
+        }
+    }
+    out
+}
+
+/// The object's name: `objectRef.name`, else the created object's name from the
+/// response, else `generateName` + `*`.
+pub fn object_name(event: &Value) -> String {
+    str_at(event, &["objectRef", "name"])
+        .or_else(|| str_at(event, &["responseObject", "metadata", "name"]))
+        .or_else(|| str_at(event, &["requestObject", "metadata", "name"]))
+        .map(str::to_string)
+        .or_else(|| {
+            str_at(event, &["requestObject", "metadata", "generateName"]).map(|g| format!("{g}*"))
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actor_kinds_do_not_trust_the_system_prefix() {
+        assert_eq!(
+            actor_kind("system:kube-scheduler", Some(200)),
+            "controlplane"
+        );
+        assert_eq!(
+            actor_kind(
+                "system:serviceaccount:kube-system:replicaset-controller",
+                None
+            ),
+            "controlplane"
+        );
+        assert_eq!(actor_kind("system:anonymous", Some(200)), "anonymous");
+        assert_eq!(
+            actor_kind("system:serviceaccount:shop:storefront", Some(200)),
+            "serviceaccount"
+        );
+        assert_eq!(actor_kind("system:node:worker-1", Some(200)), "node");
+        assert_eq!(actor_kind("", Some(401)), "unauthenticated");
+        assert_eq!(actor_kind("system:masters-fake", Some(200)), "user");
+    }
+
+    #[test]
+    fn allowed_follows_the_decision_then_the_code() {
+        assert!(allowed(Some("allow"), Some(200)));
+        assert!(!allowed(Some("forbid"), Some(403)));
+        assert!(allowed(None, Some(101)));
+        assert!(!allowed(None, Some(401)));
+        assert!(!allowed(None, None));
+    }
+
+    #[test]
+    fn exec_command_is_decoded_from_the_query() {
+        let e = json!({"verb": "create", "stage": "ResponseStarted",
+            "requestURI": "/api/v1/namespaces/default/pods/debug/exec?command=chroot&command=%2Fhost&command=sh&command=-c&command=cat+%2Fetc%2Fkubernetes%2Fadmin.conf&container=alpine&tty=true",
+            "objectRef": {"resource": "pods", "subresource": "exec"}, "responseStatus": {"code": 101}});
+        let d = derive(&e, Some(101));
+        assert_eq!(
+            d["k8s.exec.command"],
+            "chroot /host sh -c cat /etc/kubernetes/admin.conf"
+        );
+        assert_eq!(d["k8s.exec.container"], "alpine");
+        assert_eq!(d["k8s.exec.tty"], true);
+        assert_eq!(d["k8s.allowed"], true);
+    }
+
+    #[test]
+    fn pod_specs_are_found_in_every_workload_kind() {
+        let spec = json!({"hostPID": true, "containers": [{"image": "alpine", "securityContext": {"privileged": true,
+            "capabilities": {"add": ["cap_sys_admin", "NET_BIND_SERVICE"]}}}],
+            "volumes": [{"hostPath": {"path": "/var/run/docker.sock"}}, {"hostPath": {"path": "/var/log/"}}]});
+        for (resource, object) in [
+            ("pods", json!({"spec": spec})),
+            ("daemonsets", json!({"spec": {"template": {"spec": spec}}})),
+            (
+                "cronjobs",
+                json!({"spec": {"jobTemplate": {"spec": {"template": {"spec": spec}}}}}),
+            ),
+        ] {
+            let e = json!({"verb": "create", "objectRef": {"resource": resource}, "requestObject": object,
+                "annotations": {"authorization.k8s.io/decision": "allow"}, "responseStatus": {"code": 201}});
+            let d = derive(&e, Some(201));
+            assert_eq!(d["k8s.pod.privileged"], true, "{resource}");
+            assert_eq!(d["k8s.pod.host_pid"], true);
+            assert_eq!(
+                d["k8s.pod.sensitive_host_paths"],
+                json!(["/var/run/docker.sock"])
+            );
+            assert_eq!(
+                d["k8s.pod.host_paths"],
+                json!(["/var/run/docker.sock", "/var/log"])
+            );
+            assert_eq!(d["k8s.pod.dangerous_capabilities"], json!(["SYS_ADMIN"]));
+            assert_eq!(d["k8s.pod.images"], json!(["alpine"]));
+        }
+    }
+
+    #[test]
+    fn json_patch_ops_are_replayed() {
+        let e = json!({"verb": "patch", "objectRef": {"resource": "deployments"},
+            "requestObject": [
+                {"op": "replace", "path": "/spec/template/spec/containers/0/securityContext/privileged", "value": true},
+                {"op": "add", "path": "/spec/template/spec/volumes/-", "value": {"name": "h", "hostPath": {"path": "/"}}},
+                {"op": "remove", "path": "/spec/template/spec/hostNetwork"}]});
+        let d = derive(&e, Some(200));
+        assert_eq!(d["k8s.pod.privileged"], true);
+        assert_eq!(d["k8s.pod.sensitive_host_paths"], json!(["/"]));
+        assert_eq!(d["k8s.pod.spec_source"], "json-patch");
+    }
+
+    #[test]
+    fn response_object_is_preferred_over_a_partial_patch() {
+        let e = json!({"verb": "patch", "objectRef": {"resource": "pods"},
+            "requestObject": {"metadata": {"labels": {"a": "b"}}},
+            "responseObject": {"kind": "Pod", "spec": {"hostNetwork": true, "containers": [{"image": "x"}]}}});
+        let d = derive(&e, Some(200));
+        assert_eq!(d["k8s.pod.host_network"], true);
+        assert_eq!(d["k8s.pod.spec_source"], "responseObject");
+    }
+
+    #[test]
+    fn sensitive_host_paths_follow_the_catalogue() {
+        for p in [
+            "/",
+            "/proc",
+            "/etc/",
+            "/etc/kubernetes/pki",
+            "/run/containerd/containerd.sock",
+            "/var/lib/kubelet",
+        ] {
+            assert!(sensitive_host_path(p), "{p}");
+        }
+        for p in ["/var/log", "/lib/modules", "/etc-other", "/data"] {
+            assert!(!sensitive_host_path(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn rbac_risks() {
+        let e = json!({"verb": "create", "objectRef": {"resource": "clusterroles"},
+            "requestObject": {"rules": [
+                {"verbs": ["get", "list"], "resources": ["secrets"]},
+                {"verbs": ["create"], "resources": ["pods/exec"]},
+                {"verbs": ["bind"], "resources": ["clusterroles"]}]}});
+        let d = derive(&e, Some(201));
+        assert_eq!(
+            d["k8s.rbac.risks"],
+            json!(["secrets-read", "pods-exec", "bind"])
+        );
+        let quiet = json!({"verb": "create", "objectRef": {"resource": "roles"},
+            "requestObject": {"rules": [{"verbs": ["get"], "resources": ["configmaps"]}]}});
+        assert!(derive(&quiet, Some(201)).get("k8s.rbac.risks").is_none());
+    }
+
+    #[test]
+    fn user_agent_families() {
+        assert_eq!(user_agent_family("curl/8.5.0"), "scripted");
+        assert_eq!(user_agent_family("python-requests/2.31.0"), "scripted");
+        assert_eq!(
+            user_agent_family("kubectl/v1.30.2 (darwin/arm64) kubernetes/3968350"),
+            "kubectl"
+        );
+        assert_eq!(
+            user_agent_family("kube-state-metrics/v2.12.0 (linux/amd64) kubernetes/$Format"),
+            "clientgo"
+        );
+    }
+}
