@@ -31,6 +31,18 @@ pub struct Hit {
     pub entity: BTreeMap<String, String>,
 }
 
+/// The rule's severity, raised by the highest `escalate` entry the event matches.
+pub fn severity_of(rule: &Rule, event: Option<&LogRecord>) -> crate::rule::Severity {
+    let raised = event.and_then(|e| {
+        rule.escalations
+            .iter()
+            .filter(|(query, _)| matches(query, e))
+            .map(|(_, severity)| *severity)
+            .max()
+    });
+    raised.map_or(rule.doc.severity, |s| s.max(rule.doc.severity))
+}
+
 /// Attributes that say what an alert is about, carried into its signal record.
 pub const ENTITY_KEYS: [&str; 3] = ["entity.actor", "k8s.client.ip", "entity.namespace"];
 
@@ -86,7 +98,10 @@ fn hit(
 ) -> Hit {
     let mut labels = rule.doc.labels.clone();
     labels.insert("rule".into(), rule.id().to_string());
-    labels.insert("severity".into(), rule.doc.severity.as_str().to_string());
+    labels.insert(
+        "severity".into(),
+        severity_of(rule, event).as_str().to_string(),
+    );
     labels.extend(group.clone());
     let context = json!({
         "rule": {"id": rule.id(), "title": rule.doc.title},

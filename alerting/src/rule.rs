@@ -110,6 +110,13 @@ pub struct TestEvent {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct EscalateDoc {
+    pub query: String,
+    pub severity: Severity,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExpectedAlert {
     /// Labels the alert must carry (a subset of its labels).
     #[serde(default)]
@@ -151,6 +158,11 @@ pub struct RuleDoc {
     pub conditions: Vec<ConditionDoc>,
     #[serde(default)]
     pub exceptions: Vec<String>,
+    /// Raise the severity of an alert when its event (the last one, for thresholds
+    /// and sequences) also matches `query`; the highest matching entry wins and an
+    /// open alert is only ever raised.
+    #[serde(default)]
+    pub escalate: Vec<EscalateDoc>,
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default, rename = "for")]
@@ -239,6 +251,8 @@ pub struct Rule {
     pub doc: RuleDoc,
     pub selector: Selector,
     pub exceptions: Vec<Expr>,
+    /// `escalate` entries, compiled.
+    pub escalations: Vec<(Expr, Severity)>,
     pub group_by: Vec<String>,
     pub spec: Spec,
     pub for_: Duration,
@@ -397,6 +411,23 @@ impl RuleDoc {
             .iter()
             .map(|q| parse_query("exceptions", q))
             .collect::<Result<Vec<_>, _>>()?;
+        let escalations = self
+            .escalate
+            .iter()
+            .map(|e| {
+                if e.severity <= self.severity {
+                    return Err(err(
+                        "escalate",
+                        format!(
+                            "severity {} does not raise the rule's {}",
+                            e.severity.as_str(),
+                            self.severity.as_str()
+                        ),
+                    ));
+                }
+                Ok((parse_query("escalate", &e.query)?, e.severity))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if self.group_by.len() > MAX_GROUP_BY {
             return Err(err(
                 "group_by",
@@ -515,6 +546,7 @@ impl RuleDoc {
             doc: self,
             selector: main,
             exceptions,
+            escalations,
             spec,
             for_,
             resolve_after,
@@ -668,6 +700,12 @@ threshold: 5        # fires when count >= 5
             "steps",
             8,
             "at least 2",
+        );
+        check_err(
+            &format!("{base}kind: match\nquery: a\nescalate:\n  - {{query: b, severity: low}}\n"),
+            "escalate",
+            7,
+            "does not raise",
         );
         check_err(
             "apiVersion: palisade/v2\nid: r\ntitle: T\nseverity: high\nkind: match\nquery: a\n",

@@ -109,6 +109,17 @@ fn timing(rule: &Rule) -> Timing {
     }
 }
 
+fn severity_rank(severity: &str) -> u8 {
+    match severity {
+        "info" => 0,
+        "low" => 1,
+        "medium" => 2,
+        "high" => 3,
+        "critical" => 4,
+        _ => 0,
+    }
+}
+
 fn to_row_transitions(ts: Vec<Transition>, silenced: bool) -> Vec<TransitionRow> {
     ts.into_iter()
         .map(|t| TransitionRow {
@@ -300,6 +311,13 @@ impl Engine {
                 }
                 entry.row.annotations = serde_json::to_value(&hit.annotations).unwrap_or_default();
                 entry.row.silenced = silenced;
+                // An escalated event raises the open alert; nothing lowers it.
+                if let Some(severity) = hit.labels.get("severity")
+                    && severity_rank(severity) > severity_rank(&entry.row.severity)
+                {
+                    entry.row.severity = severity.clone();
+                    entry.row.labels["severity"] = serde_json::json!(severity);
+                }
                 sync_row(&mut entry.row, &entry.alert);
                 changes.push(AlertChange {
                     alert: entry.row.clone(),
@@ -315,7 +333,11 @@ impl Engine {
                 rule_id: rule.id().to_string(),
                 fingerprint: hit.fingerprint.clone(),
                 state: String::new(),
-                severity: rule.doc.severity.as_str().to_string(),
+                severity: hit
+                    .labels
+                    .get("severity")
+                    .cloned()
+                    .unwrap_or_else(|| rule.doc.severity.as_str().to_string()),
                 labels: serde_json::to_value(&hit.labels).unwrap_or_default(),
                 annotations: serde_json::to_value(&hit.annotations).unwrap_or_default(),
                 event_ids: Vec::new(),

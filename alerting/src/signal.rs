@@ -36,7 +36,11 @@ pub fn signal_record(
     let mut attributes = Map::new();
     attributes.insert("alert.rule".into(), json!(rule.id()));
     attributes.insert("alert.id".into(), json!(alert_id.to_string()));
-    attributes.insert("alert.severity".into(), json!(rule.doc.severity.as_str()));
+    let severity = hit
+        .labels
+        .get("severity")
+        .map_or(rule.doc.severity.as_str(), String::as_str);
+    attributes.insert("alert.severity".into(), json!(severity));
     attributes.insert("alert.tactic".into(), json!(tactic));
     for (label, key) in [("attack", "alert.attack"), ("pack", "alert.pack")] {
         if let Some(v) = labels.get(label) {

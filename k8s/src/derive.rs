@@ -645,10 +645,24 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
         {
             out.insert("k8s.scale.replicas".into(), json!(n));
         }
-        if resource == "certificatesigningrequests"
-            && let Some(s) = at(&object, &["spec", "signerName"]).and_then(Value::as_str)
-        {
-            out.insert("k8s.csr.signer".into(), json!(s));
+        if resource == "certificatesigningrequests" {
+            if let Some(s) = at(&object, &["spec", "signerName"]).and_then(Value::as_str) {
+                out.insert("k8s.csr.signer".into(), json!(s));
+            }
+            if let Some(subject) = at(&object, &["spec", "request"])
+                .and_then(Value::as_str)
+                .and_then(crate::csr::subject)
+            {
+                if let Some(cn) = subject.common_name {
+                    out.insert("k8s.csr.subject_cn".into(), json!(cn));
+                }
+                if !subject.organizations.is_empty() {
+                    out.insert(
+                        "k8s.csr.subject_organizations".into(),
+                        json!(subject.organizations),
+                    );
+                }
+            }
         }
     }
     out

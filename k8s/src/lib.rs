@@ -8,6 +8,7 @@
 //! * the event spread over the log attributes (`json_parser` defaults);
 //! * `EventList` items posted by kube-apiserver's audit webhook.
 
+pub mod csr;
 pub mod derive;
 
 use chrono::{DateTime, Utc};

@@ -173,7 +173,7 @@ impl AlertStore {
             } else {
                 sqlx::query(
                     "UPDATE alerts SET state = $2, annotations = $3, event_ids = $4, event_count = $5, firing_at = $6, \
-                     resolved_at = $7, last_true_at = $8, silenced = $9, updated_at = now() WHERE id = $1",
+                     resolved_at = $7, last_true_at = $8, silenced = $9, severity = $10, labels = $11, updated_at = now() WHERE id = $1",
                 )
                 .bind(a.id)
                 .bind(&a.state)
@@ -184,6 +184,8 @@ impl AlertStore {
                 .bind(a.resolved_at)
                 .bind(a.last_true_at)
                 .bind(a.silenced)
+                .bind(&a.severity)
+                .bind(&a.labels)
                 .execute(&mut *tx)
                 .await?;
             }

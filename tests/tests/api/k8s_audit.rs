@@ -359,6 +359,53 @@ async fn built_in_detections_fire_with_audit_ids_and_can_be_disabled_per_tenant(
     // ... while the disabled rule raised nothing new.
     let exec_alerts = alerts_of(&server, "K8S-001").await;
     assert_eq!(exec_alerts.len(), 1, "{exec_alerts:?}");
+
+    // Escalation: hostNetwork alone is medium; a later patch of the same DaemonSet to
+    // hostPID raises the open alert to high (and nothing lowers it again).
+    let ds = |id: &str, spec: Value| {
+        event(
+            id,
+            json!({"verb": "patch", "user": {"username": "ops@corp.example"},
+                "objectRef": {"resource": "daemonsets", "apiGroup": "apps", "namespace": "edge", "name": "agent"},
+                "responseObject": {"kind": "DaemonSet", "spec": {"template": {"spec": spec}}}}),
+        )
+    };
+    post_events(
+        &server,
+        vec![ds(
+            "ds-1",
+            json!({"hostNetwork": true, "containers": [{"image": "agent:1"}]}),
+        )],
+    )
+    .await;
+    let first = wait_alert(&server, "K8S-005").await;
+    assert_eq!(first["severity"], "medium", "{first}");
+    post_events(
+        &server,
+        vec![
+            ds(
+                "ds-2",
+                json!({"hostNetwork": true, "hostPID": true, "containers": [{"image": "agent:2"}]}),
+            ),
+            ds(
+                "ds-3",
+                json!({"hostNetwork": true, "containers": [{"image": "agent:3"}]}),
+            ),
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let raised = loop {
+        let a = alerts_of(&server, "K8S-005").await.remove(0);
+        if a["evidence"]["count"] == 3 {
+            break a;
+        }
+        assert!(std::time::Instant::now() < deadline, "{a}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(raised["id"], first["id"], "the same alert");
+    assert_eq!(raised["severity"], "high", "{raised}");
+    assert_eq!(raised["labels"]["severity"], "high");
 }
 
 #[tokio::test(flavor = "multi_thread")]
