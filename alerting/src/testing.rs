@@ -69,9 +69,9 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
     }
     out.sort_by_key(|(seq, r)| (r.time, *seq));
     // Stages of one Kubernetes request are marked as the writer marks them.
-    let mut requests = std::collections::HashMap::new();
+    let mut inventory = storage::requests::Inventory::default();
     for (_, record) in &mut out {
-        storage::requests::merge_in_memory(&mut requests, record);
+        inventory.enrich(record);
     }
     Ok(out)
 }

@@ -623,6 +623,26 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
                 out.insert("k8s.owner.name".into(), json!(name));
             }
         }
+        // Pod IPs for the pod inventory (C-05): kubelets' status updates and pod
+        // objects in responses carry status.podIP(s).
+        if resource == "pods" && matches!(subresource, "" | "status") {
+            let mut ips: Vec<&str> = object
+                .pointer("/status/podIPs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("ip").and_then(Value::as_str))
+                .collect();
+            if let Some(ip) = object.pointer("/status/podIP").and_then(Value::as_str)
+                && !ips.contains(&ip)
+            {
+                ips.push(ip);
+            }
+            let host_network = at(&object, &["spec", "hostNetwork"]).and_then(Value::as_bool);
+            if !ips.is_empty() && host_network != Some(true) {
+                out.insert("k8s.pod.ips".into(), json!(ips));
+            }
+        }
         if resource == "serviceaccounts"
             && subresource == "token"
             && let Some(secs) = at(&object, &["spec", "expirationSeconds"]).and_then(Value::as_i64)

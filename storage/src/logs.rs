@@ -210,17 +210,16 @@ impl LogStore {
     /// Durably write a batch. Returns the sequence ids assigned, in input order.
     /// When this returns `Ok`, the rows are committed.
     ///
-    /// Kubernetes audit lines are marked against their request's earlier lines (see
-    /// [`crate::requests`]) inside the same transaction, so `records` may change.
+    /// Kubernetes audit lines are marked against their request's earlier lines and
+    /// the pod IP inventory (see [`crate::requests`]) inside the same transaction, so
+    /// `records` may change.
     pub async fn insert_batch(&self, records: &mut [LogRecord]) -> Result<SeqRange> {
         if records.is_empty() {
             return Err(StorageError::Invalid("empty batch".into()));
         }
         self.ensure_partitions(records.iter().map(|r| r.time.date_naive()))
             .await?;
-        let has_audit = records
-            .iter()
-            .any(|r| crate::requests::request_key(r).is_some());
+        let has_audit = crate::requests::needs_enrichment(records);
         // Encode outside the lock unless the marks must be read under it.
         let mut payload = if has_audit {
             String::new()
@@ -234,7 +233,7 @@ impl LogStore {
             .execute(&mut *tx)
             .await?;
         if has_audit {
-            crate::requests::merge_batch(&mut tx, records).await?;
+            crate::requests::enrich_batch(&mut tx, records).await?;
             payload = encode_copy(records);
         }
         let mut copy = tx.copy_in_raw(&copy_statement()).await?;

@@ -118,70 +118,206 @@ pub fn merge(previous: Option<&RequestState>, record: &mut LogRecord) -> Request
     state
 }
 
-/// Merge the in-memory way (rule tests, backtests over raw lines): the same marks the
-/// writer sets, with state kept in `states`.
-pub fn merge_in_memory(
-    states: &mut HashMap<(TenantId, String, String), RequestState>,
-    record: &mut LogRecord,
-) {
-    if let Some((cluster, id)) = request_key(record) {
-        let key = (record.tenant_id, cluster, id);
-        let next = merge(states.get(&key), record);
-        states.insert(key, next);
+type RequestKey = (TenantId, String, String);
+/// `(tenant, cluster, namespace, pod)`.
+type PodKey = (TenantId, String, String, String);
+
+/// Cross-event state the writer keeps for Kubernetes records: the requests seen
+/// (stage folding) and the pod IP inventory (a pod-bound service-account token used
+/// from another address, C-05). The writer loads the rows a batch needs, applies
+/// [`Inventory::enrich`] to each record in order and writes back what changed;
+/// `rules test` keeps one in memory for a whole test case.
+#[derive(Debug, Default)]
+pub struct Inventory {
+    requests: HashMap<RequestKey, RequestState>,
+    pods: HashMap<PodKey, Vec<String>>,
+    changed_requests: HashMap<RequestKey, DateTime<Utc>>,
+    changed_pods: HashMap<PodKey, DateTime<Utc>>,
+}
+
+fn attr<'a>(record: &'a LogRecord, key: &str) -> Option<&'a str> {
+    record
+        .attributes
+        .get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// A pod's IPs as a record reports them: an audit event about the pod carrying
+/// `status.podIP(s)` (`k8s.pod.ips`), or a log record enriched by the OpenTelemetry
+/// `k8sattributes` processor (resource `k8s.pod.ip`, `k8s.pod.name`,
+/// `k8s.namespace.name`).
+fn pod_fact(record: &LogRecord) -> Option<(PodKey, Vec<String>)> {
+    let tenant = record.tenant_id;
+    if record.scope_name == AUDIT_SCOPE {
+        let ips: Vec<String> = record
+            .attributes
+            .get("k8s.pod.ips")?
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let key = (
+            tenant,
+            attr(record, ATTR_CLUSTER).unwrap_or("").to_string(),
+            attr(record, "k8s.object.namespace")?.to_string(),
+            attr(record, "k8s.object.name")?.to_string(),
+        );
+        return (!ips.is_empty()).then_some((key, ips));
+    }
+    let res = |k: &str| {
+        record
+            .resource
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let key = (
+        tenant,
+        res("k8s.cluster.name").unwrap_or("").to_string(),
+        res("k8s.namespace.name")?.to_string(),
+        res("k8s.pod.name")?.to_string(),
+    );
+    Some((key, vec![res("k8s.pod.ip")?.to_string()]))
+}
+
+/// The pod a service-account token is bound to (`user.extra` pod-name; the pod lives
+/// in the service account's namespace) and the request's client IP.
+fn pod_user(record: &LogRecord) -> Option<(PodKey, String)> {
+    if record.scope_name != AUDIT_SCOPE {
+        return None;
+    }
+    let key = (
+        record.tenant_id,
+        attr(record, ATTR_CLUSTER).unwrap_or("").to_string(),
+        attr(record, "k8s.user.sa_namespace")?.to_string(),
+        attr(record, "k8s.user.pod_name")?.to_string(),
+    );
+    Some((key, attr(record, "k8s.client.ip")?.to_string()))
+}
+
+impl Inventory {
+    /// Set the writer's marks on one record (stage folding; off-pod token use) and
+    /// learn what it says (stages seen, pod IPs).
+    pub fn enrich(&mut self, record: &mut LogRecord) {
+        if let Some((cluster, id)) = request_key(record) {
+            let key = (record.tenant_id, cluster, id);
+            let next = merge(self.requests.get(&key), record);
+            self.requests.insert(key.clone(), next);
+            let t = self.changed_requests.entry(key).or_insert(record.time);
+            *t = (*t).max(record.time);
+        }
+        if let Some((key, ips)) = pod_fact(record) {
+            if self.pods.get(&key) != Some(&ips) {
+                self.pods.insert(key.clone(), ips);
+                self.changed_pods.insert(key, record.time);
+            }
+        }
+        if let Some((key, client_ip)) = pod_user(record)
+            && let Some(ips) = self.pods.get(&key)
+        {
+            let off = !ips.iter().any(|ip| *ip == client_ip);
+            record
+                .attributes
+                .insert("k8s.user.off_pod".into(), json!(off));
+            record
+                .attributes
+                .insert("k8s.user.pod_ips".into(), json!(ips));
+        }
     }
 }
 
-/// Mark every Kubernetes audit record of a batch, reading and updating
-/// `k8s_audit_requests`. Call inside the ingest transaction, after the ingest lock.
-pub async fn merge_batch(conn: &mut PgConnection, records: &mut [LogRecord]) -> Result<()> {
-    let mut tenants = Vec::new();
-    let mut clusters = Vec::new();
-    let mut ids = Vec::new();
+/// Whether a batch has records [`Inventory::enrich`] reads or marks.
+pub fn needs_enrichment(records: &[LogRecord]) -> bool {
+    records
+        .iter()
+        .any(|r| request_key(r).is_some() || pod_fact(r).is_some())
+}
+
+/// Mark the records of a batch, reading and updating `k8s_audit_requests` and
+/// `k8s_pod_ips`. Call inside the ingest transaction, after the ingest lock.
+pub async fn enrich_batch(conn: &mut PgConnection, records: &mut [LogRecord]) -> Result<()> {
+    let mut inventory = Inventory::default();
+    let (mut tenants, mut clusters, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut p_tenants, mut p_clusters, mut p_namespaces, mut p_pods) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in records.iter() {
         if let Some((cluster, id)) = request_key(r) {
             tenants.push(r.tenant_id.0);
             clusters.push(cluster);
             ids.push(id);
         }
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let rows = sqlx::query(
-        "SELECT r.tenant_id, r.cluster, r.audit_id, r.rank, r.stages, r.evaluated \
-         FROM k8s_audit_requests r \
-         JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, audit_id) \
-           ON r.tenant_id = k.tenant_id AND r.cluster = k.cluster AND r.audit_id = k.audit_id",
-    )
-    .bind(&tenants)
-    .bind(&clusters)
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut states: HashMap<(TenantId, String, String), RequestState> = HashMap::new();
-    for row in rows {
-        states.insert(
-            (
-                TenantId(row.try_get("tenant_id")?),
-                row.try_get("cluster")?,
-                row.try_get("audit_id")?,
-            ),
-            RequestState {
-                rank: row.try_get("rank")?,
-                stages: row.try_get("stages")?,
-                evaluated: row.try_get("evaluated")?,
-            },
-        );
-    }
-    let mut last_time: HashMap<(TenantId, String, String), DateTime<Utc>> = HashMap::new();
-    for r in records.iter_mut() {
-        if let Some((cluster, id)) = request_key(r) {
-            let key = (r.tenant_id, cluster, id);
-            let next = merge(states.get(&key), r);
-            let t = last_time.entry(key.clone()).or_insert(r.time);
-            *t = (*t).max(r.time);
-            states.insert(key, next);
+        for key in [pod_fact(r).map(|(k, _)| k), pod_user(r).map(|(k, _)| k)]
+            .into_iter()
+            .flatten()
+        {
+            p_tenants.push(key.0.0);
+            p_clusters.push(key.1);
+            p_namespaces.push(key.2);
+            p_pods.push(key.3);
         }
+    }
+    if !ids.is_empty() {
+        let rows = sqlx::query(
+            "SELECT r.tenant_id, r.cluster, r.audit_id, r.rank, r.stages, r.evaluated \
+             FROM k8s_audit_requests r \
+             JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, audit_id) \
+               ON r.tenant_id = k.tenant_id AND r.cluster = k.cluster AND r.audit_id = k.audit_id",
+        )
+        .bind(&tenants)
+        .bind(&clusters)
+        .bind(&ids)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            inventory.requests.insert(
+                (
+                    TenantId(row.try_get("tenant_id")?),
+                    row.try_get("cluster")?,
+                    row.try_get("audit_id")?,
+                ),
+                RequestState {
+                    rank: row.try_get("rank")?,
+                    stages: row.try_get("stages")?,
+                    evaluated: row.try_get("evaluated")?,
+                },
+            );
+        }
+    }
+    if !p_pods.is_empty() {
+        let rows = sqlx::query(
+            "SELECT DISTINCT p.tenant_id, p.cluster, p.namespace, p.pod, p.ips FROM k8s_pod_ips p \
+             JOIN unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) AS k(tenant_id, cluster, namespace, pod) \
+               ON p.tenant_id = k.tenant_id AND p.cluster = k.cluster AND p.namespace = k.namespace AND p.pod = k.pod",
+        )
+        .bind(&p_tenants)
+        .bind(&p_clusters)
+        .bind(&p_namespaces)
+        .bind(&p_pods)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            inventory.pods.insert(
+                (
+                    TenantId(row.try_get("tenant_id")?),
+                    row.try_get("cluster")?,
+                    row.try_get("namespace")?,
+                    row.try_get("pod")?,
+                ),
+                row.try_get("ips")?,
+            );
+        }
+    }
+    for r in records.iter_mut() {
+        inventory.enrich(r);
+    }
+    save_requests(conn, &inventory).await?;
+    save_pods(conn, &inventory).await
+}
+
+async fn save_requests(conn: &mut PgConnection, inventory: &Inventory) -> Result<()> {
+    if inventory.changed_requests.is_empty() {
+        return Ok(());
     }
     let (mut t, mut c, mut a, mut rank, mut stages, mut evaluated, mut times) = (
         Vec::new(),
@@ -192,16 +328,16 @@ pub async fn merge_batch(conn: &mut PgConnection, records: &mut [LogRecord]) -> 
         Vec::new(),
         Vec::new(),
     );
-    for (key, time) in last_time {
-        let state = &states[&key];
+    for (key, time) in &inventory.changed_requests {
+        let state = &inventory.requests[key];
         t.push(key.0.0);
-        c.push(key.1);
-        a.push(key.2);
+        c.push(key.1.clone());
+        a.push(key.2.clone());
         rank.push(state.rank);
         // Postgres has no ragged arrays: pass the stage lists as text.
         stages.push(state.stages.join(","));
         evaluated.push(state.evaluated);
-        times.push(time);
+        times.push(*time);
     }
     sqlx::query(
         "INSERT INTO k8s_audit_requests AS r (tenant_id, cluster, audit_id, rank, stages, evaluated, last_time) \
@@ -224,13 +360,56 @@ pub async fn merge_batch(conn: &mut PgConnection, records: &mut [LogRecord]) -> 
     Ok(())
 }
 
+async fn save_pods(conn: &mut PgConnection, inventory: &Inventory) -> Result<()> {
+    if inventory.changed_pods.is_empty() {
+        return Ok(());
+    }
+    let (mut t, mut c, mut n, mut p, mut ips, mut times) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (key, time) in &inventory.changed_pods {
+        t.push(key.0.0);
+        c.push(key.1.clone());
+        n.push(key.2.clone());
+        p.push(key.3.clone());
+        ips.push(inventory.pods[key].join(","));
+        times.push(*time);
+    }
+    sqlx::query(
+        "INSERT INTO k8s_pod_ips AS p (tenant_id, cluster, namespace, pod, ips, updated_at) \
+         SELECT tenant_id, cluster, namespace, pod, string_to_array(ips, ','), updated_at \
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[]) \
+           AS k(tenant_id, cluster, namespace, pod, ips, updated_at) \
+         ON CONFLICT (tenant_id, cluster, namespace, pod) DO UPDATE SET \
+           ips = EXCLUDED.ips, updated_at = GREATEST(p.updated_at, EXCLUDED.updated_at)",
+    )
+    .bind(&t)
+    .bind(&c)
+    .bind(&n)
+    .bind(&p)
+    .bind(&ips)
+    .bind(&times)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Forget requests whose last line is older than `cutoff` (retention).
 pub async fn prune(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<u64> {
     let done = sqlx::query("DELETE FROM k8s_audit_requests WHERE last_time < $1")
         .bind(cutoff)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected())
+    let pods = sqlx::query("DELETE FROM k8s_pod_ips WHERE updated_at < $1")
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() + pods.rows_affected())
 }
 
 #[cfg(test)]
@@ -274,7 +453,7 @@ mod tests {
 
     #[test]
     fn one_detection_per_request_whatever_the_order() {
-        let mut states = HashMap::new();
+        let mut inventory = Inventory::default();
         let mut seen = Vec::new();
         for (id, stage) in [
             ("a", "RequestReceived"),
@@ -286,7 +465,7 @@ mod tests {
             ("c", "RequestReceived"),
         ] {
             let mut r = line(id, stage);
-            merge_in_memory(&mut states, &mut r);
+            inventory.enrich(&mut r);
             seen.push(marks(&r));
         }
         let expect = [
@@ -301,11 +480,58 @@ mod tests {
         for (got, want) in seen.iter().zip(expect) {
             assert_eq!((got.0.as_str(), got.1), want);
         }
-        let a = &states[&(TenantId(uuid::Uuid::nil()), "c".into(), "a".into())];
+        let a = &inventory.requests[&(TenantId(uuid::Uuid::nil()), "c".into(), "a".into())];
         assert_eq!(
             a.stages,
             ["RequestReceived", "ResponseStarted", "ResponseComplete"]
         );
         assert!(evaluable(&plain("plain log")));
+    }
+
+    #[test]
+    fn pod_bound_tokens_used_off_their_pod_are_marked() {
+        let mut inventory = Inventory::default();
+        // A kubelet's status update reports the pod's IP ...
+        let mut status = line("s1", "ResponseComplete");
+        for (k, v) in [
+            ("k8s.object.namespace", json!("shop")),
+            ("k8s.object.name", json!("web-1")),
+            ("k8s.pod.ips", json!(["10.244.1.5"])),
+        ] {
+            status.attributes.insert(k.into(), v);
+        }
+        inventory.enrich(&mut status);
+        // ... and a log line enriched by k8sattributes reports another pod's.
+        let mut app = plain("hello");
+        for (k, v) in [
+            ("k8s.cluster.name", "c"),
+            ("k8s.namespace.name", "shop"),
+            ("k8s.pod.name", "web-2"),
+            ("k8s.pod.ip", "10.244.1.6"),
+        ] {
+            app.resource.insert(k.into(), json!(v));
+        }
+        inventory.enrich(&mut app);
+        let request = |id: &str, pod: &str, ip: &str| {
+            let mut r = line(id, "ResponseComplete");
+            for (k, v) in [
+                ("k8s.user.sa_namespace", pod.split('/').next().unwrap()),
+                ("k8s.user.pod_name", pod.split('/').nth(1).unwrap()),
+                ("k8s.client.ip", ip),
+            ] {
+                r.attributes.insert(k.into(), json!(v));
+            }
+            r
+        };
+        let mut at_home = request("r1", "shop/web-1", "10.244.1.5");
+        let mut stolen = request("r2", "shop/web-2", "203.0.113.50");
+        let mut unknown = request("r3", "shop/web-9", "203.0.113.50");
+        for r in [&mut at_home, &mut stolen, &mut unknown] {
+            inventory.enrich(r);
+        }
+        assert_eq!(at_home.attributes["k8s.user.off_pod"], false);
+        assert_eq!(stolen.attributes["k8s.user.off_pod"], true);
+        assert_eq!(stolen.attributes["k8s.user.pod_ips"], json!(["10.244.1.6"]));
+        assert!(unknown.attributes.get("k8s.user.off_pod").is_none());
     }
 }

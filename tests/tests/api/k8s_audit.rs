@@ -513,3 +513,71 @@ async fn wait_alert_within(server: &TestServer, rule: &str, secs: u64) -> Value 
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pod_bound_token_used_off_its_pod_is_caught_from_the_pod_ip_inventory() {
+    let server = TestServer::spawn().await.unwrap();
+    // An application log enriched by the Collector's k8sattributes processor tells
+    // Palisade which address pod shop/web-1 of cluster prod has.
+    let mut app = request(
+        "web",
+        vec![palisade_tests::otlp::record("GET /healthz 200", 9, vec![])],
+    );
+    let resource = app.resource_logs[0].resource.as_mut().unwrap();
+    for (k, v) in [
+        ("k8s.cluster.name", "prod"),
+        ("k8s.namespace.name", "shop"),
+        ("k8s.pod.name", "web-1"),
+        ("k8s.pod.ip", "10.244.1.5"),
+    ] {
+        resource.attributes.push(kv(k, string(v)));
+    }
+    assert_eq!(server.post_json(&app).await.status(), 200);
+    let token_use = |id: &str, ip: &str| {
+        event(
+            id,
+            json!({"user": {"username": "system:serviceaccount:shop:web",
+                    "extra": {"authentication.kubernetes.io/pod-name": ["web-1"]}},
+                "userAgent": "curl/8.5.0", "sourceIPs": [ip],
+                "requestURI": "/api/v1/namespaces/shop/secrets/db",
+                "objectRef": {"resource": "secrets", "namespace": "shop", "name": "db"}}),
+        )
+    };
+    post_events(
+        &server,
+        vec![
+            token_use("from-the-pod", "10.244.1.5"),
+            token_use("stolen", "203.0.113.50"),
+        ],
+    )
+    .await;
+    let c05 = wait_alert(&server, "C-05").await;
+    assert_eq!(c05["labels"]["attributes.k8s.client.ip"], "203.0.113.50");
+    assert_eq!(c05["evidence"]["audit_ids"], json!(["stolen"]));
+    // K8S-015 (scripted client) fires for both uses, escalated to high only off the pod.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let k8s_015 = loop {
+        let alerts = alerts_of(&server, "K8S-015").await;
+        if alerts.len() == 2 {
+            break alerts;
+        }
+        assert!(std::time::Instant::now() < deadline, "{alerts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    for alert in k8s_015 {
+        let expected = match alert["labels"]["attributes.k8s.client.ip"].as_str() {
+            Some("203.0.113.50") => "high",
+            _ => "medium",
+        };
+        assert_eq!(alert["severity"], expected, "{alert}");
+    }
+    // The marks are searchable facts of the record.
+    let found = server
+        .wait_for_total("attributes.k8s.user.off_pod:true", 1)
+        .await;
+    assert_eq!(found["hits"][0]["attributes"]["k8s.audit.id"], "stolen");
+    assert_eq!(
+        found["hits"][0]["attributes"]["k8s.user.pod_ips"],
+        json!(["10.244.1.5"])
+    );
+}
