@@ -207,16 +207,16 @@ impl Inventory {
             let t = self.changed_requests.entry(key).or_insert(record.time);
             *t = (*t).max(record.time);
         }
-        if let Some((key, ips)) = pod_fact(record) {
-            if self.pods.get(&key) != Some(&ips) {
-                self.pods.insert(key.clone(), ips);
-                self.changed_pods.insert(key, record.time);
-            }
+        if let Some((key, ips)) = pod_fact(record)
+            && self.pods.get(&key) != Some(&ips)
+        {
+            self.pods.insert(key.clone(), ips);
+            self.changed_pods.insert(key, record.time);
         }
         if let Some((key, client_ip)) = pod_user(record)
             && let Some(ips) = self.pods.get(&key)
         {
-            let off = !ips.iter().any(|ip| *ip == client_ip);
+            let off = !ips.contains(&client_ip);
             record
                 .attributes
                 .insert("k8s.user.off_pod".into(), json!(off));
