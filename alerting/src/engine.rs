@@ -158,30 +158,32 @@ pub struct GroupCount {
     pub holds: bool,
 }
 
-/// `threshold`: count (or count distinct) the matching events of the window per
-/// group and compare with the threshold. `events` are the candidates in the window
-/// (already narrowed by the index query when run by the server); they are re-checked.
-pub fn threshold_groups(
-    rule: &Rule,
-    events: &[(i64, &LogRecord)],
-    now: DateTime<Utc>,
-) -> Vec<GroupCount> {
-    let Spec::Threshold {
-        window,
-        threshold,
-        distinct,
-        ..
-    } = &rule.spec
-    else {
-        return Vec::new();
-    };
-    let since = now - chrono::Duration::from_std(*window).unwrap_or_default();
-    struct Acc<'a> {
-        ids: Vec<i64>,
-        count: u64,
-        distinct: HashSet<String>,
-        last: Option<&'a LogRecord>,
+struct Acc<'a> {
+    ids: Vec<i64>,
+    count: u64,
+    distinct: HashSet<String>,
+    last: Option<&'a LogRecord>,
+}
+
+impl Acc<'_> {
+    fn value(&self, distinct: bool) -> f64 {
+        if distinct {
+            self.distinct.len() as f64
+        } else {
+            self.count as f64
+        }
     }
+}
+
+/// Per group, the matching events of `(now - window, now]`.
+fn accumulate<'a>(
+    rule: &Rule,
+    events: &[(i64, &'a LogRecord)],
+    window: std::time::Duration,
+    distinct: Option<&String>,
+    now: DateTime<Utc>,
+) -> BTreeMap<BTreeMap<String, String>, Acc<'a>> {
+    let since = now - chrono::Duration::from_std(window).unwrap_or_default();
     let mut groups: BTreeMap<BTreeMap<String, String>, Acc> = BTreeMap::new();
     for (seq, record) in events {
         if record.time <= since
@@ -201,24 +203,76 @@ pub fn threshold_groups(
         if acc.ids.len() < crate::lifecycle::MAX_EVIDENCE {
             acc.ids.push(*seq);
         }
+        // Distinct values: an event without the field adds none.
         if let Some(field) = distinct {
-            acc.distinct.insert(group_value(record, field));
+            let value = group_value(record, field);
+            if !value.is_empty() {
+                acc.distinct.insert(value);
+            }
         }
         acc.last = Some(record);
     }
     groups
-        .into_iter()
-        .map(|(group, acc)| {
-            let value = if distinct.is_some() {
-                acc.distinct.len() as f64
-            } else {
-                acc.count as f64
-            };
-            GroupCount {
-                hit: hit(rule, group, acc.last, acc.ids, acc.count, now),
+}
+
+/// `threshold`: count (or count distinct) the matching events of the window per
+/// group and compare with the threshold; the rule's `also` conditions are counted
+/// the same way over their own windows, and a group holds when any condition does
+/// (its value and evidence are then those of the first condition that holds).
+/// `events` are the candidates (already narrowed by the index query when run by the
+/// server, over the longest window); they are re-checked.
+pub fn threshold_groups(
+    rule: &Rule,
+    events: &[(i64, &LogRecord)],
+    now: DateTime<Utc>,
+) -> Vec<GroupCount> {
+    let Spec::Threshold {
+        window,
+        threshold,
+        distinct,
+        also,
+        ..
+    } = &rule.spec
+    else {
+        return Vec::new();
+    };
+    let mut conditions = vec![(
+        accumulate(rule, events, *window, distinct.as_ref(), now),
+        *threshold,
+        distinct.is_some(),
+    )];
+    for alt in also {
+        conditions.push((
+            accumulate(rule, events, alt.window, alt.distinct.as_ref(), now),
+            alt.threshold,
+            alt.distinct.is_some(),
+        ));
+    }
+    let mut keys: Vec<BTreeMap<String, String>> = conditions
+        .iter()
+        .flat_map(|(groups, _, _)| groups.keys().cloned())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|group| {
+            let holding = conditions.iter().find(|(groups, limit, d)| {
+                groups
+                    .get(&group)
+                    .is_some_and(|acc| acc.value(*d) >= *limit)
+            });
+            let (groups, _, d) = holding.or_else(|| {
+                conditions
+                    .iter()
+                    .find(|(groups, _, _)| groups.contains_key(&group))
+            })?;
+            let acc = &groups[&group];
+            let value = acc.value(*d);
+            Some(GroupCount {
+                hit: hit(rule, group, acc.last, acc.ids.clone(), acc.count, now),
                 value,
-                holds: value >= *threshold,
-            }
+                holds: holding.is_some(),
+            })
         })
         .collect()
 }

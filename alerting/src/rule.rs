@@ -182,6 +182,10 @@ pub struct RuleDoc {
     /// Count distinct values of this field instead of events (threshold).
     #[serde(default)]
     pub distinct: Option<String>,
+    /// Threshold only: alternative `{window, threshold, distinct}` conditions over the
+    /// same matching events; the rule holds when the main one or any of these does.
+    #[serde(default)]
+    pub also: Vec<AltCountDoc>,
     #[serde(default)]
     pub within: Option<String>,
     #[serde(default)]
@@ -238,6 +242,8 @@ pub enum Spec {
         interval: Duration,
         threshold: f64,
         distinct: Option<String>,
+        /// Further conditions over the same events; the rule holds when any does.
+        also: Vec<AltCount>,
     },
     Sequence {
         steps: Vec<Step>,
@@ -264,6 +270,24 @@ impl Rule {
     pub fn id(&self) -> &str {
         &self.doc.id
     }
+}
+
+/// An alternative condition of a threshold rule (`also`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AltCount {
+    pub window: Duration,
+    pub threshold: f64,
+    pub distinct: Option<String>,
+}
+
+/// `also` entry of a threshold rule, as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AltCountDoc {
+    pub window: String,
+    pub threshold: f64,
+    #[serde(default)]
+    pub distinct: Option<String>,
 }
 
 /// A validation error: which rule, which field, which line (1-based, in the file).
@@ -487,11 +511,36 @@ impl RuleDoc {
                 if let Some(field) = &self.distinct {
                     check_field(field).map_err(|m| err("distinct", m))?;
                 }
+                let also = self
+                    .also
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| {
+                        let window = parse_duration(&a.window)
+                            .map_err(|m| err("also", format!("entry {i}: window: {m}")))?;
+                        if !a.threshold.is_finite() || a.threshold <= 0.0 {
+                            return Err(err(
+                                "also",
+                                format!("entry {i}: threshold must be a positive number"),
+                            ));
+                        }
+                        if let Some(field) = &a.distinct {
+                            check_field(field)
+                                .map_err(|m| err("also", format!("entry {i}: distinct: {m}")))?;
+                        }
+                        Ok(AltCount {
+                            window,
+                            threshold: a.threshold,
+                            distinct: a.distinct.clone(),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
                 Spec::Threshold {
                     window,
                     interval,
                     threshold,
                     distinct: self.distinct.clone(),
+                    also,
                 }
             }
             Kind::Sequence => {
@@ -645,7 +694,8 @@ threshold: 5        # fires when count >= 5
                 window: Duration::from_secs(300),
                 interval: Duration::from_secs(10),
                 threshold: 5.0,
-                distinct: None
+                distinct: None,
+                also: Vec::new(),
             }
         );
         assert_eq!(rules[1].group_by, vec!["attributes.user.name"]);
@@ -700,6 +750,14 @@ threshold: 5        # fires when count >= 5
             "steps",
             8,
             "at least 2",
+        );
+        check_err(
+            &format!(
+                "{base}kind: threshold\nquery: a\nwindow: 5m\nthreshold: 3\nalso:\n  - {{window: soon, threshold: 4}}\n"
+            ),
+            "also",
+            9,
+            "entry 0: window",
         );
         check_err(
             &format!("{base}kind: match\nquery: a\nescalate:\n  - {{query: b, severity: low}}\n"),

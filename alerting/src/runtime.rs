@@ -544,10 +544,11 @@ impl Engine {
         rule: &Rule,
         now: DateTime<Utc>,
     ) -> storage::Result<Vec<AlertChange>> {
-        let Spec::Threshold { window, .. } = &rule.spec else {
+        let Spec::Threshold { window, also, .. } = &rule.spec else {
             return Ok(Vec::new());
         };
-        let from = now - chrono::Duration::from_std(*window).unwrap_or_default();
+        let longest = also.iter().map(|a| a.window).fold(*window, Duration::max);
+        let from = now - chrono::Duration::from_std(longest).unwrap_or_default();
         let events = self.candidate_events(tenant, rule, from, now).await?;
         let refs: Vec<(i64, &LogRecord)> = events.iter().map(|e| (e.seq, &e.record)).collect();
         let groups = threshold_groups(rule, &refs, now);

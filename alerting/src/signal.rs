@@ -42,6 +42,10 @@ pub fn signal_record(
         .map_or(rule.doc.severity.as_str(), String::as_str);
     attributes.insert("alert.severity".into(), json!(severity));
     attributes.insert("alert.tactic".into(), json!(tactic));
+    // Context-only detections count as detections, not as a tactic group (C-01).
+    if tactic != "context" {
+        attributes.insert("alert.tactic_group".into(), json!(tactic));
+    }
     for (label, key) in [("attack", "alert.attack"), ("pack", "alert.pack")] {
         if let Some(v) = labels.get(label) {
             attributes.insert(key.into(), json!(v));

@@ -527,6 +527,15 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
     );
     let path = uri.split('?').next().unwrap_or("");
     out.insert("k8s.request.path".into(), json!(path));
+    // What was asked for: the resource (and subresource), or the non-resource path.
+    let target = match (resource, subresource) {
+        ("", _) => path.to_string(),
+        (r, "") => r.to_string(),
+        (r, s) => format!("{r}/{s}"),
+    };
+    if !target.is_empty() {
+        out.insert("k8s.request.target".into(), json!(target));
+    }
     if health_path(path) {
         out.insert("k8s.request.health".into(), json!(true));
     }
