@@ -583,6 +583,34 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
             out.insert("k8s.proxy.path".into(), json!(""));
         }
     }
+    // The identity a new credential is for (C-03): a TokenRequest (no body needed),
+    // a service-account token Secret, or a CSR's subject common name.
+    if verb == "create" && is_allowed {
+        let object = written_object(event).map(|(o, _)| o);
+        let namespace = str_at(event, &["objectRef", "namespace"]).unwrap_or("");
+        let minted_for = match (resource, subresource) {
+            ("serviceaccounts", "token") => str_at(event, &["objectRef", "name"])
+                .map(|sa| format!("system:serviceaccount:{namespace}:{sa}")),
+            ("secrets", "") => object
+                .as_ref()
+                .filter(|o| str_at(o, &["type"]) == Some("kubernetes.io/service-account-token"))
+                .and_then(|o| {
+                    o.pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                        .and_then(Value::as_str)
+                })
+                .map(|sa| format!("system:serviceaccount:{namespace}:{sa}")),
+            ("certificatesigningrequests", "") => object
+                .as_ref()
+                .and_then(|o| at(o, &["spec", "request"]))
+                .and_then(Value::as_str)
+                .and_then(crate::csr::subject)
+                .and_then(|s| s.common_name),
+            _ => None,
+        };
+        if let Some(principal) = minted_for {
+            out.insert("k8s.credential.minted_for".into(), json!(principal));
+        }
+    }
     let written = matches!(verb, "create" | "update" | "patch");
     if let Some((object, source)) = written_object(event) {
         if written

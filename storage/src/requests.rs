@@ -119,6 +119,21 @@ pub fn merge(previous: Option<&RequestState>, record: &mut LogRecord) -> Request
 }
 
 type RequestKey = (TenantId, String, String);
+/// `(tenant, cluster, principal)`.
+type PrincipalKey = (TenantId, String, String);
+
+/// A credential issued for a principal and not yet seen used from elsewhere (C-03).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mint {
+    pub at: DateTime<Utc>,
+    pub ip: String,
+    pub audit_id: String,
+    pub by: String,
+    pub used: bool,
+}
+
+/// How long after its issue a credential's first use from another address is joined.
+pub const MINT_WINDOW_HOURS: i64 = 24;
 /// `(tenant, cluster, namespace, pod)`.
 type PodKey = (TenantId, String, String, String);
 
@@ -133,6 +148,21 @@ pub struct Inventory {
     pods: HashMap<PodKey, Vec<String>>,
     changed_requests: HashMap<RequestKey, DateTime<Utc>>,
     changed_pods: HashMap<PodKey, DateTime<Utc>>,
+    mints: HashMap<PrincipalKey, Mint>,
+    changed_mints: std::collections::HashSet<PrincipalKey>,
+}
+
+/// Principals a record may mint for or act as (for loading pending mints).
+fn principals(record: &LogRecord) -> Vec<PrincipalKey> {
+    if record.scope_name != AUDIT_SCOPE {
+        return Vec::new();
+    }
+    let cluster = attr(record, ATTR_CLUSTER).unwrap_or("").to_string();
+    ["k8s.credential.minted_for", "k8s.user.name"]
+        .iter()
+        .filter_map(|k| attr(record, k))
+        .map(|p| (record.tenant_id, cluster.clone(), p.to_string()))
+        .collect()
 }
 
 fn attr<'a>(record: &'a LogRecord, key: &str) -> Option<&'a str> {
@@ -213,6 +243,7 @@ impl Inventory {
             self.pods.insert(key.clone(), ips);
             self.changed_pods.insert(key, record.time);
         }
+        self.track_credentials(record);
         if let Some((key, client_ip)) = pod_user(record)
             && let Some(ips) = self.pods.get(&key)
         {
@@ -224,6 +255,66 @@ impl Inventory {
                 .attributes
                 .insert("k8s.user.pod_ips".into(), json!(ips));
         }
+    }
+}
+
+impl Inventory {
+    /// C-03: remember credentials issued by someone other than a node or the control
+    /// plane; mark the first request that uses one from another address within
+    /// [`MINT_WINDOW_HOURS`]. A service account's requests through a pod-bound token
+    /// (`k8s.user.pod_name`) are its pods, not the issued credential, and are ignored.
+    fn track_credentials(&mut self, record: &mut LogRecord) {
+        if record.scope_name != AUDIT_SCOPE
+            || record.attributes.get(ATTR_DETECT).and_then(Value::as_bool) != Some(true)
+        {
+            return;
+        }
+        let cluster = attr(record, ATTR_CLUSTER).unwrap_or("").to_string();
+        let ip = attr(record, "k8s.client.ip").unwrap_or("").to_string();
+        if let Some(principal) = attr(record, "k8s.credential.minted_for") {
+            if !matches!(
+                attr(record, "k8s.actor.kind"),
+                Some("node" | "controlplane")
+            ) {
+                let key = (record.tenant_id, cluster, principal.to_string());
+                let mint = Mint {
+                    at: record.time,
+                    ip,
+                    audit_id: attr(record, ATTR_AUDIT_ID).unwrap_or("").to_string(),
+                    by: attr(record, "k8s.user.name").unwrap_or("").to_string(),
+                    used: false,
+                };
+                self.mints.insert(key.clone(), mint);
+                self.changed_mints.insert(key);
+            }
+            return;
+        }
+        let Some(user) = attr(record, "k8s.user.name") else {
+            return;
+        };
+        if record.attributes.contains_key("k8s.user.pod_name") {
+            return;
+        }
+        let key = (record.tenant_id, cluster, user.to_string());
+        let Some(mint) = self.mints.get_mut(&key) else {
+            return;
+        };
+        let age = record.time - mint.at;
+        if mint.used
+            || age <= chrono::Duration::zero()
+            || age > chrono::Duration::hours(MINT_WINDOW_HOURS)
+            || ip.is_empty()
+            || ip == mint.ip
+        {
+            return;
+        }
+        mint.used = true;
+        let a = &mut record.attributes;
+        a.insert("k8s.credential.minted_use".into(), json!(true));
+        a.insert("k8s.credential.minted_by".into(), json!(mint.by));
+        a.insert("k8s.credential.minted_ip".into(), json!(mint.ip));
+        a.insert("k8s.credential.mint_audit_id".into(), json!(mint.audit_id));
+        self.changed_mints.insert(key);
     }
 }
 
@@ -308,11 +399,77 @@ pub async fn enrich_batch(conn: &mut PgConnection, records: &mut [LogRecord]) ->
             );
         }
     }
+    let mut wanted: Vec<PrincipalKey> = records.iter().flat_map(principals).collect();
+    wanted.sort();
+    wanted.dedup();
+    if !wanted.is_empty() {
+        let (t, c, p): (Vec<uuid::Uuid>, Vec<String>, Vec<String>) = wanted.into_iter().fold(
+            (Vec::new(), Vec::new(), Vec::new()),
+            |(mut t, mut c, mut p), k| {
+                t.push(k.0.0);
+                c.push(k.1);
+                p.push(k.2);
+                (t, c, p)
+            },
+        );
+        let rows = sqlx::query(
+            "SELECT m.tenant_id, m.cluster, m.principal, m.minted_at, m.minted_ip, m.audit_id, m.minted_by, m.used_at IS NOT NULL AS used \
+             FROM k8s_minted_credentials m \
+             JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, principal) \
+               ON m.tenant_id = k.tenant_id AND m.cluster = k.cluster AND m.principal = k.principal",
+        )
+        .bind(&t)
+        .bind(&c)
+        .bind(&p)
+        .fetch_all(&mut *conn)
+        .await?;
+        for row in rows {
+            inventory.mints.insert(
+                (
+                    TenantId(row.try_get("tenant_id")?),
+                    row.try_get("cluster")?,
+                    row.try_get("principal")?,
+                ),
+                Mint {
+                    at: row.try_get("minted_at")?,
+                    ip: row.try_get("minted_ip")?,
+                    audit_id: row.try_get("audit_id")?,
+                    by: row.try_get("minted_by")?,
+                    used: row.try_get("used")?,
+                },
+            );
+        }
+    }
     for r in records.iter_mut() {
         inventory.enrich(r);
     }
     save_requests(conn, &inventory).await?;
-    save_pods(conn, &inventory).await
+    save_pods(conn, &inventory).await?;
+    save_mints(conn, &inventory).await
+}
+
+async fn save_mints(conn: &mut PgConnection, inventory: &Inventory) -> Result<()> {
+    for key in &inventory.changed_mints {
+        let mint = &inventory.mints[key];
+        sqlx::query(
+            "INSERT INTO k8s_minted_credentials (tenant_id, cluster, principal, minted_at, minted_ip, audit_id, minted_by, used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, CASE WHEN $8 THEN now() END) \
+             ON CONFLICT (tenant_id, cluster, principal) DO UPDATE SET minted_at = EXCLUDED.minted_at, \
+               minted_ip = EXCLUDED.minted_ip, audit_id = EXCLUDED.audit_id, minted_by = EXCLUDED.minted_by, \
+               used_at = EXCLUDED.used_at",
+        )
+        .bind(key.0.0)
+        .bind(&key.1)
+        .bind(&key.2)
+        .bind(mint.at)
+        .bind(&mint.ip)
+        .bind(&mint.audit_id)
+        .bind(&mint.by)
+        .bind(mint.used)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn save_requests(conn: &mut PgConnection, inventory: &Inventory) -> Result<()> {
@@ -409,7 +566,11 @@ pub async fn prune(conn: &mut PgConnection, cutoff: DateTime<Utc>) -> Result<u64
         .bind(cutoff)
         .execute(&mut *conn)
         .await?;
-    Ok(done.rows_affected() + pods.rows_affected())
+    let mints = sqlx::query("DELETE FROM k8s_minted_credentials WHERE minted_at < $1")
+        .bind(cutoff)
+        .execute(&mut *conn)
+        .await?;
+    Ok(done.rows_affected() + pods.rows_affected() + mints.rows_affected())
 }
 
 #[cfg(test)]

@@ -581,3 +581,54 @@ async fn a_pod_bound_token_used_off_its_pod_is_caught_from_the_pod_ip_inventory(
         json!(["10.244.1.5"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_minted_token_first_used_from_elsewhere_is_joined_to_its_issuer() {
+    let server = TestServer::spawn().await.unwrap();
+    let mint = event(
+        "mint-1",
+        json!({"verb": "create", "user": {"username": "alice@example.com"}, "sourceIPs": ["192.0.2.10"],
+            "requestURI": "/api/v1/namespaces/ci/serviceaccounts/deployer/token",
+            "objectRef": {"resource": "serviceaccounts", "subresource": "token", "namespace": "ci", "name": "deployer"},
+            "responseStatus": {"code": 201}}),
+    );
+    let use_from = |id: &str, ip: &str| {
+        event(
+            id,
+            json!({"user": {"username": "system:serviceaccount:ci:deployer"}, "sourceIPs": [ip],
+                "verb": "list", "requestURI": "/api/v1/namespaces/ci/secrets",
+                "objectRef": {"resource": "secrets", "namespace": "ci"}}),
+        )
+    };
+    // Separate batches: the issued credential is remembered in Postgres between them.
+    post_events(&server, vec![mint]).await;
+    post_events(&server, vec![use_from("use-same-ip", "192.0.2.10")]).await;
+    post_events(&server, vec![use_from("use-elsewhere", "203.0.113.70")]).await;
+    post_events(&server, vec![use_from("use-again", "203.0.113.71")]).await;
+    let c03 = wait_alert(&server, "C-03").await;
+    assert_eq!(
+        c03["labels"]["attributes.k8s.credential.minted_by"],
+        "alice@example.com"
+    );
+    assert_eq!(c03["evidence"]["audit_ids"], json!(["use-elsewhere"]));
+    // K8S-020 fired for the mint itself.
+    let k8s_020 = wait_alert(&server, "K8S-020").await;
+    assert_eq!(k8s_020["evidence"]["audit_ids"], json!(["mint-1"]));
+    // Only the first use from elsewhere is marked: once the last line is searchable,
+    // exactly one record carries the mark.
+    let last = server
+        .wait_for_total("attributes.k8s.audit.id:\"use-again\"", 1)
+        .await;
+    assert!(
+        last["hits"][0]["attributes"]
+            .get("k8s.credential.minted_use")
+            .is_none()
+    );
+    let found = server
+        .wait_for_total("attributes.k8s.credential.minted_use:true", 1)
+        .await;
+    assert_eq!(
+        found["hits"][0]["attributes"]["k8s.credential.mint_audit_id"],
+        "mint-1"
+    );
+}
