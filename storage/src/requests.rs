@@ -329,15 +329,15 @@ pub fn needs_enrichment(records: &[LogRecord]) -> bool {
 /// `k8s_pod_ips`. Call inside the ingest transaction, after the ingest lock.
 pub async fn enrich_batch(conn: &mut PgConnection, records: &mut [LogRecord]) -> Result<()> {
     let mut inventory = Inventory::default();
-    let (mut tenants, mut clusters, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+    let mut request_keys: Vec<RequestKey> = Vec::new();
+    let mut principal_keys: Vec<PrincipalKey> = Vec::new();
     let (mut p_tenants, mut p_clusters, mut p_namespaces, mut p_pods) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for r in records.iter() {
         if let Some((cluster, id)) = request_key(r) {
-            tenants.push(r.tenant_id.0);
-            clusters.push(cluster);
-            ids.push(id);
+            request_keys.push((r.tenant_id, cluster, id));
         }
+        principal_keys.extend(principals(r));
         for key in [pod_fact(r).map(|(k, _)| k), pod_user(r).map(|(k, _)| k)]
             .into_iter()
             .flatten()
@@ -348,32 +348,42 @@ pub async fn enrich_batch(conn: &mut PgConnection, records: &mut [LogRecord]) ->
             p_pods.push(key.3);
         }
     }
-    if !ids.is_empty() {
-        let rows = sqlx::query(
-            "SELECT r.tenant_id, r.cluster, r.audit_id, r.rank, r.stages, r.evaluated \
-             FROM k8s_audit_requests r \
-             JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, audit_id) \
-               ON r.tenant_id = k.tenant_id AND r.cluster = k.cluster AND r.audit_id = k.audit_id",
-        )
-        .bind(&tenants)
-        .bind(&clusters)
-        .bind(&ids)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in rows {
-            inventory.requests.insert(
-                (
-                    TenantId(row.try_get("tenant_id")?),
-                    row.try_get("cluster")?,
-                    row.try_get("audit_id")?,
-                ),
-                RequestState {
-                    rank: row.try_get("rank")?,
-                    stages: row.try_get("stages")?,
-                    evaluated: row.try_get("evaluated")?,
-                },
-            );
-        }
+    let rows = load_by_key(
+        conn,
+        "SELECT r.tenant_id, r.cluster, r.audit_id AS key, r.rank, r.stages, r.evaluated \
+         FROM k8s_audit_requests r \
+         JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, key) \
+           ON r.tenant_id = k.tenant_id AND r.cluster = k.cluster AND r.audit_id = k.key",
+        request_keys,
+    )
+    .await?;
+    for row in rows {
+        let state = RequestState {
+            rank: row.try_get("rank")?,
+            stages: row.try_get("stages")?,
+            evaluated: row.try_get("evaluated")?,
+        };
+        inventory.requests.insert(row_key(&row)?, state);
+    }
+    let rows = load_by_key(
+        conn,
+        "SELECT m.tenant_id, m.cluster, m.principal AS key, m.minted_at, m.minted_ip, m.audit_id, m.minted_by, \
+                m.used_at IS NOT NULL AS used \
+         FROM k8s_minted_credentials m \
+         JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, key) \
+           ON m.tenant_id = k.tenant_id AND m.cluster = k.cluster AND m.principal = k.key",
+        principal_keys,
+    )
+    .await?;
+    for row in rows {
+        let mint = Mint {
+            at: row.try_get("minted_at")?,
+            ip: row.try_get("minted_ip")?,
+            audit_id: row.try_get("audit_id")?,
+            by: row.try_get("minted_by")?,
+            used: row.try_get("used")?,
+        };
+        inventory.mints.insert(row_key(&row)?, mint);
     }
     if !p_pods.is_empty() {
         let rows = sqlx::query(
@@ -396,47 +406,6 @@ pub async fn enrich_batch(conn: &mut PgConnection, records: &mut [LogRecord]) ->
                     row.try_get("pod")?,
                 ),
                 row.try_get("ips")?,
-            );
-        }
-    }
-    let mut wanted: Vec<PrincipalKey> = records.iter().flat_map(principals).collect();
-    wanted.sort();
-    wanted.dedup();
-    if !wanted.is_empty() {
-        let (t, c, p): (Vec<uuid::Uuid>, Vec<String>, Vec<String>) = wanted.into_iter().fold(
-            (Vec::new(), Vec::new(), Vec::new()),
-            |(mut t, mut c, mut p), k| {
-                t.push(k.0.0);
-                c.push(k.1);
-                p.push(k.2);
-                (t, c, p)
-            },
-        );
-        let rows = sqlx::query(
-            "SELECT m.tenant_id, m.cluster, m.principal, m.minted_at, m.minted_ip, m.audit_id, m.minted_by, m.used_at IS NOT NULL AS used \
-             FROM k8s_minted_credentials m \
-             JOIN unnest($1::uuid[], $2::text[], $3::text[]) AS k(tenant_id, cluster, principal) \
-               ON m.tenant_id = k.tenant_id AND m.cluster = k.cluster AND m.principal = k.principal",
-        )
-        .bind(&t)
-        .bind(&c)
-        .bind(&p)
-        .fetch_all(&mut *conn)
-        .await?;
-        for row in rows {
-            inventory.mints.insert(
-                (
-                    TenantId(row.try_get("tenant_id")?),
-                    row.try_get("cluster")?,
-                    row.try_get("principal")?,
-                ),
-                Mint {
-                    at: row.try_get("minted_at")?,
-                    ip: row.try_get("minted_ip")?,
-                    audit_id: row.try_get("audit_id")?,
-                    by: row.try_get("minted_by")?,
-                    used: row.try_get("used")?,
-                },
             );
         }
     }
@@ -470,6 +439,43 @@ async fn save_mints(conn: &mut PgConnection, inventory: &Inventory) -> Result<()
         .await?;
     }
     Ok(())
+}
+
+/// Rows of a table keyed by `(tenant, cluster, key)`, for the distinct `keys`; `sql`
+/// joins `unnest($1 tenants, $2 clusters, $3 keys)` and selects `tenant_id`, `cluster`
+/// and `key`.
+async fn load_by_key(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    mut keys: Vec<(TenantId, String, String)>,
+) -> Result<Vec<sqlx::postgres::PgRow>> {
+    keys.sort();
+    keys.dedup();
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tenants = Vec::with_capacity(keys.len());
+    let mut clusters = Vec::with_capacity(keys.len());
+    let mut names = Vec::with_capacity(keys.len());
+    for (tenant, cluster, name) in keys {
+        tenants.push(tenant.0);
+        clusters.push(cluster);
+        names.push(name);
+    }
+    Ok(sqlx::query(sql)
+        .bind(&tenants)
+        .bind(&clusters)
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await?)
+}
+
+fn row_key(row: &sqlx::postgres::PgRow) -> Result<(TenantId, String, String)> {
+    Ok((
+        TenantId(row.try_get("tenant_id")?),
+        row.try_get("cluster")?,
+        row.try_get("key")?,
+    ))
 }
 
 async fn save_requests(conn: &mut PgConnection, inventory: &Inventory) -> Result<()> {
