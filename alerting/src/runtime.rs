@@ -699,6 +699,30 @@ pub struct HourCount {
 /// sequence rules per event; threshold rules evaluated every `interval`.
 pub fn backtest(rule: &Rule, events: &[StoredLog], truncated: bool) -> BacktestResult {
     use chrono::{DurationRound, TimeDelta};
+    // Backtests read the index, which holds one document per Kubernetes request: the
+    // richest line, which may not be the line the live evaluator saw (an exec's
+    // ResponseComplete replaces its ResponseStarted). Each is the request's only
+    // representative here, so each is evaluated.
+    let events: Vec<StoredLog> = events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if !storage::requests::evaluable(&e.record)
+                && e.record
+                    .attributes
+                    .get(storage::requests::ATTR_RECORD)
+                    .and_then(serde_json::Value::as_str)
+                    == Some("update")
+            {
+                e.record.attributes.insert(
+                    storage::requests::ATTR_DETECT.into(),
+                    serde_json::Value::Bool(true),
+                );
+            }
+            e
+        })
+        .collect();
+    let events = events.as_slice();
     let mut alerts: BTreeMap<String, BacktestAlert> = BTreeMap::new();
     let mut record = |hit: Hit, count: u64, replace: bool| {
         let entry = alerts

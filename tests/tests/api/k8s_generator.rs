@@ -269,6 +269,20 @@ async fn every_injected_attack_raises_its_detection_once_per_request() {
         }
     }
     assert_eq!(seen, execs, "one K8S-002 per exec request");
+    // A backtest over the stored data (one indexed document per request, the richest
+    // stage) finds the same: one K8S-002 per exec request, counted once.
+    let (status, result, _) = server
+        .call(
+            "POST",
+            "/api/v1/rules/backtest",
+            &Auth::Token(server.creds.api_token.clone()),
+            Some(json!({"rule_id": "K8S-002", "from": "now-1h"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let replayed = result["alerts"].as_array().unwrap();
+    assert_eq!(replayed.len(), execs.len(), "{result}");
+    assert!(replayed.iter().all(|a| a["count"] == 1), "{result}");
     // Search shows one record per request, with both stages merged.
     let one = execs.iter().next().unwrap();
     let (_, body) = server
