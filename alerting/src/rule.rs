@@ -628,6 +628,89 @@ fn documents(text: &str) -> Vec<(usize, String)> {
 }
 
 /// Parse and validate every rule of a file. Errors carry file line numbers.
+/// A tenant's tuning of a shipped rule: switch it off or add exceptions, without
+/// copying it. Stored and versioned like a tenant rule, under the shipped rule's id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TuningDoc {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// The id of the shipped rule tuned.
+    pub tunes: String,
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Added to the shipped rule's exceptions.
+    #[serde(default)]
+    pub exceptions: Vec<String>,
+}
+
+/// Whether a document is a tuning (a top-level `tunes:` key).
+pub fn is_tuning(text: &str) -> bool {
+    text.lines().any(|l| {
+        l.strip_prefix("tunes")
+            .is_some_and(|rest| rest.trim_start().starts_with(':'))
+    })
+}
+
+/// A tenant's rule document: a complete rule, or a tuning applied to the shipped rule
+/// it names (`shipped`: the file and built-in rules). Exactly one document.
+pub fn tenant_rule(text: &str, shipped: &[std::sync::Arc<Rule>]) -> Result<Rule, RuleError> {
+    let error = |field: &str, message: String| RuleError {
+        rule: None,
+        field: field.into(),
+        line: 1,
+        message,
+    };
+    if !is_tuning(text) {
+        let mut rules = parse_rules(text)?;
+        return match rules.len() {
+            1 => Ok(rules.remove(0)),
+            0 => Err(error("document", "the body holds no rule document".into())),
+            n => Err(error(
+                "document",
+                format!("the body holds {n} rule documents; send one per request"),
+            )),
+        };
+    }
+    let doc: TuningDoc = serde_saphyr::from_str(text).map_err(|e| {
+        let message = e.to_string().lines().next().unwrap_or_default().to_string();
+        let line = e.location().map_or(1, |l| l.line() as usize);
+        RuleError {
+            rule: None,
+            field: message.split('`').nth(1).unwrap_or("document").to_string(),
+            line,
+            message,
+        }
+    })?;
+    let at = |field: &str, message: String| RuleError {
+        rule: Some(doc.tunes.clone()),
+        field: field.into(),
+        line: line_of(text, field),
+        message,
+    };
+    if doc.api_version != API_VERSION {
+        return Err(at(
+            "apiVersion",
+            format!("expected {API_VERSION:?}, got {:?}", doc.api_version),
+        ));
+    }
+    let base = shipped
+        .iter()
+        .find(|r| r.id() == doc.tunes)
+        .ok_or_else(|| at("tunes", format!("no shipped rule has id {:?}", doc.tunes)))?;
+    let mut rule = Rule::clone(base);
+    if let Some(enabled) = doc.enabled {
+        rule.doc.enabled = enabled;
+    }
+    for (i, q) in doc.exceptions.iter().enumerate() {
+        let expr =
+            query::parse::parse(q).map_err(|e| at("exceptions", format!("exception {i}: {e}")))?;
+        rule.exceptions.push(expr);
+        rule.doc.exceptions.push(q.clone());
+    }
+    Ok(rule)
+}
+
 pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RuleError> {
     let mut rules = Vec::new();
     for (first_line, doc) in documents(text) {
@@ -706,6 +789,53 @@ threshold: 5        # fires when count >= 5
         assert_eq!(err.field, field, "{err}");
         assert_eq!(err.line, line, "{err}");
         assert!(err.to_string().contains(fragment), "{err}");
+    }
+
+    #[test]
+    fn tunings_switch_off_or_add_exceptions_to_a_shipped_rule() {
+        let shipped: Vec<std::sync::Arc<Rule>> = parse_rules(
+            "apiVersion: palisade/v1\nid: base\ntitle: T\nseverity: high\nkind: match\nquery: a\nexceptions: ['b']\n",
+        )
+        .unwrap()
+        .into_iter()
+        .map(std::sync::Arc::new)
+        .collect();
+        let tuned = tenant_rule(
+            "apiVersion: palisade/v1\ntunes: base\nexceptions: ['c', 'd']\n",
+            &shipped,
+        )
+        .unwrap();
+        assert_eq!(tuned.id(), "base");
+        assert_eq!(tuned.exceptions.len(), 3);
+        assert_eq!(tuned.doc.exceptions, ["b", "c", "d"]);
+        assert!(tuned.doc.enabled);
+        let off = tenant_rule(
+            "apiVersion: palisade/v1\ntunes: base\nenabled: false\n",
+            &shipped,
+        )
+        .unwrap();
+        assert!(!off.doc.enabled);
+        let err = tenant_rule("apiVersion: palisade/v1\ntunes: nope\n", &shipped).unwrap_err();
+        assert_eq!(err.field, "tunes", "{err}");
+        let err = tenant_rule(
+            "apiVersion: palisade/v1\ntunes: base\nexceptions: ['(c']\n",
+            &shipped,
+        )
+        .unwrap_err();
+        assert_eq!(err.field, "exceptions", "{err}");
+        let err =
+            tenant_rule("apiVersion: palisade/v1\ntunes: base\nquery: x\n", &shipped).unwrap_err();
+        assert!(err.message.contains("unknown field"), "{err}");
+        // A complete rule is still a rule.
+        assert_eq!(
+            tenant_rule(
+                "apiVersion: palisade/v1\nid: own\ntitle: T\nseverity: low\nkind: match\nquery: a\n",
+                &shipped
+            )
+            .unwrap()
+            .id(),
+            "own"
+        );
     }
 
     #[test]

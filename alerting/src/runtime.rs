@@ -801,19 +801,16 @@ impl Engine {
     /// Re-read every tenant's API rules from Postgres, keeping the file rules.
     pub async fn reload_tenant_rules(&self) -> storage::Result<()> {
         let rows = self.store.all_rules().await?;
+        let file = self.rules().file.clone();
         let mut tenants: HashMap<TenantId, Vec<Arc<Rule>>> = HashMap::new();
         for (tenant, row) in rows {
-            match crate::rule::parse_rules(&row.yaml) {
-                Ok(rules) => tenants
-                    .entry(tenant)
-                    .or_default()
-                    .extend(rules.into_iter().map(Arc::new)),
+            match crate::rule::tenant_rule(&row.yaml, &file) {
+                Ok(rule) => tenants.entry(tenant).or_default().push(Arc::new(rule)),
                 Err(err) => {
                     tracing::error!(error = %err, rule = %row.id, "stored rule no longer valid; skipped")
                 }
             }
         }
-        let file = self.rules().file.clone();
         self.set_rules(RuleSet { file, tenants });
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! Rules, alerts, silences and backtests.
 
-use alerting::rule::{Rule, parse_rules};
+use alerting::rule::Rule;
 use alerting::silence::Matcher;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -97,16 +97,11 @@ fn rule_summary(rule: &Rule, source: &str, version: Option<i32>) -> Value {
     })
 }
 
-/// Parse a request body holding exactly one rule document (YAML; JSON is YAML too).
-fn one_rule(body: &str) -> Result<Rule, ApiError> {
-    let mut rules = parse_rules(body).map_err(|e| invalid(e.to_string()))?;
-    match rules.len() {
-        1 => Ok(rules.remove(0)),
-        0 => Err(invalid("the body holds no rule document")),
-        n => Err(invalid(format!(
-            "the body holds {n} rule documents; send one per request"
-        ))),
-    }
+/// Parse a request body holding exactly one rule document (YAML; JSON is YAML too):
+/// a rule, or a tuning (`tunes: <shipped id>`) of a shipped rule.
+fn one_rule(state: &AppState, body: &str) -> Result<Rule, ApiError> {
+    alerting::rule::tenant_rule(body, &state.engine.rules().file)
+        .map_err(|e| invalid(e.to_string()))
 }
 
 async fn reload(state: &AppState) -> Result<(), ApiError> {
@@ -130,8 +125,13 @@ pub async fn list_rules(
         }
     }
     for row in &stored {
-        if let Ok(rule) = one_rule(&row.yaml) {
-            out.push(rule_summary(&rule, "api", Some(row.version)));
+        if let Ok(rule) = one_rule(&state, &row.yaml) {
+            let source = if alerting::rule::is_tuning(&row.yaml) {
+                "tuned"
+            } else {
+                "api"
+            };
+            out.push(rule_summary(&rule, source, Some(row.version)));
         }
     }
     Ok(Json(json!({"rules": out})))
@@ -165,7 +165,7 @@ pub async fn create_rule(
     ClientAddr(source): ClientAddr,
     body: String,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let rule = one_rule(&body)?;
+    let rule = one_rule(&state, &body)?;
     let row = state
         .engine
         .store()
@@ -198,7 +198,7 @@ pub async fn update_rule(
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = one_rule(&body)?;
+    let rule = one_rule(&state, &body)?;
     if rule.id() != id {
         return Err(invalid(format!(
             "id: the document's id {:?} differs from the path's {id:?}",
@@ -292,7 +292,7 @@ fn backtest_inputs(
                 ApiError::new(ErrorKind::NotFound, format!("rule {id:?} not found"))
             })?)
             .clone(),
-            (None, Some(yaml)) => one_rule(yaml)?,
+            (None, Some(yaml)) => one_rule(state, yaml)?,
             _ => return Err(invalid("give exactly one of rule_id or yaml")),
         };
     let now = Utc::now();

@@ -360,6 +360,62 @@ async fn built_in_detections_fire_with_audit_ids_and_can_be_disabled_per_tenant(
     let exec_alerts = alerts_of(&server, "K8S-001").await;
     assert_eq!(exec_alerts.len(), 1, "{exec_alerts:?}");
 
+    // Tuning: exceptions added to a shipped rule for this tenant, without copying it.
+    let tune = |body: &'static str| {
+        server
+            .http
+            .post(format!("{}/api/v1/rules", server.api))
+            .bearer_auth(&server.creds.api_token)
+            .body(body)
+            .send()
+    };
+    let resp = tune("apiVersion: palisade/v1\ntunes: K8S-999\nexceptions: ['attributes.x:y']\n")
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("tunes"));
+    let resp = tune(
+        "apiVersion: palisade/v1\ntunes: K8S-026\nexceptions:\n  - 'attributes.entity.actor:\"ops-bot\"'\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let (_, listed, _) = server.call("GET", "/api/v1/rules", &admin, None).await;
+    let tuned = listed["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "K8S-026")
+        .unwrap()
+        .clone();
+    assert_eq!(tuned["source"], "tuned", "{tuned}");
+    post_events(
+        &server,
+        vec![
+            exec_event("pf-bot", "ops-bot", "portforward"),
+            exec_event("pf-dev", "dev2", "portforward"),
+        ],
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let alerts = alerts_of(&server, "K8S-026").await;
+        if alerts
+            .iter()
+            .any(|a| a["labels"]["attributes.entity.actor"] == "dev2")
+        {
+            assert!(
+                !alerts
+                    .iter()
+                    .any(|a| a["labels"]["attributes.entity.actor"] == "ops-bot"),
+                "{alerts:?}"
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{alerts:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     // Escalation: hostNetwork alone is medium; a later patch of the same DaemonSet to
     // hostPID raises the open alert to high (and nothing lowers it again).
     let ds = |id: &str, spec: Value| {
