@@ -43,8 +43,14 @@ pub fn severity_of(rule: &Rule, event: Option<&LogRecord>) -> crate::rule::Sever
     raised.map_or(rule.doc.severity, |s| s.max(rule.doc.severity))
 }
 
-/// Attributes that say what an alert is about, carried into its signal record.
-pub const ENTITY_KEYS: [&str; 3] = ["entity.actor", "k8s.client.ip", "entity.namespace"];
+/// Attributes that say what an alert is about, carried into its signal record
+/// (`k8s.audit.id`, of the last event, becomes the signal's `alert.audit_id`).
+pub const ENTITY_KEYS: [&str; 4] = [
+    "entity.actor",
+    "k8s.client.ip",
+    "entity.namespace",
+    "k8s.audit.id",
+];
 
 fn entity_of(
     group: &BTreeMap<String, String>,

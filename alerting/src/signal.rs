@@ -53,7 +53,14 @@ pub fn signal_record(
     }
     attributes.insert("alert.count".into(), json!(hit.count));
     for (k, v) in &hit.entity {
-        attributes.insert(k.clone(), Value::String(v.clone()));
+        // The triggering request's audit id, under a name of its own: a search for
+        // `attributes.k8s.audit.id:X` finds the request, not its signals.
+        let key = if k == "k8s.audit.id" {
+            "alert.audit_id"
+        } else {
+            k.as_str()
+        };
+        attributes.insert(key.to_string(), Value::String(v.clone()));
     }
     let about = hit
         .entity

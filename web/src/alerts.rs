@@ -22,7 +22,9 @@ fn invalid(message: impl Into<String>) -> ApiError {
     ApiError::new(ErrorKind::InvalidArgument, message)
 }
 
-/// Kubernetes audit ids of the evidence events (`k8s.audit.id`), by sequence id.
+/// Kubernetes audit ids of the evidence events (`k8s.audit.id`; for a correlation,
+/// the `alert.audit_id` of each signal: the request that raised that detection), by
+/// sequence id.
 async fn audit_ids(
     state: &AppState,
     tenant: model::TenantId,
@@ -43,10 +45,10 @@ async fn audit_ids(
     Ok(events
         .into_iter()
         .filter_map(|e| {
-            let id = e
-                .record
-                .attributes
-                .get("k8s.audit.id")?
+            let attributes = &e.record.attributes;
+            let id = attributes
+                .get("k8s.audit.id")
+                .or_else(|| attributes.get("alert.audit_id"))?
                 .as_str()?
                 .to_string();
             Some((e.seq, id))

@@ -515,6 +515,20 @@ async fn correlations_join_detections_across_tactics_and_enumeration_then_succes
         "intruder@corp.example"
     );
     assert_eq!(c01["evidence"]["count"], 3, "{c01}");
+    // Its audit ids are the requests that raised each joined detection.
+    let mut joined: Vec<&str> = c01["evidence"]["audit_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    joined.sort();
+    assert_eq!(joined.len(), 3, "{c01}");
+    assert!(
+        joined.contains(&"list-secrets") && joined.contains(&"priv-pod"),
+        "{c01}"
+    );
+    assert!(joined.iter().any(|id| id.starts_with("probe-")), "{c01}");
     // The signals are searchable records of their own...
     let signals = server
         .wait_for_total(
