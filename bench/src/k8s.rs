@@ -19,8 +19,8 @@ use palisade_tests::{PrivateCluster, TempDir, TestServer};
 use serde_json::{Value, json};
 
 use crate::{
-    Args, TestServerView, Workload, evaluator_checkpoint, join_latencies, normalized, summary,
-    total,
+    Args, DURABLE_CLUSTER, TestServerView, UNLIMITED, Workload, evaluator_checkpoint,
+    join_latencies, normalized, summary, total,
 };
 
 /// Raw COPY of already-normalised records into the same table shape, 5,000 rows per
@@ -254,22 +254,14 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
         })
         .collect::<Result<_, _>>()?;
 
-    let cluster = PrivateCluster::start_with(
-        "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB -c fsync=on -c synchronous_commit=on",
-    )?;
+    let cluster = PrivateCluster::start_with(DURABLE_CLUSTER)?;
     let plain_copy = copy_rate(&cluster, "copy_plain", &plain_records).await?;
     let audit_copy = copy_rate(&cluster, "copy_audit", &audit_records).await?;
     drop((plain_records, audit_records));
     let url = cluster.create_database("k8s").await?;
     let dir = TempDir::new("palisade-bench-k8s");
-    let unlimited = [
-        "--api-rate-limit",
-        "1000000",
-        "--ingest-rate-limit",
-        "1000000",
-    ];
-    // The built-in pack (30 detections + C-02) is loaded by default.
-    let server = TestServer::start(&dir.0, Some(url.clone()), &unlimited).await?;
+    // The built-in pack (30 detections + C-01…C-05) is loaded by default.
+    let server = TestServer::start(&dir.0, Some(url.clone()), &UNLIMITED).await?;
     let clients = args.clients;
     let plain = run_phase(
         &server,

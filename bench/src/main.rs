@@ -53,6 +53,17 @@ struct Args {
     mode: String,
 }
 
+/// The benchmark's single token must not be throttled by the per-token limits.
+pub(crate) const UNLIMITED: [&str; 4] = [
+    "--api-rate-limit",
+    "1000000",
+    "--ingest-rate-limit",
+    "1000000",
+];
+
+/// A durable cluster (fsync and synchronous commit on), sized for the benchmarks.
+pub(crate) const DURABLE_CLUSTER: &str = "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB -c fsync=on -c synchronous_commit=on";
+
 /// Deterministic xorshift generator: the same records every run.
 struct Rng(u64);
 
@@ -425,9 +436,7 @@ async fn main() -> anyhow::Result<()> {
             args.palisade.display()
         )
     })?;
-    let cluster = PrivateCluster::start_with(
-        "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB -c fsync=on -c synchronous_commit=on",
-    )?;
+    let cluster = PrivateCluster::start_with(DURABLE_CLUSTER)?;
     eprintln!("bench: generating {} records", args.records);
     let workload = Workload {
         records: args.records,
@@ -442,14 +451,7 @@ async fn main() -> anyhow::Result<()> {
     let url = cluster.create_database("palisade").await?;
     let dir = TempDir::new("palisade-bench");
     palisade_tests::set_palisade_bin(palisade.clone());
-    // The benchmark's single token must not be throttled by the per-token limits.
-    let unlimited = [
-        "--api-rate-limit",
-        "1000000",
-        "--ingest-rate-limit",
-        "1000000",
-    ];
-    let server = TestServer::start(&dir.0, Some(url.clone()), &unlimited).await?;
+    let server = TestServer::start(&dir.0, Some(url.clone()), &UNLIMITED).await?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (idle_rss, _) = rss_mib(&server);
 
@@ -586,19 +588,11 @@ async fn evaluator_checkpoint(url: &str) -> anyhow::Result<i64> {
 async fn rules_bench(args: Args) -> anyhow::Result<()> {
     let palisade = std::fs::canonicalize(&args.palisade)?;
     palisade_tests::set_palisade_bin(palisade);
-    let cluster = PrivateCluster::start_with(
-        "-c max_connections=100 -c shared_buffers=256MB -c max_wal_size=2GB -c fsync=on -c synchronous_commit=on",
-    )?;
+    let cluster = PrivateCluster::start_with(DURABLE_CLUSTER)?;
     let workload = Workload {
         records: args.records,
         batch: args.batch,
     };
-    let unlimited = [
-        "--api-rate-limit",
-        "1000000",
-        "--ingest-rate-limit",
-        "1000000",
-    ];
     let mut rates = Vec::new();
     let rules_dir = TempDir::new("palisade-bench-rules");
     std::fs::write(rules_dir.0.join("bench.yaml"), hundred_rules())?;
@@ -608,7 +602,7 @@ async fn rules_bench(args: Args) -> anyhow::Result<()> {
             .await?;
         let dir = TempDir::new("palisade-bench-r");
         // Exactly 0 or 100 rules: leave the built-in pack out of this comparison.
-        let mut extra: Vec<&str> = unlimited.to_vec();
+        let mut extra: Vec<&str> = UNLIMITED.to_vec();
         extra.push("--no-builtin-rules");
         if with_rules {
             extra.extend(["--rules-dir", rules_dir.0.to_str().expect("utf-8 path")]);
