@@ -99,6 +99,16 @@ fn rule_summary(rule: &Rule, source: &str, version: Option<i32>) -> Value {
     })
 }
 
+/// A rule body as text: YAML is UTF-8, anything else is a 400 in the API's error shape.
+fn rule_text(body: &axum::body::Bytes) -> Result<&str, ApiError> {
+    std::str::from_utf8(body).map_err(|e| {
+        invalid(format!(
+            "body: the rule document is not UTF-8 (invalid byte at offset {})",
+            e.valid_up_to()
+        ))
+    })
+}
+
 /// Parse a request body holding exactly one rule document (YAML; JSON is YAML too):
 /// a rule, or a tuning (`tunes: <shipped id>`) of a shipped rule.
 fn one_rule(state: &AppState, body: &str) -> Result<Rule, ApiError> {
@@ -165,13 +175,14 @@ pub async fn create_rule(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let rule = one_rule(&state, &body)?;
+    let body = rule_text(&body)?;
+    let rule = one_rule(&state, body)?;
     let row = state
         .engine
         .store()
-        .put_rule(p.tenant_id, rule.id(), &body, &p.actor(), false)
+        .put_rule(p.tenant_id, rule.id(), body, &p.actor(), false)
         .await?;
     reload(&state).await?;
     audit::record(
@@ -198,9 +209,10 @@ pub async fn update_rule(
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
     Path(id): Path<String>,
-    body: String,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let rule = one_rule(&state, &body)?;
+    let body = rule_text(&body)?;
+    let rule = one_rule(&state, body)?;
     if rule.id() != id {
         return Err(invalid(format!(
             "id: the document's id {:?} differs from the path's {id:?}",
@@ -210,7 +222,7 @@ pub async fn update_rule(
     let row = state
         .engine
         .store()
-        .put_rule(p.tenant_id, &id, &body, &p.actor(), true)
+        .put_rule(p.tenant_id, &id, body, &p.actor(), true)
         .await?;
     reload(&state).await?;
     audit::record(
@@ -340,8 +352,15 @@ pub async fn start_backtest(
     Ok((StatusCode::ACCEPTED, Json(job.status())))
 }
 
-fn job_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::new(ErrorKind::NotFound, "backtest not found"))
+/// The tenant's backtest job `id`; any other id, malformed or not, is a 404.
+fn find_job(
+    state: &AppState,
+    p: &Principal,
+    id: &str,
+) -> Result<std::sync::Arc<alerting::runtime::BacktestJob>, ApiError> {
+    let not_found = || ApiError::new(ErrorKind::NotFound, "backtest not found");
+    let id = Uuid::parse_str(id).map_err(|_| not_found())?;
+    state.backtests.get(p.tenant_id, id).ok_or_else(not_found)
 }
 
 /// `GET /api/v1/rules/backtests/{id}`: progress, then the result.
@@ -350,11 +369,7 @@ pub async fn backtest_status(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = state
-        .backtests
-        .get(p.tenant_id, job_id(&id)?)
-        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "backtest not found"))?;
-    Ok(Json(job.status()))
+    Ok(Json(find_job(&state, &p, &id)?.status()))
 }
 
 /// `DELETE /api/v1/rules/backtests/{id}`: cancel.
@@ -363,10 +378,7 @@ pub async fn cancel_backtest(
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = state
-        .backtests
-        .get(p.tenant_id, job_id(&id)?)
-        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "backtest not found"))?;
+    let job = find_job(&state, &p, &id)?;
     job.cancel();
     Ok(Json(job.status()))
 }

@@ -389,6 +389,24 @@ async fn rules_api_versions_audits_and_reports_errors_with_lines() {
         message.contains("line 8") && message.contains("interval"),
         "{message}"
     );
+    // A body that is not text gets the same JSON error shape, naming the body.
+    let resp = server
+        .http
+        .post(format!("{}/api/v1/rules", server.api))
+        .bearer_auth(&server.creds.api_token)
+        .body(vec![b'i', b'd', b':', 0xff, 0xfe])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("body: the rule document is not UTF-8"),
+        "{err}"
+    );
 
     let updated = yaml.replace("severity: medium", "severity: high");
     let resp = server
