@@ -83,6 +83,17 @@ async fn handle(
         .cluster
         .filter(|c| !c.is_empty())
         .unwrap_or_else(|| k8saudit::DEFAULT_CLUSTER.to_string());
+    // The cluster name keys every request of this cluster (stage folding,
+    // inventories): a short, printable name, like a Kubernetes object name.
+    if cluster.len() > 253
+        || !cluster
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+    {
+        return Err(IngestError::Malformed(
+            "cluster: use 1-253 letters, digits, '-', '_', '.' or ':'".into(),
+        ));
+    }
     let now = Utc::now();
     let policy = ingest::normalize::TimePolicy::default();
     let (records, rejected, errors) = tokio::task::block_in_place(|| -> Result<_, IngestError> {

@@ -181,6 +181,27 @@ async fn webhook_accepts_event_lists_redacts_and_rejects_per_item() {
             .contains("EventList"),
         "{err}"
     );
+    // A cluster name that could not key requests is refused, naming the parameter.
+    let resp = server
+        .http
+        .post(format!(
+            "{}/v1/k8s/audit?cluster=prod%0Aeu",
+            server.otlp_http
+        ))
+        .bearer_auth(&token)
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cluster:"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
