@@ -79,6 +79,40 @@ pub fn field_values<'a>(record: &'a LogRecord, field: &FieldRef) -> Vec<FieldVal
             .collect(),
         FieldRef::Attribute(path) => flatten(lookup(&record.attributes, path)),
         FieldRef::Resource(path) => flatten(lookup(&record.resource, path)),
+        // The words of a value: strings compare like `body`.
+        FieldRef::AttributeText(path) | FieldRef::ResourceText(path) => {
+            let map = if matches!(field, FieldRef::AttributeText(_)) {
+                &record.attributes
+            } else {
+                &record.resource
+            };
+            flatten(lookup(map, path))
+                .into_iter()
+                .map(|v| match v {
+                    FieldValue::Json(Value::String(s)) => FieldValue::Text(s),
+                    other => other,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Whether a CIDR clause matches: IP-valued strings at the top level of the map
+/// (flat key, or an array of at most `MAX_IPS_PER_ATTRIBUTE`), as the index stores them.
+fn cidr_matches(record: &LogRecord, field: &FieldRef, prefix: &str) -> bool {
+    let (map, path) = match field {
+        FieldRef::Attribute(path) => (&record.attributes, path),
+        FieldRef::Resource(path) => (&record.resource, path),
+        _ => return false,
+    };
+    let check = |v: &Value| v.as_str().is_some_and(|s| query::values::in_cidr(s, prefix));
+    match map.get(path.as_str()) {
+        Some(Value::Array(items)) => items
+            .iter()
+            .take(query::values::MAX_IPS_PER_ATTRIBUTE)
+            .any(check),
+        Some(other) => check(other),
+        None => false,
     }
 }
 
@@ -135,12 +169,21 @@ fn contains_token(haystack: &str, needle: &str) -> bool {
 }
 
 fn term_matches(value: &FieldValue, text: &str, prefix: bool) -> bool {
-    if !prefix && single_ascii_token(text) {
-        match value {
-            FieldValue::Text(s) => return contains_token(s, text),
-            FieldValue::Json(Value::String(s)) => return contains_token(s, text),
-            _ => {}
-        }
+    if !prefix
+        && single_ascii_token(text)
+        && let FieldValue::Text(s) = value
+    {
+        return contains_token(s, text);
+    }
+    // Attribute and resource strings are whole values (exact, case-sensitive), as the
+    // index's exact fields hold them (values over MAX_EXACT_BYTES are not indexed).
+    if let FieldValue::Json(Value::String(s)) = value {
+        return s.len() <= storage::index::MAX_EXACT_BYTES
+            && if prefix {
+                s.starts_with(text)
+            } else {
+                s == text
+            };
     }
     let needle = tokens(text);
     let text_match = |s: &str| {
@@ -162,7 +205,7 @@ fn term_matches(value: &FieldValue, text: &str, prefix: bool) -> bool {
             }
         }
         FieldValue::Number(n) => !prefix && text.parse::<f64>().is_ok_and(|t| t == *n),
-        FieldValue::Json(Value::String(s)) => text_match(s),
+        FieldValue::Json(Value::String(_)) => unreachable!("handled above"),
         FieldValue::Json(Value::Number(n)) => {
             !prefix
                 && text
@@ -205,6 +248,18 @@ pub fn matches(expr: &Expr, record: &LogRecord) -> bool {
         Expr::Or(parts) => parts.iter().any(|p| matches(p, record)),
         Expr::Not(inner) => !matches(inner, record),
         Expr::Clause { field, value } => {
+            if let QValue::Term(t) = value
+                && matches!(field, FieldRef::Attribute(_) | FieldRef::Resource(_))
+                && let Some(prefix) = query::values::cidr_prefix(t)
+            {
+                return prefix.is_ok_and(|p| cidr_matches(record, field, &p));
+            }
+            if let (FieldRef::SeverityText, QValue::Term(t) | QValue::Phrase(t)) = (field, value)
+                && let Some((lo, hi)) = query::values::level_range(t)
+                && (lo..=hi).contains(&i64::from(record.severity_number))
+            {
+                return true;
+            }
             let values = field_values(record, field);
             match value {
                 QValue::Term(t) | QValue::Phrase(t) => {
@@ -367,7 +422,8 @@ mod tests {
         check("\"login failed\"", &r, false);
         check("body:\"failed login\"", &r, true);
         check("attributes.user.name:root", &r, true);
-        check("attributes.user.name:ROOT", &r, true);
+        check("attributes.user.name:ROOT", &r, false);
+        check("attributes_text.user.name:ROOT", &r, true);
         check("attributes.user.name:alice", &r, false);
         check("attributes.http.status_code:401", &r, true);
         check("attributes.http.status_code:>=400", &r, true);
@@ -380,6 +436,7 @@ mod tests {
         check("NOT root", &r, false);
         check("roo*", &r, true);
         check("attributes.user.name:ro*", &r, true);
+        check("attributes.user.name:RO*", &r, false);
         check("trace_id:0AF7651916CD43DD8448EB211C80319C", &r, true);
         check("10.0.0.1", &r, true);
         check("alice OR (root AND login)", &r, true);

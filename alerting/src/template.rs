@@ -5,11 +5,35 @@
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
+/// Instructions one rendering may execute (minijinja fuel): a template cannot loop
+/// long enough to stall the shared evaluator for other tenants.
+pub const TEMPLATE_FUEL: u64 = 100_000;
+/// Largest rendered annotation, in bytes.
+pub const MAX_RENDERED_BYTES: usize = 16 * 1024;
+
 fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_auto_escape_callback(|_| AutoEscape::Html);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Lenient);
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env
+}
+
+/// A writer that refuses to grow past [`MAX_RENDERED_BYTES`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Check a template compiles.
@@ -21,13 +45,24 @@ pub fn check(template: &str) -> Result<(), String> {
 }
 
 /// Render a template with `context`; on error the raw template is returned (an
-/// annotation is never worth losing an alert over).
+/// annotation is never worth losing an alert over). A template that runs out of fuel
+/// or output space renders as a note saying so, which is what the alert shows.
 pub fn render(template: &str, context: &impl Serialize) -> String {
     let env = environment();
-    let rendered = env
-        .template_from_str(template)
-        .and_then(|t| t.render(minijinja::Value::from_serialize(context)));
-    rendered.unwrap_or_else(|_| template.to_string())
+    let Ok(compiled) = env.template_from_str(template) else {
+        return template.to_string();
+    };
+    let mut out = Capped(Vec::new());
+    match compiled.render_captured_to(minijinja::Value::from_serialize(context), &mut out) {
+        Ok(_) => String::from_utf8_lossy(&out.0).into_owned(),
+        Err(err) if err.kind() == minijinja::ErrorKind::OutOfFuel => format!(
+            "[template exceeded its budget of {TEMPLATE_FUEL} instructions]"
+        ),
+        Err(err) if err.kind() == minijinja::ErrorKind::WriteFailure => format!(
+            "[template output exceeded {MAX_RENDERED_BYTES} bytes]"
+        ),
+        Err(_) => template.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -48,5 +83,23 @@ mod tests {
         );
         assert_eq!(render("{{ missing }}x", &ctx), "x");
         assert!(check("{{ unclosed").is_err());
+    }
+
+    #[test]
+    fn templates_cannot_stall_or_flood() {
+        let started = std::time::Instant::now();
+        let looped = render(
+            "{% for i in range(4000) %}{% for j in range(4000) %}x{% endfor %}{% endfor %}",
+            &json!({}),
+        );
+        assert!(looped.starts_with("[template ") && looped.contains("exceeded"), "{looped}");
+        let silent = render(
+            "{% for i in range(4000) %}{% for j in range(4000) %}{% endfor %}{% endfor %}",
+            &json!({}),
+        );
+        assert!(silent.contains("budget"), "{silent}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        let wide = render("{{ big }}{{ big }}", &json!({"big": "x".repeat(10_000)}));
+        assert!(wide.contains("exceeded"), "{}", &wide[..wide.len().min(80)]);
     }
 }

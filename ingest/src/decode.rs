@@ -45,9 +45,131 @@ impl Format {
     }
 }
 
+/// Most log records one export request may carry (413 beyond).
+pub const MAX_RECORDS_PER_REQUEST: usize = 100_000;
+/// Most attributes one log record (or one resource) may carry: a record over it is
+/// rejected in `partial_success`, a resource over it rejects its records.
+pub const MAX_ATTRIBUTES: usize = 256;
+/// Most attribute key/values one request may carry in all (413 beyond).
+pub const MAX_ATTRIBUTES_PER_REQUEST: usize = 500_000;
+/// Most JSON objects one OTLP/JSON body may open (413 beyond); an upper bound of
+/// records plus key/values, counted before anything is decoded.
+pub const MAX_JSON_OBJECTS: usize = 1_000_000;
+
+fn too_many(what: &'static str, limit: usize) -> IngestError {
+    IngestError::TooManyRecords { limit, what }
+}
+
+/// Read one base-128 varint; `None` when truncated or longer than 10 bytes.
+fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut value = 0u64;
+    for shift in 0..10 {
+        let byte = *buf.get(*pos)?;
+        *pos += 1;
+        value |= u64::from(byte & 0x7f) << (7 * shift);
+        if byte & 0x80 == 0 {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Visit the length-delimited fields of one protobuf message, without recursion and
+/// without allocating. Malformed input stops the walk (prost reports it afterwards).
+fn each_len_field<'a>(buf: &'a [u8], mut visit: impl FnMut(u64, &'a [u8])) {
+    let mut pos = 0;
+    while pos < buf.len() {
+        let Some(key) = varint(buf, &mut pos) else { return };
+        let (field, wire) = (key >> 3, key & 7);
+        match wire {
+            0 => {
+                if varint(buf, &mut pos).is_none() {
+                    return;
+                }
+            }
+            1 => pos += 8,
+            5 => pos += 4,
+            2 => {
+                let Some(len) = varint(buf, &mut pos) else { return };
+                let Some(end) = usize::try_from(len).ok().and_then(|l| pos.checked_add(l)) else {
+                    return;
+                };
+                let Some(payload) = buf.get(pos..end) else { return };
+                visit(field, payload);
+                pos = end;
+            }
+            _ => return,
+        }
+    }
+}
+
+/// Count the log records and attributes of a protobuf request on the wire, before
+/// decoding: what a request may expand to in memory is bounded by these counts.
+fn check_protobuf_counts(body: &[u8]) -> Result<(), IngestError> {
+    let (mut records, mut attributes) = (0usize, 0usize);
+    each_len_field(body, |field, resource_logs| {
+        if field != 1 {
+            return;
+        }
+        each_len_field(resource_logs, |field, inner| match field {
+            1 => each_len_field(inner, |f, _| attributes += usize::from(f == 1)),
+            2 => each_len_field(inner, |f, log| {
+                if f == 2 {
+                    records += 1;
+                    each_len_field(log, |f, _| attributes += usize::from(f == 6));
+                }
+            }),
+            _ => {}
+        });
+    });
+    if records > MAX_RECORDS_PER_REQUEST {
+        return Err(too_many("log records", MAX_RECORDS_PER_REQUEST));
+    }
+    if attributes > MAX_ATTRIBUTES_PER_REQUEST {
+        return Err(too_many("attributes", MAX_ATTRIBUTES_PER_REQUEST));
+    }
+    Ok(())
+}
+
+/// Check a decoded request against the same bounds (gRPC bodies are decoded by
+/// tonic before Palisade sees them; its message size cap bounds that step).
+pub fn check_counts(request: &ExportLogsServiceRequest) -> Result<(), IngestError> {
+    let (mut records, mut attributes) = (0usize, 0usize);
+    for rl in &request.resource_logs {
+        attributes += rl.resource.as_ref().map_or(0, |r| r.attributes.len());
+        for sl in &rl.scope_logs {
+            records += sl.log_records.len();
+            attributes += sl.log_records.iter().map(|l| l.attributes.len()).sum::<usize>();
+        }
+    }
+    if records > MAX_RECORDS_PER_REQUEST {
+        return Err(too_many("log records", MAX_RECORDS_PER_REQUEST));
+    }
+    if attributes > MAX_ATTRIBUTES_PER_REQUEST {
+        return Err(too_many("attributes", MAX_ATTRIBUTES_PER_REQUEST));
+    }
+    Ok(())
+}
+
 /// Decode an `ExportLogsServiceRequest`. Errors name what is wrong (and, for JSON,
-/// where: serde reports line and column).
+/// where: serde reports line and column). Record and attribute counts are checked
+/// before decoding, so a small body cannot expand into millions of structures.
 pub fn decode_logs(format: Format, body: &[u8]) -> Result<ExportLogsServiceRequest, IngestError> {
+    match format {
+        Format::Protobuf => check_protobuf_counts(body)?,
+        Format::Json => {
+            let objects = body.iter().filter(|b| **b == b'{').count();
+            if objects > MAX_JSON_OBJECTS {
+                return Err(too_many("JSON objects", MAX_JSON_OBJECTS));
+            }
+        }
+    }
+    let request = decode_unchecked(format, body)?;
+    check_counts(&request)?;
+    Ok(request)
+}
+
+fn decode_unchecked(format: Format, body: &[u8]) -> Result<ExportLogsServiceRequest, IngestError> {
     match format {
         Format::Protobuf => ExportLogsServiceRequest::decode(body).map_err(|err| {
             IngestError::Malformed(format!("invalid protobuf ExportLogsServiceRequest: {err}"))

@@ -9,6 +9,8 @@ pub enum IngestError {
     Malformed(String),
     #[error("request body exceeds {limit} bytes after decompression")]
     TooLarge { limit: usize },
+    #[error("request holds more than {limit} {what}; send smaller batches")]
+    TooManyRecords { limit: usize, what: &'static str },
     #[error("{0}")]
     UnsupportedMedia(String),
     #[error("missing or invalid ingest token")]
@@ -29,7 +31,9 @@ impl IngestError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             IngestError::Malformed(_) => ErrorKind::InvalidArgument,
-            IngestError::TooLarge { .. } => ErrorKind::PayloadTooLarge,
+            IngestError::TooLarge { .. } | IngestError::TooManyRecords { .. } => {
+                ErrorKind::PayloadTooLarge
+            }
             IngestError::UnsupportedMedia(_) => ErrorKind::UnsupportedMediaType,
             IngestError::Unauthenticated => ErrorKind::Unauthenticated,
             IngestError::Forbidden => ErrorKind::PermissionDenied,

@@ -1,6 +1,6 @@
 //! Ingest instrumentation (`palisade_ingest_*`).
 
-use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry};
 
 #[derive(Clone)]
 pub struct IngestMetrics {
@@ -14,6 +14,8 @@ pub struct IngestMetrics {
     pub requests: IntCounterVec,
     /// Time from request start to acknowledgement, by transport.
     pub latency: HistogramVec,
+    /// Group commits that failed on data and were retried request by request.
+    pub isolations: IntCounter,
 }
 
 impl IngestMetrics {
@@ -56,6 +58,11 @@ impl IngestMetrics {
             ]),
             &["transport"],
         )?;
+        let isolations = IntCounter::new(
+            "palisade_ingest_batch_isolations_total",
+            "Group commits refused by Postgres because of one request's data, then retried request by request",
+        )?;
+        registry.register(Box::new(isolations.clone()))?;
         registry.register(Box::new(records.clone()))?;
         registry.register(Box::new(rejected.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
@@ -67,6 +74,7 @@ impl IngestMetrics {
             bytes,
             requests,
             latency,
+            isolations,
         })
     }
 }

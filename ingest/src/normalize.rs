@@ -15,6 +15,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use serde_json::{Map, Number, Value};
 
+use crate::decode::MAX_ATTRIBUTES;
 use crate::{IngestError, MAX_ANYVALUE_DEPTH};
 
 /// Which timestamps are storable.
@@ -151,6 +152,10 @@ fn too_deep() -> IngestError {
 /// `palisade.alert` (correlation signals) and `palisade.audit` (its own audit trail).
 pub const RESERVED_SCOPES: [&str; 3] = ["k8s.audit", "palisade.alert", "palisade.audit"];
 
+/// Most bytes of resource attributes one request may copy into its records in all
+/// (every record owns its resource); records past it are rejected.
+pub const MAX_RESOURCE_COPY_BYTES: usize = 128 * 1024 * 1024;
+
 pub fn normalize(
     tenant: TenantId,
     request: &ExportLogsServiceRequest,
@@ -160,11 +165,30 @@ pub fn normalize(
     let mut out = Normalized::default();
     let oldest = now - policy.max_age;
     let newest = now + policy.max_future;
+    crate::decode::check_counts(request)?;
+    // Bytes of resource copied into records so far (each record owns its resource).
+    let mut copied = 0usize;
     for resource_logs in &request.resource_logs {
+        let resource_attributes = resource_logs
+            .resource
+            .as_ref()
+            .map_or(0, |r| r.attributes.len());
+        if resource_attributes > MAX_ATTRIBUTES {
+            for scope_logs in &resource_logs.scope_logs {
+                for _ in &scope_logs.log_records {
+                    out.reject(
+                        "too_many_attributes",
+                        format!("resource has {resource_attributes} attributes; the limit is {MAX_ATTRIBUTES}"),
+                    );
+                }
+            }
+            continue;
+        }
         let resource = match &resource_logs.resource {
             Some(r) => key_values(&r.attributes, 1).map_err(|_| too_deep())?,
             None => Map::new(),
         };
+        let resource_bytes = serde_json::to_vec(&resource).map_or(0, |v| v.len());
         for scope_logs in &resource_logs.scope_logs {
             let (scope_name, scope_version) = scope_logs
                 .scope
@@ -178,6 +202,24 @@ pub fn normalize(
                     out.reject(
                         "reserved_scope",
                         format!("record {index}: scope name {scope_name:?} is reserved for records Palisade writes"),
+                    );
+                    continue;
+                }
+                if log.attributes.len() > MAX_ATTRIBUTES {
+                    out.reject(
+                        "too_many_attributes",
+                        format!(
+                            "record {index}: {} attributes; the limit is {MAX_ATTRIBUTES}",
+                            log.attributes.len()
+                        ),
+                    );
+                    continue;
+                }
+                copied = copied.saturating_add(resource_bytes);
+                if copied > MAX_RESOURCE_COPY_BYTES {
+                    out.reject(
+                        "resource_too_large",
+                        format!("record {index}: its resource copied into every record exceeds {MAX_RESOURCE_COPY_BYTES} bytes for this request; send fewer records per request"),
                     );
                     continue;
                 }

@@ -88,6 +88,7 @@ impl Ingestor {
             committed_tx,
             batches_tx.clone(),
             config.max_batch_records,
+            metrics.isolations.clone(),
         ));
         let ingestor = Ingestor {
             jobs: tx,
@@ -111,13 +112,32 @@ impl Ingestor {
         self.batches.subscribe()
     }
 
+    /// The accepted time window of every transport (`--retention-days`).
+    pub fn time_policy(&self) -> TimePolicy {
+        self.policy
+    }
+
     pub fn metrics(&self) -> &IngestMetrics {
         &self.metrics
     }
 
     /// Queue records and wait until they are committed.
-    pub async fn write(&self, records: Vec<LogRecord>) -> Result<SeqRange, IngestError> {
-        let wanted = records.len().min(self.max_queued) as u32;
+    pub async fn write(&self, mut records: Vec<LogRecord>) -> Result<SeqRange, IngestError> {
+        // Permits count records exactly: a request larger than the whole queue is
+        // refused, never admitted with fewer permits than records.
+        if records.len() > self.max_queued {
+            return Err(IngestError::TooManyRecords {
+                limit: self.max_queued,
+                what: "log records",
+            });
+        }
+        let wanted = u32::try_from(records.len()).map_err(|_| IngestError::TooManyRecords {
+            limit: self.max_queued,
+            what: "log records",
+        })?;
+        for record in &mut records {
+            record.replace_unstorable();
+        }
         let permit = self
             .queued
             .clone()
@@ -202,6 +222,7 @@ async fn writer_loop(
     committed: watch::Sender<i64>,
     batches: broadcast::Sender<Batch>,
     max_batch: usize,
+    isolations: prometheus::IntCounter,
 ) {
     while let Some(first) = jobs.recv().await {
         let mut batch = vec![first];
@@ -218,38 +239,91 @@ async fn writer_loop(
         let mut records = Vec::with_capacity(rows);
         let mut sizes = Vec::with_capacity(batch.len());
         for job in &mut batch {
-            sizes.push(job.records.len() as i64);
+            sizes.push(job.records.len());
             records.append(&mut job.records);
         }
         match logs.insert_batch(&mut records).await {
             Ok(range) => {
                 let mut next = range.first;
                 for (job, size) in batch.into_iter().zip(sizes) {
+                    let size = size as i64;
                     let _ = job.reply.send(Ok(SeqRange {
                         first: next,
                         last: next + size - 1,
                     }));
                     next += size;
                 }
-                if batches.receiver_count() > 0 {
-                    let stored: Vec<StoredLog> = records
-                        .into_iter()
-                        .zip(range.first..)
-                        .map(|(record, seq)| StoredLog { seq, record })
-                        .collect();
-                    let _ = batches.send(Arc::new(stored));
+                publish(&batches, &committed, records, range);
+            }
+            Err(err) if err.is_data_error() && batch.len() > 1 => {
+                // One request's data failed the group commit: retry each request on
+                // its own so only the offending one is refused (400) and every other
+                // tenant's request commits.
+                isolations.inc();
+                tracing::warn!(error = %err, requests = batch.len(), "group commit refused on data; retrying request by request");
+                let mut rest = records.into_iter();
+                for (job, size) in batch.into_iter().zip(sizes) {
+                    let mut mine: Vec<LogRecord> = rest.by_ref().take(size).collect();
+                    match logs.insert_batch(&mut mine).await {
+                        Ok(range) => {
+                            let _ = job.reply.send(Ok(range));
+                            publish(&batches, &committed, mine, range);
+                        }
+                        Err(err) => {
+                            let _ = job.reply.send(Err(refusal(err)));
+                        }
+                    }
                 }
-                committed.send_replace(range.last);
             }
             Err(err) => {
                 tracing::warn!(error = %err, records = rows, "ingest batch not committed");
+                let data = err.is_data_error();
                 let message = err.to_string();
                 for job in batch {
-                    let _ = job
-                        .reply
-                        .send(Err(StorageError::Unavailable(message.clone())));
+                    let answer = if data {
+                        refusal(StorageError::Invalid(message.clone()))
+                    } else {
+                        StorageError::Unavailable(message.clone())
+                    };
+                    let _ = job.reply.send(Err(answer));
                 }
             }
         }
     }
+}
+
+/// The error a request gets when its own commit failed: permanent (400, naming where
+/// Postgres found the bad value) for data, retryable otherwise.
+fn refusal(err: StorageError) -> StorageError {
+    if err.is_data_error() {
+        let context = err
+            .context()
+            .map(|c| format!(" ({c})"))
+            .unwrap_or_default();
+        return StorageError::Invalid(format!(
+            "a record of this request cannot be stored: {err}{context}"
+        ));
+    }
+    match err {
+        StorageError::Invalid(message) => StorageError::Invalid(message),
+        other => StorageError::Unavailable(other.to_string()),
+    }
+}
+
+/// Hand a committed batch to followers and advance the committed watch.
+fn publish(
+    batches: &broadcast::Sender<Batch>,
+    committed: &watch::Sender<i64>,
+    records: Vec<LogRecord>,
+    range: SeqRange,
+) {
+    if batches.receiver_count() > 0 {
+        let stored: Vec<StoredLog> = records
+            .into_iter()
+            .zip(range.first..)
+            .map(|(record, seq)| StoredLog { seq, record })
+            .collect();
+        let _ = batches.send(Arc::new(stored));
+    }
+    committed.send_replace(range.last);
 }

@@ -133,11 +133,24 @@ fn exec_fields(uri: &str, out: &mut Map<String, Value>) {
     }
 }
 
+/// The deepest JSON-Patch path replayed (a pod spec field in a CronJob is 10
+/// segments deep); an operation with a longer path is skipped unread.
+pub const MAX_PATCH_SEGMENTS: usize = 32;
+/// The highest array index a replayed operation may name; a larger one appends.
+const MAX_PATCH_INDEX: usize = 256;
+/// The most operations of one patch replayed.
+pub const MAX_PATCH_OPS: usize = 1024;
+
 /// Replay the `add`/`replace` operations of a JSON Patch onto an empty document, so a
 /// partial object can be read with the same paths as a full one.
+///
+/// Attacker-sized input is bounded: paths are split lazily and an operation of more
+/// than [`MAX_PATCH_SEGMENTS`] segments is skipped before anything is allocated for
+/// it, the walk is a loop (no recursion), and an index past the end appends one
+/// element instead of padding.
 pub fn json_patch_skeleton(ops: &[Value]) -> Value {
     let mut doc = json!({});
-    for op in ops {
+    for op in ops.iter().take(MAX_PATCH_OPS) {
         let kind = op.get("op").and_then(Value::as_str).unwrap_or("");
         let (Some(path), Some(value)) = (op.get("path").and_then(Value::as_str), op.get("value"))
         else {
@@ -146,51 +159,52 @@ pub fn json_patch_skeleton(ops: &[Value]) -> Value {
         if !matches!(kind, "add" | "replace") {
             continue;
         }
-        let segments: Vec<String> = path
+        if path.bytes().filter(|b| *b == b'/').count() > MAX_PATCH_SEGMENTS {
+            continue;
+        }
+        let segments = path
             .split('/')
             .skip(1)
-            .map(|s| s.replace("~1", "/").replace("~0", "~"))
-            .collect();
-        set_path(&mut doc, &segments, value.clone());
+            .map(|s| s.replace("~1", "/").replace("~0", "~"));
+        set_path(&mut doc, segments, value.clone());
     }
     doc
 }
 
-fn set_path(cur: &mut Value, segments: &[String], value: Value) {
-    let Some((head, rest)) = segments.split_first() else {
-        *cur = value;
-        return;
-    };
-    let array_index = if head == "-" {
-        Some(usize::MAX)
-    } else {
-        head.parse::<usize>().ok()
-    };
-    match array_index {
-        Some(index) => {
-            if !cur.is_array() {
-                *cur = json!([]);
+fn set_path(root: &mut Value, segments: impl Iterator<Item = String>, value: Value) {
+    let mut cur = root;
+    for head in segments {
+        let array_index = if head == "-" {
+            Some(usize::MAX)
+        } else {
+            head.parse::<usize>().ok()
+        };
+        cur = match array_index {
+            Some(index) => {
+                if !cur.is_array() {
+                    *cur = json!([]);
+                }
+                let items = cur.as_array_mut().expect("array");
+                let index = if index >= items.len() || index > MAX_PATCH_INDEX {
+                    items.push(json!({}));
+                    items.len() - 1
+                } else {
+                    index
+                };
+                &mut items[index]
             }
-            let items = cur.as_array_mut().expect("array");
-            let index = if index == usize::MAX || index > 1024 {
-                items.len()
-            } else {
-                index
-            };
-            while items.len() <= index {
-                items.push(json!({}));
+            None => {
+                if !cur.is_object() {
+                    *cur = json!({});
+                }
+                cur.as_object_mut()
+                    .expect("object")
+                    .entry(head)
+                    .or_insert(Value::Null)
             }
-            set_path(&mut items[index], rest, value);
-        }
-        None => {
-            if !cur.is_object() {
-                *cur = json!({});
-            }
-            let map = cur.as_object_mut().expect("object");
-            let next = map.entry(head.clone()).or_insert(Value::Null);
-            set_path(next, rest, value);
-        }
+        };
     }
+    *cur = value;
 }
 
 /// The object whose spec we read: the response (full result) when logged, else the
@@ -787,6 +801,23 @@ mod tests {
             assert_eq!(d["k8s.pod.dangerous_capabilities"], json!(["SYS_ADMIN"]));
             assert_eq!(d["k8s.pod.images"], json!(["alpine"]));
         }
+    }
+
+    #[test]
+    fn json_patch_paths_are_bounded() {
+        // 20,000 segments once recursed per segment (and padded 1,024 elements per
+        // level): the process aborted. Now the operation is skipped.
+        let long = "/spec".repeat(20_000);
+        let deep = format!("/x{}", "/9999".repeat(MAX_PATCH_SEGMENTS - 1));
+        let ops = vec![
+            json!({"op": "add", "path": long, "value": 1}),
+            json!({"op": "add", "path": deep, "value": 1}),
+            json!({"op": "add", "path": "/spec/containers/5000/image", "value": "x"}),
+        ];
+        let doc = json_patch_skeleton(&ops);
+        assert!(doc.get("spec").is_some());
+        assert_eq!(doc["spec"]["containers"][0]["image"], "x");
+        assert_eq!(doc["x"].as_array().map(Vec::len), Some(1));
     }
 
     #[test]

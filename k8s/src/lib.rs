@@ -38,8 +38,10 @@ pub fn detect(
     attributes: &Map<String, Value>,
 ) -> Option<Value> {
     let trimmed = body.trim_start();
+    // The raw-text pre-filter must not be fooled: the marker can only be hidden by a
+    // JSON escape (`\/`, `\u002e`...), so a body with any escape is parsed too.
     if trimmed.starts_with('{')
-        && (trimmed.contains("audit.k8s.io/") || body_is_json_object)
+        && (trimmed.contains("audit.k8s.io/") || body_is_json_object || trimmed.contains('\\'))
         && let Ok(v) = serde_json::from_str::<Value>(trimmed)
         && is_audit_event(&v)
     {
@@ -57,6 +59,34 @@ pub fn detect(
         return Some(v);
     }
     None
+}
+
+/// The items of a webhook body and the `apiVersion` that applies to items that carry
+/// none: kube-apiserver's webhook backend posts an `EventList` (`kind` and
+/// `apiVersion` on the list only); a single `Event` is accepted too.
+pub fn event_list_items(list: Value) -> Result<(Vec<Value>, Option<String>), String> {
+    if is_audit_event(&list) {
+        return Ok((vec![list], None));
+    }
+    let Value::Object(mut map) = list else {
+        return Err("expected an audit.k8s.io EventList object".into());
+    };
+    let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    let version = map
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if kind != "EventList" || !version.starts_with("audit.k8s.io/") {
+        return Err(format!(
+            "expected kind EventList of apiVersion audit.k8s.io/v1, got kind {kind:?} apiVersion {version:?}"
+        ));
+    }
+    match map.remove("items") {
+        Some(Value::Array(items)) => Ok((items, Some(version))),
+        Some(Value::Null) | None => Ok((Vec::new(), Some(version))),
+        Some(_) => Err("items: expected an array of audit events".into()),
+    }
 }
 
 pub(crate) fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
@@ -83,9 +113,12 @@ fn redact_secret_object(obj: &mut Value, what: &mut Vec<String>, path: &str) {
 fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_context: bool) {
     match value {
         Value::Object(_) => {
-            let is_secret = value.get("kind").and_then(Value::as_str) == Some("Secret")
+            let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
+            let is_secret = kind == "Secret"
                 || (secret_context
                     && (value.get("data").is_some() || value.get("stringData").is_some()));
+            // A SecretList's items carry no kind of their own.
+            let items_are_secrets = secret_context || kind == "SecretList";
             if is_secret {
                 redact_secret_object(value, what, path);
             }
@@ -101,7 +134,7 @@ fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_con
                             &mut inner,
                             &mut inner_what,
                             "last-applied-configuration",
-                            is_secret,
+                            is_secret || secret_context,
                         );
                         if !inner_what.is_empty() {
                             *applied = inner.to_string();
@@ -110,7 +143,7 @@ fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_con
                             ));
                         }
                     }
-                    Err(_) if is_secret => {
+                    Err(_) if is_secret || secret_context => {
                         *applied = REDACTED.to_string();
                         what.push(format!(
                             "{path}.metadata.annotations.last-applied-configuration"
@@ -121,18 +154,18 @@ fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_con
             }
             if let Some(Value::Array(items)) = value.get_mut("items") {
                 for (i, item) in items.iter_mut().enumerate() {
-                    redact_tree(item, what, &format!("{path}.items[{i}]"), secret_context);
+                    redact_tree(item, what, &format!("{path}.items[{i}]"), items_are_secrets);
                 }
             }
         }
         Value::Array(items) => {
-            // JSON Patch documents: redact values written under /data or /stringData.
+            // JSON Patch documents on a Secret: every written value is removed except
+            // where the path is known to hold no secret material. A patch at "" or "/"
+            // replaces the whole object, one at /metadata or /metadata/annotations
+            // may carry last-applied-configuration: all of those are redacted.
             for (i, op) in items.iter_mut().enumerate() {
                 let target = op.get("path").and_then(Value::as_str).unwrap_or("");
-                if secret_context
-                    && (target.starts_with("/data") || target.starts_with("/stringData"))
-                    && op.get("value").is_some()
-                {
+                if secret_context && op.get("value").is_some() && !harmless_secret_path(target) {
                     op["value"] = json!(REDACTED);
                     what.push(format!("{path}[{i}].value"));
                 }
@@ -140,6 +173,14 @@ fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_con
         }
         _ => {}
     }
+}
+
+/// JSON-Patch paths of a Secret whose values are never secret material.
+fn harmless_secret_path(path: &str) -> bool {
+    ["/metadata/labels/", "/metadata/name", "/metadata/namespace", "/metadata/finalizers", "/type", "/immutable"]
+        .iter()
+        .any(|p| path.starts_with(p))
+        && !path.contains("last-applied")
 }
 
 /// Redact bearer tokens passed as query parameters in a request URI.

@@ -17,6 +17,8 @@ pub enum ErrorKind {
     NotFound,
     /// The object already exists or was changed concurrently.
     Conflict,
+    /// The path exists but not with this HTTP method.
+    MethodNotAllowed,
     /// The body is larger than allowed (after decompression).
     PayloadTooLarge,
     /// The content type or encoding is not supported.
@@ -38,6 +40,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => 403,
             ErrorKind::NotFound => 404,
             ErrorKind::Conflict => 409,
+            ErrorKind::MethodNotAllowed => 405,
             ErrorKind::PayloadTooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::ResourceExhausted => 429,
@@ -57,7 +60,7 @@ impl ErrorKind {
             // code every OTLP exporter retries.
             ErrorKind::ResourceExhausted | ErrorKind::Unavailable => 14,
             ErrorKind::PayloadTooLarge => 8,
-            ErrorKind::UnsupportedMediaType => 3,
+            ErrorKind::UnsupportedMediaType | ErrorKind::MethodNotAllowed => 3,
             ErrorKind::Unauthenticated => 16,
             ErrorKind::Internal => 13,
         }
@@ -71,6 +74,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "conflict",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::PayloadTooLarge => "payload_too_large",
             ErrorKind::UnsupportedMediaType => "unsupported_media_type",
             ErrorKind::ResourceExhausted => "resource_exhausted",

@@ -29,6 +29,73 @@ pub struct LogRecord {
     pub flags: u32,
 }
 
+/// The character that replaces text Postgres cannot store (NUL).
+pub const REPLACEMENT: char = '\u{FFFD}';
+/// Attribute set to `true` on a record whose text had characters replaced.
+pub const REPLACED_ATTRIBUTE: &str = "palisade.replaced_nul";
+
+fn scrub(text: &mut String) -> bool {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+        true
+    } else {
+        false
+    }
+}
+
+/// Replace NUL in every string and key of a JSON map, iteratively (no recursion on
+/// input depth). Returns whether anything changed.
+pub fn scrub_json(map: &mut Map<String, Value>) -> bool {
+    let mut changed = false;
+    if map.keys().any(|k| k.contains('\0')) {
+        let old = std::mem::take(map);
+        for (mut key, value) in old {
+            scrub(&mut key);
+            map.insert(key, value);
+        }
+        changed = true;
+    }
+    let mut stack: Vec<&mut Value> = map.values_mut().collect();
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) => changed |= scrub(s),
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            Value::Object(inner) => {
+                if inner.keys().any(|k| k.contains('\0')) {
+                    let old = std::mem::take(inner);
+                    for (mut key, value) in old {
+                        scrub(&mut key);
+                        inner.insert(key, value);
+                    }
+                    changed = true;
+                }
+                stack.extend(inner.values_mut());
+            }
+            _ => {}
+        }
+    }
+    changed
+}
+
+impl LogRecord {
+    /// Replace text Postgres refuses (NUL, in text and in JSON strings and keys) with
+    /// U+FFFD and mark the record with [`REPLACED_ATTRIBUTE`]. Every write path calls
+    /// this, so one record can never make a commit fail.
+    pub fn replace_unstorable(&mut self) -> bool {
+        let mut changed = scrub(&mut self.body);
+        changed |= scrub(&mut self.severity_text);
+        changed |= scrub(&mut self.scope_name);
+        changed |= scrub(&mut self.scope_version);
+        changed |= scrub_json(&mut self.attributes);
+        changed |= scrub_json(&mut self.resource);
+        if changed {
+            self.attributes
+                .insert(REPLACED_ATTRIBUTE.into(), Value::Bool(true));
+        }
+        changed
+    }
+}
+
 /// A committed record: a [`LogRecord`] plus its sequence id.
 ///
 /// The sequence id is assigned by Postgres inside the commit critical section, so
@@ -38,4 +105,38 @@ pub struct StoredLog {
     pub seq: i64,
     #[serde(skip)]
     pub record: LogRecord,
+}
+
+#[cfg(test)]
+mod scrub_tests {
+    use super::*;
+
+    #[test]
+    fn nul_is_replaced_everywhere_and_marked() {
+        let mut attributes = Map::new();
+        attributes.insert(
+            "k\0".into(),
+            serde_json::json!({"a": ["x\0", {"b\0": "\0"}]}),
+        );
+        let mut r = LogRecord {
+            tenant_id: TenantId(uuid::Uuid::nil()),
+            time: Utc::now(),
+            observed_time: Utc::now(),
+            severity_number: 9,
+            severity_text: "I\0".into(),
+            body: "a\0b".into(),
+            attributes,
+            resource: Map::new(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            trace_id: None,
+            span_id: None,
+            flags: 0,
+        };
+        assert!(r.replace_unstorable());
+        let text = serde_json::to_string(&r.attributes).unwrap() + &r.body + &r.severity_text;
+        assert!(!text.contains('\0') && !text.contains("\\u0000"), "{text}");
+        assert_eq!(r.attributes[REPLACED_ATTRIBUTE], Value::Bool(true));
+        assert!(!r.replace_unstorable(), "a second pass finds nothing");
+    }
 }

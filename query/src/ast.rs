@@ -9,10 +9,16 @@ pub enum FieldRef {
     ScopeName,
     TraceId,
     SpanId,
-    /// `attributes.<path>`; path as written (dots kept, e.g. `user.name`).
+    /// `attributes.<path>`; path as written (dots kept, e.g. `user.name`). Values
+    /// match as whole values (exact, case-sensitive), like keyword fields.
     Attribute(String),
-    /// `resource.<path>`.
+    /// `resource.<path>`, matched like [`FieldRef::Attribute`].
     Resource(String),
+    /// `attributes_text.<path>`: the words of an attribute value (tokenized and
+    /// lower-cased like `body`).
+    AttributeText(String),
+    /// `resource_text.<path>`.
+    ResourceText(String),
 }
 
 /// One bound of a range.

@@ -122,15 +122,91 @@ impl Compiler {
         let f = &self.fields;
         match field {
             FieldRef::Body => self.text_clause(f.body, "body", value),
-            FieldRef::SeverityText => self.text_clause(f.severity_text, "severity_text", value),
+            FieldRef::SeverityText => {
+                let text = self.text_clause(f.severity_text, "severity_text", value)?;
+                // `level:error` also finds records that carry only a severity number.
+                match value {
+                    Value::Term(t) | Value::Phrase(t) => match crate::values::level_range(t) {
+                        Some((lo, hi)) => Ok(any_of(vec![
+                            text,
+                            Box::new(RangeQuery::new(
+                                StdBound::Included(Term::from_field_i64(f.severity_number, lo)),
+                                StdBound::Included(Term::from_field_i64(f.severity_number, hi)),
+                            )),
+                        ])),
+                        None => Ok(text),
+                    },
+                    _ => Ok(text),
+                }
+            }
             FieldRef::SeverityNumber => {
                 self.number_clause(f.severity_number, "severity_number", value)
             }
             FieldRef::ScopeName => self.keyword_clause(f.scope_name, value, false),
             FieldRef::TraceId => self.keyword_clause(f.trace_id, value, true),
             FieldRef::SpanId => self.keyword_clause(f.span_id, value, true),
-            FieldRef::Attribute(path) => self.json_clause(f.attributes, path, value),
-            FieldRef::Resource(path) => self.json_clause(f.resource, path, value),
+            FieldRef::Attribute(path) => self.exact_clause(f.attributes, f.attributes_ip, path, value),
+            FieldRef::Resource(path) => self.exact_clause(f.resource, f.resource_ip, path, value),
+            FieldRef::AttributeText(path) => self.json_clause(f.attributes_text, path, value),
+            FieldRef::ResourceText(path) => self.json_clause(f.resource_text, path, value),
+        }
+    }
+
+    /// Numbers and booleans as tantivy indexes typed JSON values.
+    fn typed_options(field: Field, path: &str, text: &str, options: &mut Vec<Box<dyn Query>>) {
+        let typed = |append: &dyn Fn(&mut Term)| -> Box<dyn Query> {
+            let mut term = Self::json_term(field, path);
+            append(&mut term);
+            Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+        };
+        match parse_number(text) {
+            Some(Number::Int(v)) => {
+                options.push(typed(&|t| t.append_type_and_fast_value(v)));
+                options.push(typed(&|t| t.append_type_and_fast_value(v as f64)));
+                if v >= 0 {
+                    options.push(typed(&|t| t.append_type_and_fast_value(v as u64)));
+                }
+            }
+            Some(Number::Float(v)) => options.push(typed(&|t| t.append_type_and_fast_value(v))),
+            None => {}
+        }
+        match text {
+            "true" => options.push(typed(&|t| t.append_type_and_fast_value(true))),
+            "false" => options.push(typed(&|t| t.append_type_and_fast_value(false))),
+            _ => {}
+        }
+    }
+
+    /// Attribute/resource values: whole values (case-sensitive), a trailing `*` a
+    /// prefix of the whole value, `addr/len` a CIDR (see `crate::values`).
+    fn exact_clause(
+        &self,
+        field: Field,
+        ip_field: Field,
+        path: &str,
+        value: &Value,
+    ) -> Result<Box<dyn Query>, QueryError> {
+        match value {
+            Value::Term(text) | Value::Phrase(text) => {
+                if let (Value::Term(_), Some(prefix)) = (value, crate::values::cidr_prefix(text)) {
+                    let prefix = prefix.map_err(invalid)?;
+                    let mut term = Self::json_term(ip_field, path);
+                    term.append_type_and_str(&prefix);
+                    return Ok(Box::new(PhrasePrefixQuery::new(vec![term])));
+                }
+                let mut term = Self::json_term(field, path);
+                term.append_type_and_str(text);
+                let mut options: Vec<Box<dyn Query>> =
+                    vec![Box::new(TermQuery::new(term, IndexRecordOption::Basic))];
+                Self::typed_options(field, path, text, &mut options);
+                Ok(any_of(options))
+            }
+            Value::Prefix(prefix) => {
+                let mut term = Self::json_term(field, path);
+                term.append_type_and_str(prefix);
+                Ok(Box::new(PhrasePrefixQuery::new(vec![term])))
+            }
+            Value::Range { lower, upper } => self.json_range(field, path, lower, upper),
         }
     }
 
@@ -258,29 +334,7 @@ impl Compiler {
                 if !terms.is_empty() {
                     options.push(terms_query(terms));
                 }
-                let typed = |append: &dyn Fn(&mut Term)| -> Box<dyn Query> {
-                    let mut term = Self::json_term(field, path);
-                    append(&mut term);
-                    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
-                };
-                match parse_number(text) {
-                    Some(Number::Int(v)) => {
-                        options.push(typed(&|t| t.append_type_and_fast_value(v)));
-                        options.push(typed(&|t| t.append_type_and_fast_value(v as f64)));
-                        if v >= 0 {
-                            options.push(typed(&|t| t.append_type_and_fast_value(v as u64)));
-                        }
-                    }
-                    Some(Number::Float(v)) => {
-                        options.push(typed(&|t| t.append_type_and_fast_value(v)))
-                    }
-                    None => {}
-                }
-                match text.as_str() {
-                    "true" => options.push(typed(&|t| t.append_type_and_fast_value(true))),
-                    "false" => options.push(typed(&|t| t.append_type_and_fast_value(false))),
-                    _ => {}
-                }
+                Self::typed_options(field, path, text, &mut options);
                 Ok(any_of(options))
             }
             Value::Prefix(prefix) => {

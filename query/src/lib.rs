@@ -13,5 +13,6 @@ pub mod error;
 pub mod parse;
 pub mod search;
 pub mod time;
+pub mod values;
 
 pub use error::QueryError;

@@ -15,9 +15,34 @@
 use crate::QueryError;
 use crate::ast::{Bound, Expr, FieldRef, Value};
 
+/// The longest query text accepted, in bytes.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+/// The deepest nesting of parenthesised groups and `NOT`s accepted.
+pub const MAX_QUERY_DEPTH: usize = 32;
+/// The most clauses (field:value comparisons) one query may hold.
+pub const MAX_QUERY_CLAUSES: usize = 1024;
+
 /// Parse a query string. An empty (or all-whitespace) query matches everything.
+///
+/// Input-controlled recursion is bounded: nesting deeper than [`MAX_QUERY_DEPTH`],
+/// more than [`MAX_QUERY_CLAUSES`] clauses or text over [`MAX_QUERY_BYTES`] is a
+/// syntax error naming the limit and the position where it was exceeded.
 pub fn parse(input: &str) -> Result<Expr, QueryError> {
-    let mut parser = Parser { input, pos: 0 };
+    if input.len() > MAX_QUERY_BYTES {
+        return Err(QueryError::syntax(
+            MAX_QUERY_BYTES,
+            format!(
+                "query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+                input.len()
+            ),
+        ));
+    }
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        depth: 0,
+        clauses: 0,
+    };
     parser.skip_ws();
     if parser.at_end() {
         return Ok(Expr::All);
@@ -50,17 +75,39 @@ pub fn field_ref(name: &str) -> Option<FieldRef> {
             if let Some(path) = name.strip_prefix("resource.") {
                 return (!path.is_empty()).then(|| FieldRef::Resource(path.to_string()));
             }
+            if let Some(path) = name.strip_prefix("attributes_text.") {
+                return (!path.is_empty()).then(|| FieldRef::AttributeText(path.to_string()));
+            }
+            if let Some(path) = name.strip_prefix("resource_text.") {
+                return (!path.is_empty()).then(|| FieldRef::ResourceText(path.to_string()));
+            }
             None
         }
     }
 }
 
+/// Lucene operators this language does not implement: refusing them beats a count
+/// that is silently wrong.
+fn unsupported(position: usize, ch: char) -> QueryError {
+    let what = match ch {
+        '~' => "fuzzy and proximity search ('~')",
+        '^' => "boosting ('^')",
+        _ => "single-character wildcards ('?')",
+    };
+    QueryError::syntax(
+        position,
+        format!("{what} is not supported; escape it with '\\' to search for the character"),
+    )
+}
+
 struct Parser<'a> {
     input: &'a str,
     pos: usize,
+    /// Groups and `NOT`s currently open.
+    depth: usize,
+    /// Clauses produced so far.
+    clauses: usize,
 }
-
-const MAX_DEPTH_HINT: usize = 64;
 
 impl<'a> Parser<'a> {
     fn at_end(&self) -> bool {
@@ -79,6 +126,37 @@ impl<'a> Parser<'a> {
         let ch = self.peek()?;
         self.pos += ch.len_utf8();
         Some(ch)
+    }
+
+    /// Enter one level of nesting, refusing past [`MAX_QUERY_DEPTH`].
+    fn enter(&mut self) -> Result<(), QueryError> {
+        self.depth += 1;
+        if self.depth > MAX_QUERY_DEPTH {
+            return Err(QueryError::syntax(
+                self.pos,
+                format!("query nests too deeply (the limit is {MAX_QUERY_DEPTH} levels)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn clause(&mut self, field: &FieldRef, value: Value) -> Result<Expr, QueryError> {
+        if let (FieldRef::Attribute(_) | FieldRef::Resource(_), Value::Term(text)) = (field, &value)
+            && let Some(Err(message)) = crate::values::cidr_prefix(text)
+        {
+            return Err(QueryError::syntax(self.pos, message));
+        }
+        self.clauses += 1;
+        if self.clauses > MAX_QUERY_CLAUSES {
+            return Err(QueryError::syntax(
+                self.pos,
+                format!("query has too many clauses (the limit is {MAX_QUERY_CLAUSES})"),
+            ));
+        }
+        Ok(Expr::Clause {
+            field: field.clone(),
+            value,
+        })
     }
 
     fn skip_ws(&mut self) {
@@ -120,7 +198,7 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_and(&mut self, field: &FieldRef) -> Result<Expr, QueryError> {
-        let mut parts = vec![self.parse_unary(field, 0)?];
+        let mut parts = vec![self.parse_unary(field)?];
         loop {
             self.skip_ws();
             let save = self.pos;
@@ -136,7 +214,7 @@ impl<'a> Parser<'a> {
             if explicit && (self.at_end() || self.peek() == Some(')')) {
                 return Err(QueryError::syntax(self.pos, "expected a clause after AND"));
             }
-            parts.push(self.parse_unary(field, 0)?);
+            parts.push(self.parse_unary(field)?);
         }
         Ok(if parts.len() == 1 {
             parts.remove(0)
@@ -145,20 +223,19 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn parse_unary(&mut self, field: &FieldRef, depth: usize) -> Result<Expr, QueryError> {
-        if depth > MAX_DEPTH_HINT {
-            return Err(QueryError::syntax(self.pos, "query nests too deeply"));
-        }
+    fn parse_unary(&mut self, field: &FieldRef) -> Result<Expr, QueryError> {
         self.skip_ws();
         if self.eat_keyword("NOT") || self.eat_keyword("!") || self.eat_keyword("-") {
-            let inner = self.parse_unary(field, depth + 1)?;
+            self.enter()?;
+            let inner = self.parse_unary(field)?;
+            self.depth -= 1;
             return Ok(Expr::Not(Box::new(inner)));
         }
         self.eat_keyword("+");
-        self.parse_primary(field, depth)
+        self.parse_primary(field)
     }
 
-    fn parse_primary(&mut self, field: &FieldRef, depth: usize) -> Result<Expr, QueryError> {
+    fn parse_primary(&mut self, field: &FieldRef) -> Result<Expr, QueryError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -166,14 +243,11 @@ impl<'a> Parser<'a> {
                 self.pos,
                 "expected a clause, found end of query",
             )),
-            Some('(') => self.parse_group(field, depth),
+            Some('(') => self.parse_group(field),
             Some(')') => Err(QueryError::syntax(self.pos, "unexpected ')'")),
             Some('"') => {
                 let phrase = self.parse_phrase()?;
-                Ok(Expr::Clause {
-                    field: field.clone(),
-                    value: Value::Phrase(phrase),
-                })
+                self.clause(field, Value::Phrase(phrase))
             }
             Some(_) => {
                 // A field name is a word immediately followed by ':'.
@@ -183,20 +257,22 @@ impl<'a> Parser<'a> {
                             start,
                             format!(
                                 "unknown field {name:?}: use body, severity_text, severity_number, \
-                                 scope.name, trace_id, span_id, attributes.<key> or resource.<key>"
+                                 scope.name, trace_id, span_id, attributes.<key>, resource.<key>, \
+                                 attributes_text.<key> or resource_text.<key>"
                             ),
                         ));
                     };
                     self.pos = after;
-                    return self.parse_value(&target, depth);
+                    return self.parse_value(&target);
                 }
-                self.parse_value(field, depth)
+                self.parse_value(field)
             }
         }
     }
 
-    fn parse_group(&mut self, field: &FieldRef, _depth: usize) -> Result<Expr, QueryError> {
+    fn parse_group(&mut self, field: &FieldRef) -> Result<Expr, QueryError> {
         let open = self.pos;
+        self.enter()?;
         self.bump(); // '('
         self.skip_ws();
         if self.peek() == Some(')') {
@@ -210,6 +286,7 @@ impl<'a> Parser<'a> {
                 "unclosed '(': expected ')' before the end of the query",
             ));
         }
+        self.depth -= 1;
         Ok(inner)
     }
 
@@ -235,7 +312,12 @@ impl<'a> Parser<'a> {
                         "unterminated phrase: missing '\"'",
                     ));
                 }
-                Some('"') => return Ok(text),
+                Some('"') => {
+                    if let Some(ch @ ('~' | '^')) = self.peek() {
+                        return Err(unsupported(self.pos, ch));
+                    }
+                    return Ok(text);
+                }
                 Some('\\') => match self.bump() {
                     Some(ch) => text.push(ch),
                     None => return Err(QueryError::syntax(self.pos, "dangling escape '\\'")),
@@ -258,6 +340,9 @@ impl<'a> Parser<'a> {
             }
             if stop_at_bracket && (ch == ']' || ch == '}') {
                 break;
+            }
+            if matches!(ch, '~' | '^' | '?') {
+                return Err(unsupported(self.pos, ch));
             }
             self.bump();
             trailing_star = false;
@@ -286,22 +371,20 @@ impl<'a> Parser<'a> {
         Ok((text, trailing_star))
     }
 
-    fn parse_value(&mut self, field: &FieldRef, depth: usize) -> Result<Expr, QueryError> {
+    fn parse_value(&mut self, field: &FieldRef) -> Result<Expr, QueryError> {
         let start = self.pos;
-        let clause = |value| Expr::Clause {
-            field: field.clone(),
-            value,
-        };
         match self.peek() {
             None => Err(QueryError::syntax(start, "expected a value after ':'")),
             Some(c) if c.is_whitespace() => {
                 Err(QueryError::syntax(start, "expected a value after ':'"))
             }
-            Some('(') => self.parse_group(field, depth + 1),
-            Some('"') => Ok(clause(Value::Phrase(self.parse_phrase()?))),
+            Some('(') => self.parse_group(field),
+            Some('"') => {
+                let phrase = self.parse_phrase()?;
+                self.clause(field, Value::Phrase(phrase))
+            }
             Some('[') | Some('{') => self.parse_range(field),
             Some('>') | Some('<') => {
-                let op_start = self.pos;
                 let greater = self.bump() == Some('>');
                 let inclusive = self.peek() == Some('=');
                 if inclusive {
@@ -319,8 +402,7 @@ impl<'a> Parser<'a> {
                 } else {
                     Bound::Excluded(word)
                 };
-                let _ = op_start;
-                Ok(clause(if greater {
+                let value = if greater {
                     Value::Range {
                         lower: bound,
                         upper: Bound::Unbounded,
@@ -330,21 +412,22 @@ impl<'a> Parser<'a> {
                         lower: Bound::Unbounded,
                         upper: bound,
                     }
-                }))
+                };
+                self.clause(field, value)
             }
             Some(_) => {
                 let (word, trailing_star) = self.parse_word(false)?;
                 if trailing_star && word == "*" {
-                    return Ok(if *field == FieldRef::Body {
-                        Expr::All
-                    } else {
-                        clause(Value::Prefix(String::new()))
-                    });
+                    if *field == FieldRef::Body {
+                        return Ok(Expr::All);
+                    }
+                    return self.clause(field, Value::Prefix(String::new()));
                 }
                 if trailing_star {
-                    return Ok(clause(Value::Prefix(word[..word.len() - 1].to_string())));
+                    let prefix = word[..word.len() - 1].to_string();
+                    return self.clause(field, Value::Prefix(prefix));
                 }
-                Ok(clause(Value::Term(word)))
+                self.clause(field, Value::Term(word))
             }
         }
     }
@@ -380,13 +463,11 @@ impl<'a> Parser<'a> {
                 Bound::Excluded(word)
             }
         };
-        Ok(Expr::Clause {
-            field: field.clone(),
-            value: Value::Range {
-                lower: make(lower, lower_inclusive),
-                upper: make(upper, upper_inclusive),
-            },
-        })
+        let value = Value::Range {
+            lower: make(lower, lower_inclusive),
+            upper: make(upper, upper_inclusive),
+        };
+        self.clause(field, value)
     }
 }
 
@@ -406,15 +487,16 @@ mod tests {
     }
 
     fn check_err(input: &str, position: usize, fragment: &str) {
+        let shown = &input[..input.len().min(60)];
         match parse(input) {
             Err(QueryError::Syntax {
                 position: p,
                 message,
             }) => {
-                assert_eq!(p, position, "{input}: {message}");
-                assert!(message.contains(fragment), "{input}: {message}");
+                assert_eq!(p, position, "{shown}: {message}");
+                assert!(message.contains(fragment), "{shown}: {message}");
             }
-            other => panic!("{input}: expected syntax error, got {other:?}"),
+            other => panic!("{shown}: expected syntax error, got {other:?}"),
         }
     }
 
@@ -512,5 +594,39 @@ mod tests {
         check_err("severity_number:[1 TO 5", 16, "unclosed range");
         check_err("body:", 5, "expected a value");
         check_err("a*b", 0, "trailing '*'");
+    }
+
+    #[test]
+    fn input_controlled_recursion_and_size_are_bounded() {
+        // 2,000 nested groups once overflowed the stack and aborted the process.
+        let deep = format!("{}a{}", "(".repeat(2000), ")".repeat(2000));
+        check_err(&deep, MAX_QUERY_DEPTH, "nests too deeply");
+        let nots = "NOT ".repeat(3000) + "a";
+        check_err(&nots, 4 * (MAX_QUERY_DEPTH + 1) - 1, "nests too deeply");
+        let mixed = "(NOT ".repeat(1000) + "a";
+        assert!(parse(&mixed).is_err());
+        let field_groups = "body:(".repeat(1000) + "a";
+        check_err(&field_groups, 5 + 6 * MAX_QUERY_DEPTH, "nests too deeply");
+        // At the limit it still parses.
+        let ok = format!(
+            "{}a{}",
+            "(".repeat(MAX_QUERY_DEPTH),
+            ")".repeat(MAX_QUERY_DEPTH)
+        );
+        check(&ok, term(FieldRef::Body, "a"));
+        let many = vec!["a"; MAX_QUERY_CLAUSES + 1].join(" OR ");
+        check_err(&many, many.len(), "too many clauses");
+        let long = "a ".repeat(MAX_QUERY_BYTES);
+        check_err(&long, MAX_QUERY_BYTES, "limit is 16384");
+    }
+
+    #[test]
+    fn unsupported_lucene_syntax_is_an_error_not_a_wrong_count() {
+        check_err("\"failed login\"~2", 14, "proximity");
+        check_err("roo?", 3, "'?'");
+        check_err("root~1", 4, "fuzzy");
+        check_err("root^2", 4, "boosting");
+        check_err("body:\"x\"^2", 8, "boosting");
+        check("a\\?b", term(FieldRef::Body, "a?b"));
     }
 }

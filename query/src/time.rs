@@ -26,7 +26,12 @@ pub fn parse_time(
             }
         };
         let duration = parse_duration(amount).map_err(|m| invalid(format!("{text:?}: {m}")))?;
-        return Ok(now + duration * sign);
+        let shifted = if sign < 0 {
+            now.checked_sub_signed(duration)
+        } else {
+            now.checked_add_signed(duration)
+        };
+        return shifted.ok_or_else(|| invalid(format!("{text:?} is out of range")));
     }
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
@@ -46,19 +51,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: i64 = digits
         .parse()
         .map_err(|_| format!("expected a number before the unit in {text:?}"))?;
-    if n > 100 * 365 * 24 * 3600 {
-        return Err(format!("{text:?} is too large"));
-    }
-    match unit {
-        "ms" => Ok(Duration::milliseconds(n)),
-        "s" => Ok(Duration::seconds(n)),
-        "m" => Ok(Duration::minutes(n)),
-        "h" => Ok(Duration::hours(n)),
-        "d" => Ok(Duration::days(n)),
-        "w" => Ok(Duration::weeks(n)),
-        other => Err(format!("unknown unit {other:?} (use ms, s, m, h, d or w)")),
-    }
+    let duration = match unit {
+        "ms" => Duration::try_milliseconds(n),
+        "s" => Duration::try_seconds(n),
+        "m" => Duration::try_minutes(n),
+        "h" => Duration::try_hours(n),
+        "d" => Duration::try_days(n),
+        "w" => Duration::try_weeks(n),
+        other => return Err(format!("unknown unit {other:?} (use ms, s, m, h, d or w)")),
+    };
+    // Checked arithmetic: a duration past a century is refused, never a panic.
+    duration
+        .filter(|d| *d <= Duration::days(MAX_DURATION_DAYS))
+        .ok_or_else(|| format!("{text:?} is too large (the limit is {MAX_DURATION_DAYS} days)"))
 }
+
+/// The longest duration a time expression may name (a century).
+pub const MAX_DURATION_DAYS: i64 = 36_525;
 
 #[cfg(test)]
 mod tests {
@@ -92,5 +101,24 @@ mod tests {
                 .to_string()
                 .contains("unit")
         );
+    }
+
+    #[test]
+    fn huge_and_extreme_times_are_errors_not_panics() {
+        let now = Utc::now();
+        for text in [
+            "now-3153600000h",
+            "now+99999999999999w",
+            "now-9223372036854775807ms",
+            "now-99999999999999999999999s",
+            "now-36526d",
+        ] {
+            let err = parse_time(text, now, "from").unwrap_err().to_string();
+            assert!(err.contains("from"), "{text}: {err}");
+        }
+        assert!(parse_time("now-36525d", now, "from").is_ok());
+        let far = DateTime::<Utc>::MAX_UTC - Duration::days(1);
+        assert!(parse_time("now+36525d", far, "to").is_err());
+        assert!(parse_time("+262143-01-01T00:00:00Z", now, "to").is_err());
     }
 }

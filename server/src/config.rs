@@ -70,6 +70,13 @@ pub struct ServeArgs {
     /// Do not load the built-in detection pack
     #[arg(long, env = "PALISADE_NO_BUILTIN_RULES")]
     pub no_builtin_rules: bool,
+    /// Seconds a connection may take to send a complete request head, new or idle
+    /// between requests, before it is closed [default: 10]
+    #[arg(long, env = "PALISADE_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+    /// Open connections per listener; more are closed at once [default: 1024]
+    #[arg(long, env = "PALISADE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 /// The config file's shape: every key optional.
@@ -92,6 +99,8 @@ pub struct FileConfig {
     pub session_absolute_hours: Option<u64>,
     pub rules_dir: Option<PathBuf>,
     pub no_builtin_rules: Option<bool>,
+    pub header_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 /// Fully resolved settings.
@@ -114,6 +123,10 @@ pub struct Settings {
     pub session_absolute: std::time::Duration,
     pub rules_dir: Option<PathBuf>,
     pub no_builtin_rules: bool,
+    /// Time to a complete request head (new or idle connection).
+    pub header_timeout: std::time::Duration,
+    /// Open connections per listener.
+    pub max_connections: usize,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -192,6 +205,18 @@ impl Settings {
             ),
             rules_dir: serve.rules_dir.clone().or(file.rules_dir),
             no_builtin_rules: serve.no_builtin_rules || file.no_builtin_rules.unwrap_or(false),
+            header_timeout: std::time::Duration::from_secs(
+                serve
+                    .header_timeout_secs
+                    .or(file.header_timeout_secs)
+                    .unwrap_or(10)
+                    .clamp(1, 3600),
+            ),
+            max_connections: serve
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(1024)
+                .max(1),
         })
     }
 }

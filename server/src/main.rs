@@ -64,6 +64,9 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn main() -> std::process::ExitCode {
+    // Every file and directory Palisade creates (data dir, index segments, secrets,
+    // logs) is private to its user, whatever umask it was started with.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let serve_args = match &cli.command {
         Command::Serve(args) => args.clone(),

@@ -12,7 +12,7 @@
 //!   stops it and starts it again (Postgres' crash recovery does the rest).
 
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -157,7 +157,13 @@ impl EmbeddedPostgres {
         let socket_dir = if in_cluster.as_os_str().len() + "/.s.PGSQL.5432".len() < 100 {
             in_cluster
         } else {
-            PathBuf::from(format!("/tmp/palisade-pg-{}", short_hash(&cluster_dir)))
+            // Unpredictable and created exclusively (see `private_dir`): a name another
+            // local user could guess would let them plant a symlink there first.
+            PathBuf::from(format!(
+                "/tmp/palisade-pg-{}-{}",
+                short_hash(&cluster_dir),
+                &uuid::Uuid::new_v4().simple().to_string()[..12]
+            ))
         };
 
         Ok(EmbeddedPostgres {
@@ -185,12 +191,29 @@ impl EmbeddedPostgres {
     }
 
     /// Make `dir` exist, owned by the cluster's OS user, mode 0700.
+    ///
+    /// Never through a link: an existing path must be a real directory (not a
+    /// symlink), a new one is created with mode 0700 from the start, and ownership
+    /// is changed with `lchown`, so nothing planted at the path is followed.
     fn private_dir(&self, dir: &Path) -> Result<()> {
-        fs::create_dir_all(dir)?;
-        let meta = fs::metadata(dir)?;
+        if let Some(parent) = dir.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(err) => return Err(err.into()),
+        }
+        let meta = fs::symlink_metadata(dir)?;
+        if !meta.file_type().is_dir() {
+            return Err(invalid(format!(
+                "{} is not a directory (a symlink?); refusing to use it",
+                dir.display()
+            )));
+        }
         if let Some((uid, gid)) = self.run_as {
             if meta.uid() != uid {
-                std::os::unix::fs::chown(dir, Some(uid), Some(gid))?;
+                std::os::unix::fs::lchown(dir, Some(uid), Some(gid))?;
             }
         } else if meta.uid() != effective_uid() {
             return Err(invalid(format!(
@@ -220,9 +243,20 @@ impl EmbeddedPostgres {
     /// Initialise the cluster if needed and start it. Returns connection options.
     pub fn start(&self) -> Result<PgConnectOptions> {
         if self.relocated_reason.is_some() {
+            // Root-owned and traversable (the process umask is 077): /var/lib/palisade
+            // and its clusters/ folder; each cluster below is private to postgres.
             let root = Path::new(FALLBACK_ROOT);
             fs::create_dir_all(root)?;
-            fs::set_permissions(root, fs::Permissions::from_mode(0o755))?;
+            for dir in [root.parent().unwrap_or(root), root] {
+                let meta = fs::symlink_metadata(dir)?;
+                if !meta.file_type().is_dir() || meta.uid() != effective_uid() {
+                    return Err(invalid(format!(
+                        "{} must be a directory owned by this user, not a link",
+                        dir.display()
+                    )));
+                }
+                fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+            }
         }
         self.private_dir(&self.cluster_dir)?;
         self.private_dir(&self.socket_dir)?;

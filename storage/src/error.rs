@@ -22,6 +22,30 @@ pub enum StorageError {
 }
 
 impl StorageError {
+    /// Whether the statement failed because of the data it carried (SQLSTATE class 22,
+    /// data exception; 23, integrity; 54, program limit): retrying the same data fails
+    /// again, so the client must be told (400), not asked to retry.
+    pub fn is_data_error(&self) -> bool {
+        match self {
+            StorageError::Database(sqlx::Error::Database(db)) => {
+                let code = db.code().unwrap_or_default();
+                code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+            }
+            _ => false,
+        }
+    }
+
+    /// Where Postgres says a failing statement went wrong (`COPY log_records, line 3,
+    /// column attributes: ...`), when it says.
+    pub fn context(&self) -> Option<String> {
+        match self {
+            StorageError::Database(sqlx::Error::Database(db)) => db
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|pg| pg.r#where().map(str::to_string)),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> ErrorKind {
         match self {
             StorageError::Unavailable(_) => ErrorKind::Unavailable,

@@ -32,12 +32,27 @@ use tantivy::{
 use crate::{Result, StorageError};
 
 /// Bump when the schema changes: an index of another version is rebuilt.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The tokenizer of every text field: split on non-alphanumerics, lower-case, and
 /// keep tokens up to 255 bytes. (tantivy's `default` drops tokens of 40+ bytes, which
 /// would make hashes, long ids and tokens unsearchable.)
 pub const TOKENIZER: &str = "palisade";
+
+/// The tokenizer of the exact-value attribute and resource fields: the whole value is
+/// one token, case kept; values over 4 KiB are not exact-searchable (their words
+/// still are, through the `*_text` fields).
+pub const EXACT_TOKENIZER: &str = "palisade_exact";
+
+/// Longest attribute value indexed for exact matching, in bytes.
+pub const MAX_EXACT_BYTES: usize = 4096;
+
+fn exact_analyzer() -> tantivy::tokenizer::TextAnalyzer {
+    use tantivy::tokenizer::{RawTokenizer, RemoveLongFilter, TextAnalyzer};
+    TextAnalyzer::builder(RawTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_EXACT_BYTES + 1))
+        .build()
+}
 
 fn analyzer() -> tantivy::tokenizer::TextAnalyzer {
     use tantivy::tokenizer::{LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer};
@@ -56,8 +71,16 @@ pub struct IndexFields {
     pub severity_number: Field,
     pub severity_text: Field,
     pub body: Field,
+    /// Attribute values as whole values (exact, case-sensitive).
     pub attributes: Field,
     pub resource: Field,
+    /// Attribute values as words (tokenized like `body`).
+    pub attributes_text: Field,
+    pub resource_text: Field,
+    /// Top-level IP-valued attributes as bit strings (`query::values::ip_bits`), for
+    /// CIDR queries.
+    pub attributes_ip: Field,
+    pub resource_ip: Field,
     pub scope_name: Field,
     pub trace_id: Field,
     pub span_id: Field,
@@ -72,8 +95,15 @@ fn build_schema() -> (Schema, IndexFields) {
         .set_tokenizer(TOKENIZER)
         .set_index_option(IndexRecordOption::WithFreqsAndPositions);
     let text = TextOptions::default().set_indexing_options(text_indexing.clone());
-    let json_options = JsonObjectOptions::default()
+    let json_text = JsonObjectOptions::default()
         .set_indexing_options(text_indexing)
+        .set_expand_dots_enabled();
+    let json_exact = JsonObjectOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(EXACT_TOKENIZER)
+                .set_index_option(IndexRecordOption::Basic),
+        )
         .set_expand_dots_enabled();
     let fields = IndexFields {
         seq: builder.add_i64_field("seq", INDEXED | FAST),
@@ -82,8 +112,12 @@ fn build_schema() -> (Schema, IndexFields) {
         severity_number: builder.add_i64_field("severity_number", INDEXED | FAST),
         severity_text: builder.add_text_field("severity_text", text.clone()),
         body: builder.add_text_field("body", text),
-        attributes: builder.add_json_field("attributes", json_options.clone()),
-        resource: builder.add_json_field("resource", json_options),
+        attributes: builder.add_json_field("attributes", json_exact.clone()),
+        resource: builder.add_json_field("resource", json_exact.clone()),
+        attributes_text: builder.add_json_field("attributes_text", json_text.clone()),
+        resource_text: builder.add_json_field("resource_text", json_text),
+        attributes_ip: builder.add_json_field("attributes_ip", json_exact.clone()),
+        resource_ip: builder.add_json_field("resource_ip", json_exact.clone()),
         scope_name: builder.add_text_field("scope_name", STRING),
         trace_id: builder.add_text_field("trace_id", STRING),
         span_id: builder.add_text_field("span_id", STRING),
@@ -155,6 +189,11 @@ impl LogIndex {
     pub fn open_or_create(dir: &Path, config: &IndexConfig) -> Result<LogIndex> {
         let (schema, fields) = build_schema();
         std::fs::create_dir_all(dir)?;
+        // The index holds every tenant's data: private to this user.
+        std::fs::set_permissions(
+            dir,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o700),
+        )?;
         let opened = Index::open_in_dir(dir).ok().filter(|index| {
             Self::read_payload(index).is_some_and(|p| p.schema_version == SCHEMA_VERSION)
         });
@@ -170,6 +209,9 @@ impl LogIndex {
             }
         };
         index.tokenizers().register(TOKENIZER, analyzer());
+        index
+            .tokenizers()
+            .register(EXACT_TOKENIZER, exact_analyzer());
         let writer =
             index.writer_with_num_threads(config.writer_threads, config.writer_heap_bytes)?;
         let reader = index
@@ -218,14 +260,29 @@ impl LogIndex {
         doc.add_i64(f.severity_number, i64::from(r.severity_number));
         doc.add_text(f.severity_text, &r.severity_text);
         doc.add_text(f.body, &r.body);
-        doc.add_field_value(
-            f.attributes,
-            &tantivy::schema::OwnedValue::from(r.attributes.clone()),
-        );
-        doc.add_field_value(
-            f.resource,
-            &tantivy::schema::OwnedValue::from(r.resource.clone()),
-        );
+        let attributes = tantivy::schema::OwnedValue::from(r.attributes.clone());
+        let resource = tantivy::schema::OwnedValue::from(r.resource.clone());
+        doc.add_field_value(f.attributes_text, &attributes);
+        doc.add_field_value(f.resource_text, &resource);
+        doc.add_field_value(f.attributes, &attributes);
+        doc.add_field_value(f.resource, &resource);
+        use model::ip::ip_entries;
+        for (field, map) in [(f.attributes_ip, &r.attributes), (f.resource_ip, &r.resource)] {
+            let ips = ip_entries(map);
+            if !ips.is_empty() {
+                let mut object = serde_json::Map::new();
+                for (key, bits) in ips {
+                    match object
+                        .entry(key)
+                        .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+                    {
+                        serde_json::Value::Array(items) => items.push(bits.into()),
+                        _ => unreachable!("only arrays are inserted"),
+                    }
+                }
+                doc.add_field_value(field, &tantivy::schema::OwnedValue::from(object));
+            }
+        }
         if !r.scope_name.is_empty() {
             doc.add_text(f.scope_name, &r.scope_name);
         }

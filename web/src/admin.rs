@@ -80,10 +80,31 @@ pub async fn create_user(
     let hash = tokio::task::spawn_blocking(move || model::password::hash(&password))
         .await
         .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
-    let id = state
+    let id = match state
         .access
         .create_user(p.tenant_id, &req.username, &hash, role, false)
-        .await?;
+        .await
+    {
+        Ok(id) => id,
+        // Usernames are unique across the instance (login takes no tenant). Only a
+        // clash inside the caller's own tenant is named; another tenant's user is
+        // never confirmed.
+        Err(storage::StorageError::Conflict(_)) => {
+            let ours = state
+                .access
+                .list_tenant_users(p.tenant_id)
+                .await?
+                .iter()
+                .any(|u| u.username == req.username);
+            let message = if ours {
+                format!("user {:?} already exists", req.username)
+            } else {
+                "username is not available; choose another".to_string()
+            };
+            return Err(ApiError::new(ErrorKind::Conflict, message));
+        }
+        Err(other) => return Err(other.into()),
+    };
     audit::record(
         &state,
         event(&p, "user.create", format!("user:{}", req.username), &source)

@@ -95,25 +95,32 @@ async fn handle(
         ));
     }
     let now = Utc::now();
-    let policy = ingest::normalize::TimePolicy::default();
+    let policy = state.ingestor.time_policy();
     let (records, rejected, errors) = tokio::task::block_in_place(|| -> Result<_, IngestError> {
         let bytes = decompress(Vec::from(raw), encoding, MAX_BODY_BYTES)?;
         let list: Value = serde_json::from_slice(&bytes)
             .map_err(|e| IngestError::Malformed(format!("invalid EventList JSON: {e}")))?;
-        let items = match (list.get("kind").and_then(Value::as_str), list.get("items")) {
-            (Some("EventList"), Some(Value::Array(items))) => items.clone(),
-            _ if k8saudit::is_audit_event(&list) => vec![list.clone()],
-            _ => {
-                return Err(IngestError::Malformed(
-                    "expected an audit.k8s.io EventList with items".into(),
-                ));
-            }
+        let (items, api_version) = match k8saudit::event_list_items(list) {
+            Ok(found) => found,
+            Err(message) => return Err(IngestError::Malformed(message)),
         };
+        if items.len() > ingest::decode::MAX_RECORDS_PER_REQUEST {
+            return Err(IngestError::TooManyRecords {
+                limit: ingest::decode::MAX_RECORDS_PER_REQUEST,
+                what: "audit events",
+            });
+        }
         let mut resource = Map::new();
         resource.insert("service.name".into(), json!("kube-apiserver"));
         resource.insert("k8s.cluster.name".into(), json!(cluster));
         let (mut records, mut rejected, mut errors) = (Vec::new(), 0u64, Vec::new());
-        for (i, item) in items.into_iter().enumerate() {
+        for (i, mut item) in items.into_iter().enumerate() {
+            // kube-apiserver's webhook backend encodes an EventList whose items carry
+            // no kind/apiVersion of their own: the list's type applies to them.
+            if let (Some(obj), Some(version)) = (item.as_object_mut(), api_version.as_deref()) {
+                obj.entry("kind").or_insert_with(|| json!("Event"));
+                obj.entry("apiVersion").or_insert_with(|| json!(version));
+            }
             let mut reject = |reason: String| {
                 rejected += 1;
                 if errors.len() < 20 {
@@ -138,6 +145,19 @@ async fn handle(
         Ok((records, rejected, errors))
     })?;
     let accepted = records.len() as u64;
+    if accepted == 0 && rejected > 0 {
+        // Never a silent 200 for a batch in which nothing was kept.
+        state
+            .ingestor
+            .metrics()
+            .rejected
+            .with_label_values(&["invalid_k8s_audit_event"])
+            .inc_by(rejected);
+        return Err(IngestError::Malformed(format!(
+            "all {rejected} audit event(s) rejected: {}",
+            errors.join("; ")
+        )));
+    }
     let metrics = state.ingestor.metrics();
     metrics
         .records

@@ -12,6 +12,13 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Longest username accepted at login (bytes); longer is a 400, never stored.
+pub const MAX_USERNAME_BYTES: usize = 256;
+/// How long a login waits for a password-hashing slot before a 429.
+pub const HASH_WAIT: Duration = Duration::from_secs(2);
+
 pub const FREE_FAILURES: u32 = 5;
 pub const FREE_FAILURES_PER_ADDRESS: u32 = 20;
 pub const MAX_LOCK: Duration = Duration::from_secs(15 * 60);
@@ -24,9 +31,22 @@ struct Failures {
     last: Instant,
 }
 
-#[derive(Debug, Default)]
+/// Throttle state and the password-hashing slots (about one per core: each argon2
+/// verification takes ~19 MiB and a core for a while).
+#[derive(Debug)]
 pub struct LoginGuard {
     keys: Mutex<HashMap<String, Failures>>,
+    hashing: Semaphore,
+}
+
+impl Default for LoginGuard {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        LoginGuard {
+            keys: Mutex::default(),
+            hashing: Semaphore::new(cores),
+        }
+    }
 }
 
 fn lock_for(count: u32, free: u32) -> Option<Duration> {
@@ -82,10 +102,35 @@ impl LoginGuard {
         }
     }
 
-    /// A successful login clears the account's failures (not the address's).
-    pub fn success(&self, username: &str) {
+    /// Check and count an attempt in one step, before the password is verified: the
+    /// attempt counts as a failure until [`Self::success`] says otherwise, so 40
+    /// concurrent guesses cannot all pass the check before any failure is recorded.
+    pub fn reserve(&self, username: &str, addr: Option<&str>, now: Instant) -> Result<(), Duration> {
+        self.check(username, addr, now)?;
+        self.failure(username, addr, now);
+        Ok(())
+    }
+
+    /// A password-hashing slot; `None` when every slot stayed busy for [`HASH_WAIT`].
+    pub async fn hashing_slot(&self) -> Option<SemaphorePermit<'_>> {
+        tokio::time::timeout(HASH_WAIT, self.hashing.acquire())
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// A successful login clears the account's failures and takes back the address's
+    /// reserved attempt.
+    pub fn success(&self, username: &str, addr: Option<&str>) {
         let mut map = self.keys.lock().expect("login guard poisoned");
         map.remove(&format!("user:{}", username.to_lowercase()));
+        if let Some(addr) = addr
+            && let Some(entry) = map.get_mut(&format!("addr:{addr}"))
+        {
+            entry.count = entry.count.saturating_sub(1);
+            entry.locked_until = lock_for(entry.count, FREE_FAILURES_PER_ADDRESS)
+                .map(|d| entry.last + d);
+        }
     }
 }
 
@@ -120,8 +165,14 @@ mod tests {
             guard.check("alice", None, t1).unwrap_err(),
             Duration::from_secs(2)
         );
-        guard.success("alice");
+        guard.success("alice", None);
         assert!(guard.check("alice", None, t1).is_ok());
+        // A reservation counts before the verification finishes.
+        let guard = LoginGuard::default();
+        for _ in 0..FREE_FAILURES {
+            assert!(guard.reserve("bob", None, t0).is_ok());
+        }
+        assert!(guard.reserve("bob", None, t0).is_err());
         assert_eq!(lock_for(100, FREE_FAILURES), Some(MAX_LOCK));
     }
 }

@@ -293,6 +293,27 @@ async fn authorize(
         .as_deref()
         .and_then(|path| map.get(&(parts.method.clone(), path)).copied());
     let Some(access) = access else {
+        // The path exists with other methods: a client mistake, not a server fault.
+        if let Some(path) = matched.as_deref() {
+            let mut allowed: Vec<&str> = map
+                .keys()
+                .filter(|(_, p)| *p == path)
+                .map(|(m, _)| m.as_str())
+                .collect();
+            if !allowed.is_empty() {
+                allowed.sort_unstable();
+                let allow = allowed.join(", ");
+                let mut response = ApiError::new(
+                    ErrorKind::MethodNotAllowed,
+                    format!("method {} is not allowed here; use {allow}", parts.method),
+                )
+                .into_response();
+                if let Ok(value) = axum::http::HeaderValue::from_str(&allow) {
+                    response.headers_mut().insert(axum::http::header::ALLOW, value);
+                }
+                return response;
+            }
+        }
         tracing::error!(path = ?matched, "route without a declared permission refused");
         return ApiError::new(
             ErrorKind::PermissionDenied,

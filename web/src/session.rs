@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::{ClientAddr, SessionContext, cookie};
+use crate::login_guard::MAX_USERNAME_BYTES;
 use crate::{ApiError, AppState, audit};
 
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -24,8 +25,14 @@ fn random_id() -> String {
 }
 
 pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v)
-        .map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))
+    body.map(|Json(v)| v).map_err(|e| {
+        let kind = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorKind::PayloadTooLarge
+        } else {
+            ErrorKind::InvalidArgument
+        };
+        ApiError::new(kind, e.body_text())
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +53,48 @@ fn set_cookie(state: &AppState, value: &str, max_age: Option<u64>) -> HeaderValu
     .expect("cookie is ascii")
 }
 
+/// Usernames over [`MAX_USERNAME_BYTES`] are refused before they reach the throttle
+/// map or the audit trail.
+fn check_username(username: &str) -> Result<(), ApiError> {
+    if username.len() > MAX_USERNAME_BYTES {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            format!("username: at most {MAX_USERNAME_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+/// Count an attempt against the account and address before verifying anything.
+fn reserve_attempt(state: &AppState, username: &str, source: Option<&str>) -> Result<(), ApiError> {
+    state
+        .login_guard
+        .reserve(username, source, Instant::now())
+        .map_err(|wait| {
+            let mut err = ApiError::new(
+                ErrorKind::ResourceExhausted,
+                "too many failed attempts; try again later",
+            );
+            err.retry_after = Some(wait.as_secs().max(1));
+            err
+        })
+}
+
+/// Verify a password in one of the few hashing slots (429 when they stay busy).
+async fn verify_password(state: &AppState, password: String, hash: String) -> Result<bool, ApiError> {
+    let Some(_slot) = state.login_guard.hashing_slot().await else {
+        let mut err = ApiError::new(
+            ErrorKind::ResourceExhausted,
+            "too many password checks in progress; try again shortly",
+        );
+        err.retry_after = Some(1);
+        return Err(err);
+    };
+    tokio::task::spawn_blocking(move || model::password::verify(&password, &hash))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))
+}
+
 /// `POST /api/v1/auth/login`. Unknown users, wrong passwords and disabled users get
 /// the same answer after the same work (a hash verification), so neither the
 /// response nor its timing tells whether an account exists.
@@ -56,32 +105,17 @@ pub async fn login(
     body: Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let req = json_body(body)?;
-    if let Err(wait) = state
-        .login_guard
-        .check(&req.username, source.as_deref(), Instant::now())
-    {
-        let mut err = ApiError::new(
-            ErrorKind::ResourceExhausted,
-            "too many failed logins; try again later",
-        );
-        err.retry_after = Some(wait.as_secs().max(1));
-        return Err(err);
-    }
+    check_username(&req.username)?;
+    reserve_attempt(&state, &req.username, source.as_deref())?;
     let user = state.access.user_for_login(&req.username).await?;
     let hash = match &user {
         Some(u) if !u.disabled => u.password_hash.clone(),
         _ => state.dummy_hash.to_string(),
     };
-    let password = req.password.clone();
-    let verified = tokio::task::spawn_blocking(move || model::password::verify(&password, &hash))
-        .await
-        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let verified = verify_password(&state, req.password.clone(), hash).await?;
     let user = match user {
         Some(u) if verified && !u.disabled => u,
         other => {
-            state
-                .login_guard
-                .failure(&req.username, source.as_deref(), Instant::now());
             let mut event = AuditEvent::new(
                 "anonymous",
                 "auth.login",
@@ -99,7 +133,9 @@ pub async fn login(
             ));
         }
     };
-    state.login_guard.success(&req.username);
+    state
+        .login_guard
+        .success(&req.username, source.as_deref());
     // Always a brand-new session id (fixation defence); any session the browser
     // presented is ended.
     if let Some(old) = cookie(&headers, state.sessions.cookie_name()) {
@@ -231,10 +267,11 @@ pub async fn change_password(
         .ok_or_else(|| {
             ApiError::new(ErrorKind::Unauthenticated, "session user no longer exists")
         })?;
+    // Password changes are throttled like logins: a stolen session cannot guess the
+    // current password at hashing speed.
+    reserve_attempt(&state, username, None)?;
     let (current, stored) = (req.current_password.clone(), user.password_hash.clone());
-    let ok = tokio::task::spawn_blocking(move || model::password::verify(&current, &stored))
-        .await
-        .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+    let ok = verify_password(&state, current, stored).await?;
     if !ok {
         audit::record(
             &state,
@@ -252,6 +289,7 @@ pub async fn change_password(
             "current_password is wrong",
         ));
     }
+    state.login_guard.success(username, None);
     let new = req.new_password.clone();
     let hash = tokio::task::spawn_blocking(move || model::password::hash(&new))
         .await

@@ -4,6 +4,7 @@ mod access;
 mod alerting;
 mod cli;
 mod errors;
+mod hostile;
 mod ingest;
 mod k8s_audit;
 mod k8s_generator;

@@ -1,0 +1,446 @@
+//! Hostile input (issue "nothing a client sends can crash, stall or poison
+//! Palisade"): each probe gets its documented status, the server stays up, and a
+//! clean request of another tenant made during the probes still succeeds.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use palisade_tests::otlp::{kv, record, request, string};
+use palisade_tests::{Auth, TempDir, TestServer};
+use prost::Message;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn stamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// An audit event as kube-apiserver's webhook backend encodes the items of an
+/// `EventList`: the backend serialises `auditinternal.EventList` through the
+/// audit.k8s.io/v1 codec, which sets `kind`/`apiVersion` on the list only
+/// (k8s.io/apiserver/plugin/pkg/audit/webhook, `processEvents` → `runtime.Encode`
+/// of the list; items are plain `Event` structs with empty TypeMeta, omitted).
+fn webhook_item(id: &str, extra: Value) -> Value {
+    let mut e = json!({
+        "level": "RequestResponse", "auditID": id, "stage": "ResponseComplete",
+        "requestURI": "/api/v1/namespaces/prod/pods", "verb": "get",
+        "user": {"username": "alice@example.com", "groups": ["system:authenticated"]},
+        "sourceIPs": ["10.1.2.3"], "userAgent": "kubectl/v1.31.0",
+        "objectRef": {"resource": "pods", "namespace": "prod", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 200},
+        "requestReceivedTimestamp": stamp(), "stageTimestamp": stamp(),
+        "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": ""}
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        e[k] = v.clone();
+    }
+    e
+}
+
+fn event_list(items: Vec<Value>) -> Value {
+    json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items})
+}
+
+async fn post_webhook(server: &TestServer, body: &Value) -> (u16, Value) {
+    let resp = server
+        .http
+        .post(format!("{}/v1/k8s/audit?cluster=prod", server.otlp_http))
+        .header("content-type", "application/json")
+        .bearer_auth(&server.creds.ingest_token)
+        .body(serde_json::to_vec(body).unwrap())
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json::<Value>().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn assert_up(server: &TestServer) {
+    let (status, body) = server.get_api("/readyz", &[], None).await;
+    assert_eq!(status, 200, "server must stay up: {body}");
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::best());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_and_times_from_any_read_token_are_bounded() {
+    let server = TestServer::spawn().await.unwrap();
+    let deep = format!("{}a{}", "(".repeat(2000), ")".repeat(2000));
+    let cases: Vec<(String, &str, &str)> = vec![
+        (deep, "now-1h", "nests too deeply"),
+        ("NOT ".repeat(3000) + "a", "now-1h", "nests too deeply"),
+        (
+            "body:(".repeat(2000) + "a" + &")".repeat(2000),
+            "now-1h",
+            "nests too deeply",
+        ),
+        (vec!["a"; 2000].join(" OR "), "now-1h", "too many clauses"),
+        ("a ".repeat(10_000), "now-1h", "limit is 16384"),
+        ("error".into(), "now-3153600000h", "from"),
+        ("error".into(), "now-99999999999999999999w", "from"),
+        ("\"failed login\"~2".into(), "now-1h", "proximity"),
+        ("roo?".into(), "now-1h", "'?'"),
+        ("root~1".into(), "now-1h", "fuzzy"),
+        ("root^2".into(), "now-1h", "boosting"),
+    ];
+    for (q, from, fragment) in cases {
+        let (status, body) = server.search(&[("q", &q), ("from", from)]).await;
+        assert_eq!(status, 400, "{}: {body}", &q[..q.len().min(40)]);
+        assert!(
+            body.to_string().contains(fragment),
+            "{}: expected {fragment:?} in {body}",
+            &q[..q.len().min(40)]
+        );
+        assert_up(&server).await;
+    }
+    // A wrong method on an API route is 405 with Allow, not a 403 and an ERROR line.
+    let (status, body, headers) = server
+        .call(
+            "DELETE",
+            "/api/v1/search",
+            &Auth::Token(server.creds.api_token.clone()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(headers["allow"], "GET");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let errors: Vec<String> = server
+        .drain_output()
+        .into_iter()
+        .filter(|l| l.contains("ERROR"))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_events_cannot_crash_poison_or_leak() {
+    let server = TestServer::spawn().await.unwrap();
+    // 20,000 JSON-patch segments once aborted the process (webhook and OTLP).
+    let long_path = "/spec".repeat(20_000);
+    let patch = webhook_item(
+        "deep-patch",
+        json!({"verb": "patch", "objectRef": {"resource": "deployments", "namespace": "prod", "name": "web"},
+               "requestObject": [{"op": "add", "path": long_path, "value": {"privileged": true}}]}),
+    );
+    let (status, body) = post_webhook(&server, &event_list(vec![patch.clone()])).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 1);
+    let mut otlp_event = patch.clone();
+    otlp_event["kind"] = json!("Event");
+    otlp_event["apiVersion"] = json!("audit.k8s.io/v1");
+    otlp_event["auditID"] = json!("deep-patch-otlp");
+    let rec = record(&otlp_event.to_string(), 9, vec![]);
+    let resp = server.post_json(&request("kube-apiserver", vec![rec])).await;
+    assert_eq!(resp.status(), 200);
+    assert_up(&server).await;
+
+    // NUL in an audit event is replaced and marked, and does not fail another
+    // tenant's clean request committed alongside it.
+    assert!(
+        server
+            .run_cli(&["tenant", "create", "other"])
+            .unwrap()
+            .status
+            .success()
+    );
+    let other_token = server.token("other", "ingest");
+    let nul = webhook_item(
+        "nul-event",
+        json!({"userAgent": "evil\u{0}agent", "objectRef": {"resource": "pods", "namespace": "prod", "name": "a\u{0}b"}}),
+    );
+    let clean = serde_json::to_vec(&request(
+        "other",
+        vec![record("clean record of another tenant", 9, vec![])],
+    ))
+    .unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..5 {
+        let http = server.http.clone();
+        let url = format!("{}/v1/logs", server.otlp_http);
+        let (body, token) = (clean.clone(), other_token.clone());
+        handles.push(tokio::spawn(async move {
+            http.post(url)
+                .header("content-type", "application/json")
+                .bearer_auth(token)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let (status, body) = post_webhook(&server, &event_list(vec![nul])).await;
+    assert_eq!(status, 200, "{body}");
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 200, "another tenant's request failed");
+    }
+    let found = server
+        .wait_for_total("attributes.palisade.replaced_nul:true", 1)
+        .await;
+    assert!(!found.to_string().contains("\\u0000"), "{found}");
+
+    // Kubernetes' own webhook shape: items without kind/apiVersion are accepted.
+    let items: Vec<Value> = (0..3)
+        .map(|i| webhook_item(&format!("kindless-{i}"), json!({})))
+        .collect();
+    let (status, body) = post_webhook(&server, &event_list(items)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["accepted"], 3, "{body}");
+    // A batch in which every item was rejected is a 400 with the reasons.
+    let bad = event_list(vec![json!({"stage": "ResponseComplete"})]);
+    let (status, body) = post_webhook(&server, &bad).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("auditID"), "{body}");
+
+    // Secrets written by JSON patches that replace the whole object, or add the
+    // last-applied annotation, are redacted before the first write.
+    let seeded = ["patch-root-secret-4a4a", "patch-slash-secret-5b5b", "applied-patch-secret-6c6c"];
+    let secret_patch = |id: &str, path: &str, value: Value| {
+        webhook_item(
+            id,
+            json!({"verb": "patch", "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+                   "requestObject": [{"op": "add", "path": path, "value": value}]}),
+        )
+    };
+    let applied = json!({"kind": "Secret", "data": {"k": seeded[2]}}).to_string();
+    let items = vec![
+        secret_patch("p-root", "", json!({"kind": "Secret", "data": {"password": seeded[0]}})),
+        secret_patch("p-slash", "/", json!({"data": {"password": seeded[1]}})),
+        secret_patch(
+            "p-applied",
+            "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
+            json!(applied),
+        ),
+    ];
+    let (status, body) = post_webhook(&server, &event_list(items)).await;
+    assert_eq!(status, 200, "{body}");
+    server
+        .wait_for_total("attributes.k8s.object.resource:secrets", 3)
+        .await;
+    let (_, all) = server
+        .search(&[("q", "attributes.k8s.object.resource:secrets"), ("from", "now-1h")])
+        .await;
+    for secret in seeded {
+        assert!(!all.to_string().contains(secret), "{secret} was stored");
+    }
+    assert_up(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn small_bodies_cannot_expand_into_huge_requests() {
+    let server = TestServer::spawn().await.unwrap();
+    let token = server.creds.ingest_token.clone();
+    // 1,000,000 empty log records: ~2 MB of protobuf, a few KB gzipped.
+    let empty = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 1_000_000],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let body = gzip(&empty.encode_to_vec());
+    assert!(body.len() < 20_000, "{}", body.len());
+    let (rss_before, _) = server.memory_kib();
+    let started = Instant::now();
+    let resp = server
+        .post_logs(body, "application/x-protobuf", Some("gzip"), Some(&token))
+        .await;
+    assert_eq!(resp.status(), 413);
+    assert!(resp.text().await.unwrap().contains("100000 log records"));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The same in OTLP/JSON.
+    let json_body = serde_json::to_vec(&json!({"resourceLogs": [{"scopeLogs": [{"logRecords": vec![json!({}); 1_100_000]}]}]})).unwrap();
+    let resp = server
+        .post_logs(gzip(&json_body), "application/json", Some("gzip"), Some(&token))
+        .await;
+    assert_eq!(resp.status(), 413);
+
+    // 1,000 resource attributes copied into 2,000 records: refused per record.
+    let wide = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: (0..1000)
+                    .map(|i| kv(&format!("k{i}"), string("v")))
+                    .collect::<Vec<KeyValue>>(),
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 2000],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let resp = server
+        .post_logs(
+            gzip(&wide.encode_to_vec()),
+            "application/x-protobuf",
+            Some("gzip"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+        resp.bytes().await.unwrap(),
+    )
+    .unwrap();
+    let partial = answer.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_log_records, 2000);
+    assert!(partial.error_message.contains("limit is 256"), "{}", partial.error_message);
+    assert_eq!(server.stored_count().await, 0);
+    let (rss_after, _) = server.memory_kib();
+    assert!(
+        rss_after.saturating_sub(rss_before) < 200 * 1024,
+        "RSS grew {} KiB",
+        rss_after.saturating_sub(rss_before)
+    );
+    assert_up(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn login_guessing_is_throttled_before_hashing() {
+    let server = TestServer::spawn().await.unwrap();
+    let admin = server.creds.admin_username.clone();
+    let mut handles = Vec::new();
+    for _ in 0..40 {
+        let http = server.http.clone();
+        let url = format!("{}/api/v1/auth/login", server.api);
+        let user = admin.clone();
+        handles.push(tokio::spawn(async move {
+            http.post(url)
+                .json(&json!({"username": user, "password": "wrong-password-guess"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for h in handles {
+        statuses.push(h.await.unwrap());
+    }
+    let evaluated = statuses.iter().filter(|s| **s == 401).count();
+    assert!(
+        evaluated <= 5,
+        "only the free attempts may reach the hash: {statuses:?}"
+    );
+    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+
+    // A 1 MiB username is past the API body cap (413); one of 512 KiB is a 400
+    // naming the username limit. Neither is stored.
+    let huge = "u".repeat(1024 * 1024);
+    let err = server.login(&huge, "whatever-password").await.unwrap_err();
+    assert_eq!(err.0, 413, "{}", err.1);
+    let huge = "u".repeat(512 * 1024);
+    let err = server.login(&huge, "whatever-password").await.unwrap_err();
+    assert_eq!(err.0, 400, "{}", err.1);
+    assert!(err.1.to_string().contains("256"), "{}", err.1);
+    let out = server
+        .run_cli(&["audit", "verify"])
+        .expect("audit verify runs");
+    assert!(out.status.success());
+    let (_, audit, _) = server
+        .call(
+            "GET",
+            "/api/v1/audit",
+            &Auth::Token(server.creds.api_token.clone()),
+            None,
+        )
+        .await;
+    assert!(!audit.to_string().contains(&huge[..1000]));
+
+    // A name taken in another tenant is refused without being confirmed.
+    assert!(
+        server
+            .run_cli(&["tenant", "create", "beta"])
+            .unwrap()
+            .status
+            .success()
+    );
+    server.add_user("taken-name", "default", "viewer", false, "a-long-password-1");
+    let beta_admin = Auth::Token(server.token("beta", "admin"));
+    let (status, body, _) = server
+        .call(
+            "POST",
+            "/api/v1/users",
+            &beta_admin,
+            Some(json!({"username": "taken-name", "password": "another-long-password", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(!body.to_string().contains("taken-name"), "{body}");
+    assert!(body.to_string().contains("not available"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_clients_are_cut_off_and_files_are_private() {
+    let dir = TempDir::new("palisade-hostile");
+    // A data directory Palisade creates itself (the harness made `dir` 0755).
+    let data = dir.0.join("data");
+    let url = palisade_tests::fresh_database().await.unwrap();
+    let server = TestServer::start(
+        &data,
+        Some(url),
+        &["--header-timeout-secs", "2", "--max-connections", "8"],
+    )
+    .await
+    .unwrap();
+    let addr = server.api.trim_start_matches("http://").to_string();
+    // A request head that never finishes is closed after the header timeout.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut buf)).await;
+    assert!(read.is_ok(), "connection still open after 10 s");
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // An idle connection is closed too.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let read = tokio::time::timeout(Duration::from_secs(10), idle.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    // Past the connection limit new connections are closed; the server recovers.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let _ = extra
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_up(&server).await;
+
+    use std::os::unix::fs::PermissionsExt;
+    for path in [data.clone(), data.join("index")] {
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", path.display());
+    }
+    for entry in std::fs::read_dir(data.join("index")).unwrap() {
+        let entry = entry.unwrap();
+        let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
+    }
+}
