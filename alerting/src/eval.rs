@@ -105,7 +105,10 @@ fn cidr_matches(record: &LogRecord, field: &FieldRef, prefix: &str) -> bool {
         FieldRef::Resource(path) => (&record.resource, path),
         _ => return false,
     };
-    let check = |v: &Value| v.as_str().is_some_and(|s| query::values::in_cidr(s, prefix));
+    let check = |v: &Value| {
+        v.as_str()
+            .is_some_and(|s| query::values::in_cidr(s, prefix))
+    };
     match map.get(path.as_str()) {
         Some(Value::Array(items)) => items
             .iter()

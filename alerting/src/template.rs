@@ -55,12 +55,12 @@ pub fn render(template: &str, context: &impl Serialize) -> String {
     let mut out = Capped(Vec::new());
     match compiled.render_captured_to(minijinja::Value::from_serialize(context), &mut out) {
         Ok(_) => String::from_utf8_lossy(&out.0).into_owned(),
-        Err(err) if err.kind() == minijinja::ErrorKind::OutOfFuel => format!(
-            "[template exceeded its budget of {TEMPLATE_FUEL} instructions]"
-        ),
-        Err(err) if err.kind() == minijinja::ErrorKind::WriteFailure => format!(
-            "[template output exceeded {MAX_RENDERED_BYTES} bytes]"
-        ),
+        Err(err) if err.kind() == minijinja::ErrorKind::OutOfFuel => {
+            format!("[template exceeded its budget of {TEMPLATE_FUEL} instructions]")
+        }
+        Err(err) if err.kind() == minijinja::ErrorKind::WriteFailure => {
+            format!("[template output exceeded {MAX_RENDERED_BYTES} bytes]")
+        }
         Err(_) => template.to_string(),
     }
 }
@@ -92,7 +92,10 @@ mod tests {
             "{% for i in range(4000) %}{% for j in range(4000) %}x{% endfor %}{% endfor %}",
             &json!({}),
         );
-        assert!(looped.starts_with("[template ") && looped.contains("exceeded"), "{looped}");
+        assert!(
+            looped.starts_with("[template ") && looped.contains("exceeded"),
+            "{looped}"
+        );
         let silent = render(
             "{% for i in range(4000) %}{% for j in range(4000) %}{% endfor %}{% endfor %}",
             &json!({}),

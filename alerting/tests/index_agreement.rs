@@ -31,12 +31,37 @@ fn record(body: &str, severity: i16, text: &str, attributes: Value) -> LogRecord
 
 #[test]
 fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
-    let records = vec![
-        record("failed login for root", 13, "WARN", json!({"user.name": "root", "k8s.client.ip": "127.0.0.1"})),
-        record("x", 13, "", json!({"user.name": "root-admin", "k8s.client.ip": "10.30.1.5"})),
-        record("x", 17, "", json!({"user.name": "ROOT", "k8s.client.ip": "192.168.99.1"})),
-        record("x", 9, "INFO", json!({"user": {"name": "root@evil.example"}, "k8s.client.ip": "::1", "ips": ["172.16.0.9", "8.8.8.8"]})),
-        record("x", 9, "", json!({"user.name": "alice", "k8s.client.ip": "::ffff:10.1.2.3", "msg": "Failed Login from kubectl", "code": 401, "ok": true})),
+    let records = [
+        record(
+            "failed login for root",
+            13,
+            "WARN",
+            json!({"user.name": "root", "k8s.client.ip": "127.0.0.1"}),
+        ),
+        record(
+            "x",
+            13,
+            "",
+            json!({"user.name": "root-admin", "k8s.client.ip": "10.30.1.5"}),
+        ),
+        record(
+            "x",
+            17,
+            "",
+            json!({"user.name": "ROOT", "k8s.client.ip": "192.168.99.1"}),
+        ),
+        record(
+            "x",
+            9,
+            "INFO",
+            json!({"user": {"name": "root@evil.example"}, "k8s.client.ip": "::1", "ips": ["172.16.0.9", "8.8.8.8"]}),
+        ),
+        record(
+            "x",
+            9,
+            "",
+            json!({"user.name": "alice", "k8s.client.ip": "::ffff:10.1.2.3", "msg": "Failed Login from kubectl", "code": 401, "ok": true}),
+        ),
     ];
     let cases: &[(&str, &[usize])] = &[
         ("attributes.user.name:root", &[0]),
@@ -46,7 +71,10 @@ fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
         ("attributes.user.name:*", &[0, 1, 2, 3, 4]),
         ("resource.service.name:js*", &[]),
         ("resource.service.name:py*", &[0, 1, 2, 3, 4]),
-        ("attributes.k8s.client.ip:(\"127.0.0.1\" OR \"::1\")", &[0, 3]),
+        (
+            "attributes.k8s.client.ip:(\"127.0.0.1\" OR \"::1\")",
+            &[0, 3],
+        ),
         ("attributes.k8s.client.ip:10.0.0.0/8", &[1, 4]),
         ("attributes.k8s.client.ip:127.0.0.0/8", &[0]),
         ("attributes.k8s.client.ip:::1/128", &[3]),

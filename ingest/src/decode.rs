@@ -79,7 +79,9 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 fn each_len_field<'a>(buf: &'a [u8], mut visit: impl FnMut(u64, &'a [u8])) {
     let mut pos = 0;
     while pos < buf.len() {
-        let Some(key) = varint(buf, &mut pos) else { return };
+        let Some(key) = varint(buf, &mut pos) else {
+            return;
+        };
         let (field, wire) = (key >> 3, key & 7);
         match wire {
             0 => {
@@ -90,11 +92,15 @@ fn each_len_field<'a>(buf: &'a [u8], mut visit: impl FnMut(u64, &'a [u8])) {
             1 => pos += 8,
             5 => pos += 4,
             2 => {
-                let Some(len) = varint(buf, &mut pos) else { return };
+                let Some(len) = varint(buf, &mut pos) else {
+                    return;
+                };
                 let Some(end) = usize::try_from(len).ok().and_then(|l| pos.checked_add(l)) else {
                     return;
                 };
-                let Some(payload) = buf.get(pos..end) else { return };
+                let Some(payload) = buf.get(pos..end) else {
+                    return;
+                };
                 visit(field, payload);
                 pos = end;
             }
@@ -139,7 +145,11 @@ pub fn check_counts(request: &ExportLogsServiceRequest) -> Result<(), IngestErro
         attributes += rl.resource.as_ref().map_or(0, |r| r.attributes.len());
         for sl in &rl.scope_logs {
             records += sl.log_records.len();
-            attributes += sl.log_records.iter().map(|l| l.attributes.len()).sum::<usize>();
+            attributes += sl
+                .log_records
+                .iter()
+                .map(|l| l.attributes.len())
+                .sum::<usize>();
         }
     }
     if records > MAX_RECORDS_PER_REQUEST {

@@ -275,17 +275,20 @@ async fn writer_loop(
                     }
                 }
             }
+            Err(err) if err.is_data_error() => {
+                // A lone request whose own data was refused.
+                tracing::warn!(error = %err, records = rows, "ingest request refused on data");
+                for job in batch {
+                    let _ = job.reply.send(Err(err_copy(&err)));
+                }
+            }
             Err(err) => {
                 tracing::warn!(error = %err, records = rows, "ingest batch not committed");
-                let data = err.is_data_error();
                 let message = err.to_string();
                 for job in batch {
-                    let answer = if data {
-                        refusal(StorageError::Invalid(message.clone()))
-                    } else {
-                        StorageError::Unavailable(message.clone())
-                    };
-                    let _ = job.reply.send(Err(answer));
+                    let _ = job
+                        .reply
+                        .send(Err(StorageError::Unavailable(message.clone())));
                 }
             }
         }
@@ -296,18 +299,20 @@ async fn writer_loop(
 /// Postgres found the bad value) for data, retryable otherwise.
 fn refusal(err: StorageError) -> StorageError {
     if err.is_data_error() {
-        let context = err
-            .context()
-            .map(|c| format!(" ({c})"))
-            .unwrap_or_default();
-        return StorageError::Invalid(format!(
-            "a record of this request cannot be stored: {err}{context}"
-        ));
+        return err_copy(&err);
     }
     match err {
         StorageError::Invalid(message) => StorageError::Invalid(message),
         other => StorageError::Unavailable(other.to_string()),
     }
+}
+
+/// The permanent refusal of a data error, for one more waiting request.
+fn err_copy(err: &StorageError) -> StorageError {
+    let context = err.context().map(|c| format!(" ({c})")).unwrap_or_default();
+    StorageError::Invalid(format!(
+        "a record of this request cannot be stored: {err}{context}"
+    ))
 }
 
 /// Hand a committed batch to followers and advance the committed watch.

@@ -144,9 +144,8 @@ mod tests {
     /// A structurally valid CertificationRequest (the signature is not checked by
     /// Kubernetes' audit path, nor by us) with O in `tag` and CN as UTF8String.
     fn unsigned_csr(tag: u8, organization: &[u8], cn: &str) -> Vec<u8> {
-        let atv = |oid: &[u8], value: Vec<u8>| {
-            tlv(0x31, &tlv(0x30, &[tlv(0x06, oid), value].concat()))
-        };
+        let atv =
+            |oid: &[u8], value: Vec<u8>| tlv(0x31, &tlv(0x30, &[tlv(0x06, oid), value].concat()));
         let name = tlv(
             0x30,
             &[
@@ -171,7 +170,10 @@ mod tests {
             0x30,
             &[tlv(0x02, &[0]), name, spki, tlv(0xa0, &[])].concat(),
         );
-        let sig_alg = tlv(0x30, &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]));
+        let sig_alg = tlv(
+            0x30,
+            &tlv(0x06, &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02]),
+        );
         tlv(0x30, &[info, sig_alg, tlv(0x03, &[0, 0x30, 0x00])].concat())
     }
 }

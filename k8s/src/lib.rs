@@ -177,9 +177,16 @@ fn redact_tree(value: &mut Value, what: &mut Vec<String>, path: &str, secret_con
 
 /// JSON-Patch paths of a Secret whose values are never secret material.
 fn harmless_secret_path(path: &str) -> bool {
-    ["/metadata/labels/", "/metadata/name", "/metadata/namespace", "/metadata/finalizers", "/type", "/immutable"]
-        .iter()
-        .any(|p| path.starts_with(p))
+    [
+        "/metadata/labels/",
+        "/metadata/name",
+        "/metadata/namespace",
+        "/metadata/finalizers",
+        "/type",
+        "/immutable",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
         && !path.contains("last-applied")
 }
 

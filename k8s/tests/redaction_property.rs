@@ -38,31 +38,175 @@ const APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Every shape a secret value `v` can take in an event.
 fn shapes(v: &str) -> Vec<(&'static str, Value)> {
-    let secret = json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "db"}, "data": {"k": v}});
+    let secret =
+        json!({"kind": "Secret", "apiVersion": "v1", "metadata": {"name": "db"}, "data": {"k": v}});
     let applied = json!({"kind": "Secret", "data": {"k": v}}).to_string();
     let applied_string_data = json!({"stringData": {"k": v}}).to_string();
     let patch = |path: &str, value: Value| json!([{"op": "add", "path": path, "value": value}]);
     vec![
-        ("create", event("secrets", "create", Some(secret.clone()), None)),
-        ("create stringData", event("secrets", "create", Some(json!({"kind": "Secret", "stringData": {"k": v}})), None)),
-        ("response", event("secrets", "get", None, Some(secret.clone()))),
-        ("list response", event("secrets", "list", None, Some(json!({"kind": "SecretList", "items": [{"metadata": {"name": "a"}, "data": {"k": v}}]})))),
-        ("list of another resource name", event("configmaps", "list", None, Some(json!({"kind": "SecretList", "items": [{"data": {"k": v}}]})))),
-        ("last-applied on create", event("secrets", "create", Some(json!({"kind": "Secret", "metadata": {"annotations": {APPLIED: applied}}})), None)),
-        ("last-applied stringData", event("secrets", "update", Some(json!({"metadata": {"annotations": {APPLIED: applied_string_data}}})), None)),
-        ("last-applied not JSON", event("secrets", "update", Some(json!({"metadata": {"annotations": {APPLIED: format!("garbage {v}")}}})), None)),
-        ("json patch at \"\"", event("secrets", "patch", Some(patch("", secret.clone())), None)),
-        ("json patch at /", event("secrets", "patch", Some(patch("/", json!({"data": {"k": v}}))), None)),
-        ("json patch at /data", event("secrets", "patch", Some(patch("/data", json!({"k": v}))), None)),
-        ("json patch at /data/k", event("secrets", "patch", Some(patch("/data/k", json!(v))), None)),
-        ("json patch at /stringData/k", event("secrets", "patch", Some(patch("/stringData/k", json!(v))), None)),
-        ("json patch at /metadata", event("secrets", "patch", Some(patch("/metadata", json!({"annotations": {APPLIED: applied}}))), None)),
-        ("json patch of last-applied", event("secrets", "patch", Some(patch("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration", json!(applied))), None)),
-        ("json patch replace", event("secrets", "patch", Some(json!([{"op": "replace", "path": "/data/k", "value": v}])), None)),
-        ("merge patch", event("secrets", "patch", Some(json!({"data": {"k": v}})), None)),
-        ("strategic merge patch stringData", event("secrets", "patch", Some(json!({"stringData": {"k": v}, "$patch": "merge"})), None)),
-        ("token request", event("serviceaccounts", "create", None, Some(json!({"kind": "TokenRequest", "status": {"token": v}})))),
-        ("token review", event("tokenreviews", "create", Some(json!({"kind": "TokenReview", "spec": {"token": v}})), None)),
+        (
+            "create",
+            event("secrets", "create", Some(secret.clone()), None),
+        ),
+        (
+            "create stringData",
+            event(
+                "secrets",
+                "create",
+                Some(json!({"kind": "Secret", "stringData": {"k": v}})),
+                None,
+            ),
+        ),
+        (
+            "response",
+            event("secrets", "get", None, Some(secret.clone())),
+        ),
+        (
+            "list response",
+            event(
+                "secrets",
+                "list",
+                None,
+                Some(
+                    json!({"kind": "SecretList", "items": [{"metadata": {"name": "a"}, "data": {"k": v}}]}),
+                ),
+            ),
+        ),
+        (
+            "list of another resource name",
+            event(
+                "configmaps",
+                "list",
+                None,
+                Some(json!({"kind": "SecretList", "items": [{"data": {"k": v}}]})),
+            ),
+        ),
+        (
+            "last-applied on create",
+            event(
+                "secrets",
+                "create",
+                Some(json!({"kind": "Secret", "metadata": {"annotations": {APPLIED: applied}}})),
+                None,
+            ),
+        ),
+        (
+            "last-applied stringData",
+            event(
+                "secrets",
+                "update",
+                Some(json!({"metadata": {"annotations": {APPLIED: applied_string_data}}})),
+                None,
+            ),
+        ),
+        (
+            "last-applied not JSON",
+            event(
+                "secrets",
+                "update",
+                Some(json!({"metadata": {"annotations": {APPLIED: format!("garbage {v}")}}})),
+                None,
+            ),
+        ),
+        (
+            "json patch at \"\"",
+            event("secrets", "patch", Some(patch("", secret.clone())), None),
+        ),
+        (
+            "json patch at /",
+            event(
+                "secrets",
+                "patch",
+                Some(patch("/", json!({"data": {"k": v}}))),
+                None,
+            ),
+        ),
+        (
+            "json patch at /data",
+            event(
+                "secrets",
+                "patch",
+                Some(patch("/data", json!({"k": v}))),
+                None,
+            ),
+        ),
+        (
+            "json patch at /data/k",
+            event("secrets", "patch", Some(patch("/data/k", json!(v))), None),
+        ),
+        (
+            "json patch at /stringData/k",
+            event(
+                "secrets",
+                "patch",
+                Some(patch("/stringData/k", json!(v))),
+                None,
+            ),
+        ),
+        (
+            "json patch at /metadata",
+            event(
+                "secrets",
+                "patch",
+                Some(patch(
+                    "/metadata",
+                    json!({"annotations": {APPLIED: applied}}),
+                )),
+                None,
+            ),
+        ),
+        (
+            "json patch of last-applied",
+            event(
+                "secrets",
+                "patch",
+                Some(patch(
+                    "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration",
+                    json!(applied),
+                )),
+                None,
+            ),
+        ),
+        (
+            "json patch replace",
+            event(
+                "secrets",
+                "patch",
+                Some(json!([{"op": "replace", "path": "/data/k", "value": v}])),
+                None,
+            ),
+        ),
+        (
+            "merge patch",
+            event("secrets", "patch", Some(json!({"data": {"k": v}})), None),
+        ),
+        (
+            "strategic merge patch stringData",
+            event(
+                "secrets",
+                "patch",
+                Some(json!({"stringData": {"k": v}, "$patch": "merge"})),
+                None,
+            ),
+        ),
+        (
+            "token request",
+            event(
+                "serviceaccounts",
+                "create",
+                None,
+                Some(json!({"kind": "TokenRequest", "status": {"token": v}})),
+            ),
+        ),
+        (
+            "token review",
+            event(
+                "tokenreviews",
+                "create",
+                Some(json!({"kind": "TokenReview", "spec": {"token": v}})),
+                None,
+            ),
+        ),
     ]
 }
 
@@ -77,8 +221,14 @@ fn values() -> Vec<String> {
 }
 
 fn normalised_text(event: Value) -> String {
-    let record = k8saudit::to_record(event, TenantId(uuid::Uuid::nil()), "c", Utc::now(), Map::new())
-        .expect("a valid event");
+    let record = k8saudit::to_record(
+        event,
+        TenantId(uuid::Uuid::nil()),
+        "c",
+        Utc::now(),
+        Map::new(),
+    )
+    .expect("a valid event");
     format!(
         "{} {} {}",
         record.body,
@@ -127,7 +277,11 @@ fn no_seeded_secret_survives_any_shape_or_transport() {
             // 3. Spread over the OTLP attributes (the Collector's json_parser default).
             let attributes = event.as_object().unwrap().clone();
             let found = k8saudit::detect("", false, &attributes).expect("spread event");
-            assert_clean(&normalised_text(found), &value, &format!("{shape} (attributes)"));
+            assert_clean(
+                &normalised_text(found),
+                &value,
+                &format!("{shape} (attributes)"),
+            );
             cases += 4;
         }
     }

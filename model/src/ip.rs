@@ -28,11 +28,16 @@ pub fn ip_entries(map: &serde_json::Map<String, serde_json::Value>) -> Vec<(Stri
     for (key, value) in map {
         match value {
             serde_json::Value::Array(items) => {
-                out.extend(items.iter().take(64 /* query::values::MAX_IPS_PER_ATTRIBUTE */).filter_map(parse).map(|b| (key.clone(), b)))
+                out.extend(
+                    items
+                        .iter()
+                        .take(64 /* query::values::MAX_IPS_PER_ATTRIBUTE */)
+                        .filter_map(parse)
+                        .map(|b| (key.clone(), b)),
+                )
             }
             other => out.extend(parse(other).map(|b| (key.clone(), b))),
         }
     }
     out
 }
-

@@ -145,7 +145,9 @@ impl Compiler {
             FieldRef::ScopeName => self.keyword_clause(f.scope_name, value, false),
             FieldRef::TraceId => self.keyword_clause(f.trace_id, value, true),
             FieldRef::SpanId => self.keyword_clause(f.span_id, value, true),
-            FieldRef::Attribute(path) => self.exact_clause(f.attributes, f.attributes_ip, path, value),
+            FieldRef::Attribute(path) => {
+                self.exact_clause(f.attributes, f.attributes_ip, path, value)
+            }
             FieldRef::Resource(path) => self.exact_clause(f.resource, f.resource_ip, path, value),
             FieldRef::AttributeText(path) => self.json_clause(f.attributes_text, path, value),
             FieldRef::ResourceText(path) => self.json_clause(f.resource_text, path, value),

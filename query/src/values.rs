@@ -24,12 +24,20 @@ pub fn cidr_prefix(text: &str) -> Option<Result<String, String>> {
     };
     let bits = ip_bits(addr);
     let width = bits.len() - 2;
-    let max = if addr.is_ipv4() || width == 32 { 32 } else { 128 };
+    let max = if addr.is_ipv4() || width == 32 {
+        32
+    } else {
+        128
+    };
     // An IPv4-mapped IPv6 network (::ffff:10.0.0.0/104) is read as IPv4 too.
     let len = if max == 32 && !addr.is_ipv4() {
         match len.checked_sub(96) {
             Some(l) => l,
-            None => return Some(Err(format!("{text:?}: prefix too short for an IPv4-mapped network"))),
+            None => {
+                return Some(Err(format!(
+                    "{text:?}: prefix too short for an IPv4-mapped network"
+                )));
+            }
         }
     } else {
         len

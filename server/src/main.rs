@@ -3,6 +3,7 @@
 mod bootstrap;
 mod commands;
 mod config;
+mod conn;
 mod database;
 mod rules;
 mod serve;

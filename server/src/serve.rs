@@ -261,7 +261,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     let grpc_addr = grpc_listener.local_addr()?;
 
     let grpc_service = ingest::grpc::logs_service(ingestor.clone(), access.clone(), limits.clone());
-    let conn_limits = ConnLimits {
+    let conn_limits = crate::conn::ConnLimits {
         header_timeout: settings.header_timeout,
         max_connections: settings.max_connections,
     };
@@ -280,7 +280,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
             api_listener,
             otlp_http_listener,
             grpc_server.serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(grpc_listener),
+                crate::conn::grpc_plain_incoming(grpc_listener, conn_limits),
                 stopped(shutdown_rx.clone()),
             ),
             apps,
@@ -291,7 +291,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
             TlsListener::new(api_listener, tls.clone())?,
             TlsListener::new(otlp_http_listener, tls.clone())?,
             grpc_server.serve_with_incoming_shutdown(
-                crate::tls::grpc_incoming(grpc_listener, tls),
+                crate::conn::slotted(crate::tls::grpc_incoming(grpc_listener, tls), conn_limits),
                 stopped(shutdown_rx.clone()),
             ),
             apps,
@@ -345,71 +345,6 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stopping| *stopping).await;
 }
 
-/// An IO that records whether the peer has sent anything yet.
-struct FirstByte<I> {
-    inner: I,
-    spoke: Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl<I> FirstByte<I> {
-    fn new(inner: I) -> (FirstByte<I>, Arc<std::sync::atomic::AtomicBool>) {
-        let spoke = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        (
-            FirstByte {
-                inner,
-                spoke: spoke.clone(),
-            },
-            spoke,
-        )
-    }
-}
-
-impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for FirstByte<I> {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.spoke.store(true, std::sync::atomic::Ordering::Relaxed);
-        }
-        polled
-    }
-}
-
-impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FirstByte<I> {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// Connection limits of every listener.
-#[derive(Debug, Clone, Copy)]
-struct ConnLimits {
-    header_timeout: Duration,
-    max_connections: usize,
-}
-
 /// Serve the two HTTP listeners and the gRPC server until shutdown, each draining
 /// its in-flight requests.
 async fn run_listeners<L1, L2>(
@@ -417,85 +352,18 @@ async fn run_listeners<L1, L2>(
     otlp: L2,
     grpc: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
     (api_app, otlp_app): (axum::Router, axum::Router),
-    limits: ConnLimits,
+    limits: crate::conn::ConnLimits,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<()>
 where
     L1: axum::serve::Listener<Addr = SocketAddr>,
     L2: axum::serve::Listener<Addr = SocketAddr>,
 {
-    let api = serve_http(api, api_app, limits, shutdown.clone());
-    let otlp = serve_http(otlp, otlp_app, limits, shutdown);
+    let api = crate::conn::serve_http(api, api_app, limits, shutdown.clone());
+    let otlp = crate::conn::serve_http(otlp, otlp_app, limits, shutdown);
     let ((), (), c) = tokio::join!(api, otlp, grpc);
     c.context("otlp/grpc listener")?;
     Ok(())
-}
-
-/// One HTTP listener: HTTP/1.1 and h2, a deadline for every request head (new and
-/// idle keep-alive connections alike), at most `max_connections` open (a connection
-/// past it is closed at once), graceful drain on shutdown.
-async fn serve_http<L>(
-    mut listener: L,
-    app: axum::Router,
-    limits: ConnLimits,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-{
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use tower::ServiceExt;
-    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
-    loop {
-        let (io, peer) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "connection limit reached; closing");
-            drop(io);
-            continue;
-        };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-            request
-                .extensions_mut()
-                .insert(axum::extract::ConnectInfo(peer));
-            app.clone().oneshot(request.map(axum::body::Body::new))
-        });
-        let (io, spoke) = FirstByte::new(io);
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
-        let header_timeout = limits.header_timeout;
-        tokio::spawn(async move {
-            // hyper's header timeout starts once it reads a request head; the protocol
-            // sniffing before it has none, so a silent connection is cut here.
-            let silent = async {
-                tokio::time::sleep(header_timeout).await;
-                if spoke.load(std::sync::atomic::Ordering::Relaxed) {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                _ = connection => {}
-                _ = silent => tracing::debug!(%peer, "connection sent nothing; closed"),
-            }
-            drop(slot);
-        });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
 }
 
 async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {

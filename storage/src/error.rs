@@ -27,6 +27,7 @@ impl StorageError {
     /// again, so the client must be told (400), not asked to retry.
     pub fn is_data_error(&self) -> bool {
         match self {
+            StorageError::Invalid(_) => true,
             StorageError::Database(sqlx::Error::Database(db)) => {
                 let code = db.code().unwrap_or_default();
                 code.starts_with("22") || code.starts_with("23") || code.starts_with("54")

@@ -267,7 +267,10 @@ impl LogIndex {
         doc.add_field_value(f.attributes, &attributes);
         doc.add_field_value(f.resource, &resource);
         use model::ip::ip_entries;
-        for (field, map) in [(f.attributes_ip, &r.attributes), (f.resource_ip, &r.resource)] {
+        for (field, map) in [
+            (f.attributes_ip, &r.attributes),
+            (f.resource_ip, &r.resource),
+        ] {
             let ips = ip_entries(map);
             if !ips.is_empty() {
                 let mut object = serde_json::Map::new();

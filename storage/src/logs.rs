@@ -217,6 +217,19 @@ impl LogStore {
         if records.is_empty() {
             return Err(StorageError::Invalid("empty batch".into()));
         }
+        // Partitions are named by date: a time outside years 1..9999 has no partition
+        // (and Postgres stores no timestamp before 4713 BC). Ingest's time window keeps
+        // such records out; this guard keeps one from failing a whole group commit.
+        if let Some((i, r)) = records
+            .iter()
+            .enumerate()
+            .find(|(_, r)| !(1..=9999).contains(&r.time.year()))
+        {
+            return Err(StorageError::Invalid(format!(
+                "record {i}: time {} is outside years 1..9999",
+                r.time.to_rfc3339()
+            )));
+        }
         self.ensure_partitions(records.iter().map(|r| r.time.date_naive()))
             .await?;
         let has_audit = crate::requests::needs_enrichment(records);

@@ -28,17 +28,57 @@ impl Rng {
     }
 
     fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 }
 
 /// Tokens that matter to the parsers under test, spliced in by the mutator.
 const DICTIONARY: &[&[u8]] = &[
-    b"(", b")", b"\"", b"\\", b"*", b":", b"NOT ", b" AND ", b" OR ", b"[", b"]", b"{",
-    b"}", b" TO ", b">=", b"<", b"/", b"~", b"^", b"?", b"\0", b"now-", b"h", b"w",
-    b"99999999999999999999", b"-", b"attributes.", b"resource.", b"\xff", b"\xc3\xa9",
-    b"{\"op\":\"add\",\"path\":\"/spec/", b"\"kind\":\"Secret\"", b"\"data\":", b"\"items\":[",
-    b"\n", b"- ", b"  ", b"&a ", b"*a", b"!!", b"---\n",
+    b"(",
+    b")",
+    b"\"",
+    b"\\",
+    b"*",
+    b":",
+    b"NOT ",
+    b" AND ",
+    b" OR ",
+    b"[",
+    b"]",
+    b"{",
+    b"}",
+    b" TO ",
+    b">=",
+    b"<",
+    b"/",
+    b"~",
+    b"^",
+    b"?",
+    b"\0",
+    b"now-",
+    b"h",
+    b"w",
+    b"99999999999999999999",
+    b"-",
+    b"attributes.",
+    b"resource.",
+    b"\xff",
+    b"\xc3\xa9",
+    b"{\"op\":\"add\",\"path\":\"/spec/",
+    b"\"kind\":\"Secret\"",
+    b"\"data\":",
+    b"\"items\":[",
+    b"\n",
+    b"- ",
+    b"  ",
+    b"&a ",
+    b"*a",
+    b"!!",
+    b"---\n",
 ];
 
 fn mutate(rng: &mut Rng, input: &[u8]) -> Vec<u8> {
@@ -116,7 +156,10 @@ fn fuzz(target: &str, check: impl Fn(&[u8])) {
         let _ = std::fs::write(&failure, &input);
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(&input)));
         if outcome.is_err() {
-            panic!("{target}: seed {seed} iteration {i} panicked; input in {}", failure.display());
+            panic!(
+                "{target}: seed {seed} iteration {i} panicked; input in {}",
+                failure.display()
+            );
         }
         let _ = std::fs::remove_file(&failure);
     }
@@ -195,7 +238,9 @@ fn audit_event_normalisation() {
         let Ok(event) = serde_json::from_slice::<Value>(input) else {
             return;
         };
-        let _ = k8saudit::event_list_items(json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [event.clone()]}));
+        let _ = k8saudit::event_list_items(
+            json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [event.clone()]}),
+        );
         let _ = k8saudit::to_record(
             event,
             TenantId(uuid::Uuid::nil()),
@@ -213,7 +258,11 @@ fn rule_yaml_loader() {
         if let Ok(rules) = alerting::rule::parse_rules(&text) {
             for rule in rules {
                 let _ = alerting::template::render(
-                    rule.doc.annotations.values().next().map_or("", String::as_str),
+                    rule.doc
+                        .annotations
+                        .values()
+                        .next()
+                        .map_or("", String::as_str),
                     &json!({}),
                 );
             }

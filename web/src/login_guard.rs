@@ -105,7 +105,12 @@ impl LoginGuard {
     /// Check and count an attempt in one step, before the password is verified: the
     /// attempt counts as a failure until [`Self::success`] says otherwise, so 40
     /// concurrent guesses cannot all pass the check before any failure is recorded.
-    pub fn reserve(&self, username: &str, addr: Option<&str>, now: Instant) -> Result<(), Duration> {
+    pub fn reserve(
+        &self,
+        username: &str,
+        addr: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Duration> {
         self.check(username, addr, now)?;
         self.failure(username, addr, now);
         Ok(())
@@ -128,8 +133,8 @@ impl LoginGuard {
             && let Some(entry) = map.get_mut(&format!("addr:{addr}"))
         {
             entry.count = entry.count.saturating_sub(1);
-            entry.locked_until = lock_for(entry.count, FREE_FAILURES_PER_ADDRESS)
-                .map(|d| entry.last + d);
+            entry.locked_until =
+                lock_for(entry.count, FREE_FAILURES_PER_ADDRESS).map(|d| entry.last + d);
         }
     }
 }

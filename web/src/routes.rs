@@ -309,7 +309,9 @@ async fn authorize(
                 )
                 .into_response();
                 if let Ok(value) = axum::http::HeaderValue::from_str(&allow) {
-                    response.headers_mut().insert(axum::http::header::ALLOW, value);
+                    response
+                        .headers_mut()
+                        .insert(axum::http::header::ALLOW, value);
                 }
                 return response;
             }

@@ -81,7 +81,11 @@ fn reserve_attempt(state: &AppState, username: &str, source: Option<&str>) -> Re
 }
 
 /// Verify a password in one of the few hashing slots (429 when they stay busy).
-async fn verify_password(state: &AppState, password: String, hash: String) -> Result<bool, ApiError> {
+async fn verify_password(
+    state: &AppState,
+    password: String,
+    hash: String,
+) -> Result<bool, ApiError> {
     let Some(_slot) = state.login_guard.hashing_slot().await else {
         let mut err = ApiError::new(
             ErrorKind::ResourceExhausted,
@@ -133,9 +137,7 @@ pub async fn login(
             ));
         }
     };
-    state
-        .login_guard
-        .success(&req.username, source.as_deref());
+    state.login_guard.success(&req.username, source.as_deref());
     // Always a brand-new session id (fixation defence); any session the browser
     // presented is ended.
     if let Some(old) = cookie(&headers, state.sessions.cookie_name()) {

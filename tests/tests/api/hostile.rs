@@ -143,7 +143,9 @@ async fn audit_events_cannot_crash_poison_or_leak() {
     otlp_event["apiVersion"] = json!("audit.k8s.io/v1");
     otlp_event["auditID"] = json!("deep-patch-otlp");
     let rec = record(&otlp_event.to_string(), 9, vec![]);
-    let resp = server.post_json(&request("kube-apiserver", vec![rec])).await;
+    let resp = server
+        .post_json(&request("kube-apiserver", vec![rec]))
+        .await;
     assert_eq!(resp.status(), 200);
     assert_up(&server).await;
 
@@ -208,7 +210,11 @@ async fn audit_events_cannot_crash_poison_or_leak() {
 
     // Secrets written by JSON patches that replace the whole object, or add the
     // last-applied annotation, are redacted before the first write.
-    let seeded = ["patch-root-secret-4a4a", "patch-slash-secret-5b5b", "applied-patch-secret-6c6c"];
+    let seeded = [
+        "patch-root-secret-4a4a",
+        "patch-slash-secret-5b5b",
+        "applied-patch-secret-6c6c",
+    ];
     let secret_patch = |id: &str, path: &str, value: Value| {
         webhook_item(
             id,
@@ -218,7 +224,11 @@ async fn audit_events_cannot_crash_poison_or_leak() {
     };
     let applied = json!({"kind": "Secret", "data": {"k": seeded[2]}}).to_string();
     let items = vec![
-        secret_patch("p-root", "", json!({"kind": "Secret", "data": {"password": seeded[0]}})),
+        secret_patch(
+            "p-root",
+            "",
+            json!({"kind": "Secret", "data": {"password": seeded[0]}}),
+        ),
         secret_patch("p-slash", "/", json!({"data": {"password": seeded[1]}})),
         secret_patch(
             "p-applied",
@@ -232,7 +242,10 @@ async fn audit_events_cannot_crash_poison_or_leak() {
         .wait_for_total("attributes.k8s.object.resource:secrets", 3)
         .await;
     let (_, all) = server
-        .search(&[("q", "attributes.k8s.object.resource:secrets"), ("from", "now-1h")])
+        .search(&[
+            ("q", "attributes.k8s.object.resource:secrets"),
+            ("from", "now-1h"),
+        ])
         .await;
     for secret in seeded {
         assert!(!all.to_string().contains(secret), "{secret} was stored");
@@ -265,9 +278,17 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
     assert!(resp.text().await.unwrap().contains("100000 log records"));
     assert!(started.elapsed() < Duration::from_secs(3));
     // The same in OTLP/JSON.
-    let json_body = serde_json::to_vec(&json!({"resourceLogs": [{"scopeLogs": [{"logRecords": vec![json!({}); 1_100_000]}]}]})).unwrap();
+    let json_body = serde_json::to_vec(
+        &json!({"resourceLogs": [{"scopeLogs": [{"logRecords": vec![json!({}); 1_100_000]}]}]}),
+    )
+    .unwrap();
     let resp = server
-        .post_logs(gzip(&json_body), "application/json", Some("gzip"), Some(&token))
+        .post_logs(
+            gzip(&json_body),
+            "application/json",
+            Some("gzip"),
+            Some(&token),
+        )
         .await;
     assert_eq!(resp.status(), 413);
 
@@ -296,13 +317,18 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
         )
         .await;
     assert_eq!(resp.status(), 200);
-    let answer = opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
-        resp.bytes().await.unwrap(),
-    )
-    .unwrap();
+    let answer =
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+            resp.bytes().await.unwrap(),
+        )
+        .unwrap();
     let partial = answer.partial_success.expect("partial success");
     assert_eq!(partial.rejected_log_records, 2000);
-    assert!(partial.error_message.contains("limit is 256"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("limit is 256"),
+        "{}",
+        partial.error_message
+    );
     assert_eq!(server.stored_count().await, 0);
     let (rss_after, _) = server.memory_kib();
     assert!(
@@ -341,7 +367,10 @@ async fn login_guessing_is_throttled_before_hashing() {
         evaluated <= 5,
         "only the free attempts may reach the hash: {statuses:?}"
     );
-    assert!(statuses.iter().all(|s| *s == 401 || *s == 429), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
 
     // A 1 MiB username is past the API body cap (413); one of 512 KiB is a 400
     // naming the username limit. Neither is stored.
@@ -374,7 +403,13 @@ async fn login_guessing_is_throttled_before_hashing() {
             .status
             .success()
     );
-    server.add_user("taken-name", "default", "viewer", false, "a-long-password-1");
+    server.add_user(
+        "taken-name",
+        "default",
+        "viewer",
+        false,
+        "a-long-password-1",
+    );
     let beta_admin = Auth::Token(server.token("beta", "admin"));
     let (status, body, _) = server
         .call(

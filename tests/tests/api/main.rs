@@ -6,6 +6,7 @@ mod cli;
 mod errors;
 mod hostile;
 mod ingest;
+mod isolation;
 mod k8s_audit;
 mod k8s_generator;
 mod resilience;
