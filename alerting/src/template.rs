@@ -19,6 +19,13 @@ fn environment() -> Environment<'static> {
     env
 }
 
+static BUDGET_EXCEEDED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Renderings stopped by the budget since the process started (`/metrics`).
+pub fn budget_exceeded() -> u64 {
+    BUDGET_EXCEEDED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A writer that refuses to grow past [`MAX_RENDERED_BYTES`].
 struct Capped(Vec<u8>);
 
@@ -56,9 +63,11 @@ pub fn render(template: &str, context: &impl Serialize) -> String {
     match compiled.render_captured_to(minijinja::Value::from_serialize(context), &mut out) {
         Ok(_) => String::from_utf8_lossy(&out.0).into_owned(),
         Err(err) if err.kind() == minijinja::ErrorKind::OutOfFuel => {
+            BUDGET_EXCEEDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             format!("[template exceeded its budget of {TEMPLATE_FUEL} instructions]")
         }
         Err(err) if err.kind() == minijinja::ErrorKind::WriteFailure => {
+            BUDGET_EXCEEDED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             format!("[template output exceeded {MAX_RENDERED_BYTES} bytes]")
         }
         Err(_) => template.to_string(),
@@ -101,6 +110,7 @@ mod tests {
             &json!({}),
         );
         assert!(silent.contains("budget"), "{silent}");
+        assert!(budget_exceeded() >= 2);
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
         let wide = render("{{ big }}{{ big }}", &json!({"big": "x".repeat(10_000)}));
         assert!(wide.contains("exceeded"), "{}", &wide[..wide.len().min(80)]);

@@ -72,19 +72,24 @@ pub fn event_list_items(list: Value) -> Result<(Vec<Value>, Option<String>), Str
         return Err("expected an audit.k8s.io EventList object".into());
     };
     let kind = map.get("kind").and_then(Value::as_str).unwrap_or("");
+    // A list without apiVersion is accepted when its items carry their own type.
     let version = map
         .get("apiVersion")
         .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    if kind != "EventList" || !version.starts_with("audit.k8s.io/") {
+        .map(str::to_string);
+    if kind != "EventList"
+        || version
+            .as_deref()
+            .is_some_and(|v| !v.starts_with("audit.k8s.io/"))
+    {
         return Err(format!(
-            "expected kind EventList of apiVersion audit.k8s.io/v1, got kind {kind:?} apiVersion {version:?}"
+            "expected kind EventList of apiVersion audit.k8s.io/v1, got kind {kind:?} apiVersion {:?}",
+            version.as_deref().unwrap_or("")
         ));
     }
     match map.remove("items") {
-        Some(Value::Array(items)) => Ok((items, Some(version))),
-        Some(Value::Null) | None => Ok((Vec::new(), Some(version))),
+        Some(Value::Array(items)) => Ok((items, version)),
+        Some(Value::Null) | None => Ok((Vec::new(), version)),
         Some(_) => Err("items: expected an array of audit events".into()),
     }
 }

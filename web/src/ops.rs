@@ -20,6 +20,7 @@ pub struct Gauges {
     index_docs: IntGauge,
     pool_size: IntGauge,
     pool_idle: IntGauge,
+    template_budget: prometheus::IntCounter,
 }
 
 impl Gauges {
@@ -51,6 +52,14 @@ impl Gauges {
                 "palisade_db_pool_idle_connections",
                 "Idle Postgres connections in the pool",
             )?,
+            template_budget: {
+                let c = prometheus::IntCounter::new(
+                    "palisade_rule_template_budget_exceeded_total",
+                    "Annotation renderings stopped by the template budget (instructions or output size)",
+                )?;
+                registry.register(Box::new(c.clone()))?;
+                c
+            },
         })
     }
 }
@@ -94,6 +103,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     g.index_docs.set(state.index.num_docs() as i64);
     g.pool_size.set(i64::from(state.db.pool.size()));
     g.pool_idle.set(state.db.pool.num_idle() as i64);
+    let exceeded = alerting::template::budget_exceeded();
+    g.template_budget
+        .inc_by(exceeded.saturating_sub(g.template_budget.get()));
     let mut buffer = Vec::new();
     if let Err(err) = TextEncoder::new().encode(&state.registry.gather(), &mut buffer) {
         tracing::error!(error = %err, "metrics encoding failed");

@@ -479,3 +479,101 @@ async fn slow_clients_are_cut_off_and_files_are_private() {
         assert_eq!(mode & 0o077, 0, "{} is {mode:o}", entry.path().display());
     }
 }
+
+async fn post_rule(server: &TestServer, token: &str, yaml: &str) {
+    let resp = server
+        .http
+        .post(format!("{}/api/v1/rules", server.api))
+        .bearer_auth(token)
+        .header("content-type", "application/yaml")
+        .body(yaml.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 201, "{}", resp.text().await.unwrap_or_default());
+}
+
+async fn first_alert(server: &TestServer, token: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (status, body, _) = server
+            .call(
+                "GET",
+                "/api/v1/alerts",
+                &Auth::Token(token.to_string()),
+                None,
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        if let Some(alert) = body["alerts"].as_array().and_then(|a| a.first()) {
+            return alert.clone();
+        }
+        assert!(Instant::now() < deadline, "no alert within {within:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rule_template_cannot_starve_other_tenants() {
+    let server = TestServer::spawn().await.unwrap();
+    assert!(
+        server
+            .run_cli(&["tenant", "create", "victim"])
+            .unwrap()
+            .status
+            .success()
+    );
+    let attacker_admin = server.creds.api_token.clone();
+    let victim_admin = server.token("victim", "admin");
+    let victim_ingest = server.token("victim", "ingest");
+    post_rule(
+        &server,
+        &attacker_admin,
+        "apiVersion: palisade/v1\nid: loop\ntitle: Loop\nseverity: low\nkind: match\nquery: body:spin\nannotations:\n  summary: '{% for i in range(4000) %}{% for j in range(4000) %}{{ i }}{% endfor %}{% endfor %}'\n",
+    )
+    .await;
+    post_rule(
+        &server,
+        &victim_admin,
+        "apiVersion: palisade/v1\nid: plain\ntitle: Plain\nseverity: low\nkind: match\nquery: body:urgent\n",
+    )
+    .await;
+    let spin = request("a", vec![record("spin", 9, vec![])]);
+    assert_eq!(server.post_json(&spin).await.status(), 200);
+    let started = Instant::now();
+    let urgent = serde_json::to_vec(&request("v", vec![record("urgent", 9, vec![])])).unwrap();
+    let resp = server
+        .http
+        .post(format!("{}/v1/logs", server.otlp_http))
+        .header("content-type", "application/json")
+        .bearer_auth(&victim_ingest)
+        .body(urgent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    first_alert(&server, &victim_admin, Duration::from_secs(3)).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let looped = first_alert(&server, &attacker_admin, Duration::from_secs(5)).await;
+    let summary = looped["annotations"]["summary"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(summary.contains("exceeded"), "{looped}");
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("palisade_rule_template_budget_exceeded_total ")
+                && !l.ends_with(" 0")
+        ),
+        "{metrics}"
+    );
+}
