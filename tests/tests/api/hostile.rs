@@ -22,10 +22,13 @@ fn stamp() -> String {
 }
 
 /// An audit event as kube-apiserver's webhook backend encodes the items of an
-/// `EventList`: the backend serialises `auditinternal.EventList` through the
-/// audit.k8s.io/v1 codec, which sets `kind`/`apiVersion` on the list only
-/// (k8s.io/apiserver/plugin/pkg/audit/webhook, `processEvents` → `runtime.Encode`
-/// of the list; items are plain `Event` structs with empty TypeMeta, omitted).
+/// `EventList`. Read from the source (we cannot run an API server here):
+/// `staging/src/k8s.io/apiserver/plugin/pkg/audit/webhook/webhook.go`, `processEvents`
+/// builds an `auditinternal.EventList` and sends it with
+/// `b.w.RestClient.Post().Body(&list)`; the REST client's codec converts it to
+/// audit.k8s.io/v1 and sets `kind`/`apiVersion` on the list object only. The items
+/// are `Event` structs whose inline `TypeMeta` is empty and `omitempty`, so they carry
+/// no `kind` or `apiVersion`. Content type: `application/json`.
 fn webhook_item(id: &str, extra: Value) -> Value {
     let mut e = json!({
         "level": "RequestResponse", "auditID": id, "stage": "ResponseComplete",
@@ -576,4 +579,73 @@ async fn a_rule_template_cannot_starve_other_tenants() {
         ),
         "{metrics}"
     );
+}
+
+/// docs/kubernetes.md, "Way 1", end to end: an ingest token made as the walkthrough
+/// says, the kubeconfig's server URL (`/v1/k8s/audit?cluster=prod-eu-1`), and a batch
+/// in the API server's own encoding (see `webhook_item`) as the walkthrough's audit
+/// policy produces it: RequestReceived and ResponseComplete of one request, a
+/// Metadata-level secret read and a RequestResponse pod create.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_webhook_walkthrough_works_with_the_api_servers_encoding() {
+    let server = TestServer::spawn().await.unwrap();
+    let out = server
+        .run_cli(&["token", "create", "--scope", "ingest"])
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("pal_"))
+        .expect("a token on stdout")
+        .to_string();
+    let mut received = webhook_item(
+        "req-1",
+        json!({"stage": "RequestReceived", "verb": "create", "level": "RequestResponse",
+               "objectRef": {"resource": "pods", "namespace": "prod", "apiVersion": "v1"},
+               "requestURI": "/api/v1/namespaces/prod/pods"}),
+    );
+    received.as_object_mut().unwrap().remove("responseStatus");
+    let items = vec![
+        received,
+        webhook_item(
+            "req-1",
+            json!({"verb": "create", "objectRef": {"resource": "pods", "namespace": "prod", "name": "web", "apiVersion": "v1"},
+                   "requestURI": "/api/v1/namespaces/prod/pods", "responseStatus": {"metadata": {}, "code": 201},
+                   "requestObject": {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "web"},
+                                     "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}),
+        ),
+        webhook_item(
+            "req-2",
+            json!({"level": "Metadata", "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db", "apiVersion": "v1"},
+                   "requestURI": "/api/v1/namespaces/prod/secrets/db"}),
+        ),
+    ];
+    let resp = server
+        .http
+        .post(format!(
+            "{}/v1/k8s/audit?cluster=prod-eu-1",
+            server.otlp_http
+        ))
+        .header("content-type", "application/json")
+        .bearer_auth(&token)
+        .body(serde_json::to_vec(&event_list(items)).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(answer["rejected"], 0, "{answer}");
+    // One record per request, keyed by the cluster from the URL.
+    let found = server
+        .wait_for_total("resource.k8s.cluster.name:prod-eu-1", 2)
+        .await;
+    let text = found.to_string();
+    assert!(text.contains("req-1") && text.contains("req-2"), "{text}");
+    server
+        .wait_for_total(
+            "attributes.k8s.object.resource:pods AND attributes.k8s.audit.verb:create",
+            1,
+        )
+        .await;
 }
