@@ -102,7 +102,7 @@ pub fn field_values<'a>(record: &'a LogRecord, field: &FieldRef) -> Vec<FieldVal
 fn cidr_matches(record: &LogRecord, field: &FieldRef, prefix: &str) -> bool {
     let (map, path) = match field {
         FieldRef::Attribute(path) => (&record.attributes, path),
-        FieldRef::Resource(path) => (&record.resource, path),
+        FieldRef::Resource(path) => (&*record.resource, path),
         _ => return false,
     };
     let check = |v: &Value| {
@@ -400,7 +400,8 @@ mod tests {
             resource: json!({"service.name": "auth"})
                 .as_object()
                 .cloned()
-                .unwrap(),
+                .unwrap()
+                .into(),
             scope_name: "s".into(),
             scope_version: String::new(),
             trace_id: Some("0af7651916cd43dd8448eb211c80319c".into()),

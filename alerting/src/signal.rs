@@ -76,7 +76,7 @@ pub fn signal_record(
         severity_text: "WARN".into(),
         body: format!("{} {} ({}): {about}", rule.id(), rule.doc.title, tactic),
         attributes,
-        resource: Map::new(),
+        resource: Default::default(),
         scope_name: SIGNAL_SCOPE.into(),
         scope_version: String::new(),
         trace_id: None,

@@ -58,7 +58,7 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
                 severity_text: e.severity_text.clone(),
                 body: e.body.clone(),
                 attributes: e.attributes.clone(),
-                resource: e.resource.clone(),
+                resource: e.resource.clone().into(),
                 scope_name: e.scope_name.clone(),
                 scope_version: String::new(),
                 trace_id: None,

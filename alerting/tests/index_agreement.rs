@@ -20,7 +20,8 @@ fn record(body: &str, severity: i16, text: &str, attributes: Value) -> LogRecord
         resource: json!({"service.name": "py-http-json", "host.ip": "10.9.8.7"})
             .as_object()
             .cloned()
-            .unwrap(),
+            .unwrap()
+            .into(),
         scope_name: "s".into(),
         scope_version: String::new(),
         trace_id: None,

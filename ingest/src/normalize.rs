@@ -152,9 +152,13 @@ fn too_deep() -> IngestError {
 /// `palisade.alert` (correlation signals) and `palisade.audit` (its own audit trail).
 pub const RESERVED_SCOPES: [&str; 3] = ["k8s.audit", "palisade.alert", "palisade.audit"];
 
-/// Most bytes of resource attributes one request may copy into its records in all
-/// (every record owns its resource); records past it are rejected.
-pub const MAX_RESOURCE_COPY_BYTES: usize = 128 * 1024 * 1024;
+/// Bytes of resource attributes one request may have written out with its records (each
+/// stored row carries its resource, so a large resource shared by many small records
+/// is what makes a small body expensive): this many times the request's encoded
+/// size, plus [`RESOURCE_COPY_FLOOR`]. Records past it are rejected.
+pub const RESOURCE_COPY_FACTOR: usize = 16;
+/// The part of the resource budget every request has whatever its size.
+pub const RESOURCE_COPY_FLOOR: usize = 4 * 1024 * 1024;
 
 pub fn normalize(
     tenant: TenantId,
@@ -166,8 +170,15 @@ pub fn normalize(
     let oldest = now - policy.max_age;
     let newest = now + policy.max_future;
     crate::decode::check_counts(request)?;
-    // Bytes of resource copied into records so far (each record owns its resource).
+    // Bytes of resource written out with records so far, and what this request may.
     let mut copied = 0usize;
+    let budget = {
+        use prost::Message;
+        request
+            .encoded_len()
+            .saturating_mul(RESOURCE_COPY_FACTOR)
+            .saturating_add(RESOURCE_COPY_FLOOR)
+    };
     for resource_logs in &request.resource_logs {
         let resource_attributes = resource_logs
             .resource
@@ -189,6 +200,8 @@ pub fn normalize(
             None => Map::new(),
         };
         let resource_bytes = serde_json::to_vec(&resource).map_or(0, |v| v.len());
+        // One allocation shared by every record of this resource.
+        let shared = std::sync::Arc::new(resource.clone());
         for scope_logs in &resource_logs.scope_logs {
             let (scope_name, scope_version) = scope_logs
                 .scope
@@ -216,10 +229,10 @@ pub fn normalize(
                     continue;
                 }
                 copied = copied.saturating_add(resource_bytes);
-                if copied > MAX_RESOURCE_COPY_BYTES {
+                if copied > budget {
                     out.reject(
                         "resource_too_large",
-                        format!("record {index}: its resource copied into every record exceeds {MAX_RESOURCE_COPY_BYTES} bytes for this request; send fewer records per request"),
+                        format!("record {index}: its resource, stored with every record, exceeds {budget} bytes for this request ({RESOURCE_COPY_FACTOR} x the request size + {RESOURCE_COPY_FLOOR}); send fewer records per resource"),
                     );
                     continue;
                 }
@@ -322,7 +335,7 @@ pub fn normalize(
                     severity_text: clean(&log.severity_text),
                     body,
                     attributes,
-                    resource: resource.clone(),
+                    resource: shared.clone(),
                     scope_name: scope_name.clone(),
                     scope_version: scope_version.clone(),
                     trace_id,

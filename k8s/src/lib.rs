@@ -531,7 +531,7 @@ pub fn to_record(
         severity_text: if failed { "WARN" } else { "INFO" }.into(),
         body,
         attributes: a,
-        resource,
+        resource: resource.into(),
         scope_name: "k8s.audit".into(),
         scope_version: str_at(&event, &["apiVersion"]).unwrap_or("").to_string(),
         trace_id: None,

@@ -19,7 +19,9 @@ pub struct LogRecord {
     pub body: String,
     /// Attributes as a JSON object (OTLP keys kept verbatim, e.g. `"user.name"`).
     pub attributes: Map<String, Value>,
-    pub resource: Map<String, Value>,
+    /// Shared by every record of one OTLP resource: a request's resource is held once
+    /// in memory however many records carry it.
+    pub resource: std::sync::Arc<Map<String, Value>>,
     pub scope_name: String,
     pub scope_version: String,
     /// Lower-case hex, 32 chars, or `None` when absent or all-zero.
@@ -41,6 +43,33 @@ fn scrub(text: &mut String) -> bool {
     } else {
         false
     }
+}
+
+/// Whether any string or key of a JSON map holds NUL (read-only, iterative).
+pub fn has_nul(map: &Map<String, Value>) -> bool {
+    let mut stack: Vec<&Value> = Vec::new();
+    for (key, value) in map {
+        if key.contains('\0') {
+            return true;
+        }
+        stack.push(value);
+    }
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::String(s) if s.contains('\0') => return true,
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(inner) => {
+                for (key, value) in inner {
+                    if key.contains('\0') {
+                        return true;
+                    }
+                    stack.push(value);
+                }
+            }
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Replace NUL in every string and key of a JSON map, iteratively (no recursion on
@@ -87,7 +116,10 @@ impl LogRecord {
         changed |= scrub(&mut self.scope_name);
         changed |= scrub(&mut self.scope_version);
         changed |= scrub_json(&mut self.attributes);
-        changed |= scrub_json(&mut self.resource);
+        // The resource is shared: copied only when it really holds NUL.
+        if has_nul(&self.resource) {
+            changed |= scrub_json(std::sync::Arc::make_mut(&mut self.resource));
+        }
         if changed {
             self.attributes
                 .insert(REPLACED_ATTRIBUTE.into(), Value::Bool(true));
@@ -126,7 +158,7 @@ mod scrub_tests {
             severity_text: "I\0".into(),
             body: "a\0b".into(),
             attributes,
-            resource: Map::new(),
+            resource: Default::default(),
             scope_name: String::new(),
             scope_version: String::new(),
             trace_id: None,

@@ -224,7 +224,7 @@ impl SearchService {
                     severity_number: r.severity_number,
                     body: r.body,
                     attributes: r.attributes,
-                    resource: r.resource,
+                    resource: std::sync::Arc::unwrap_or_clone(r.resource),
                     scope: Scope {
                         name: r.scope_name,
                         version: r.scope_version,

@@ -261,7 +261,7 @@ impl LogIndex {
         doc.add_text(f.severity_text, &r.severity_text);
         doc.add_text(f.body, &r.body);
         let attributes = tantivy::schema::OwnedValue::from(r.attributes.clone());
-        let resource = tantivy::schema::OwnedValue::from(r.resource.clone());
+        let resource = tantivy::schema::OwnedValue::from((*r.resource).clone());
         doc.add_field_value(f.attributes_text, &attributes);
         doc.add_field_value(f.resource_text, &resource);
         doc.add_field_value(f.attributes, &attributes);

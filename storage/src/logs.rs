@@ -143,7 +143,7 @@ fn decode_row(row: &PgRow) -> Result<StoredLog> {
             severity_text: row.try_get("severity_text")?,
             body: row.try_get("body")?,
             attributes: json_map("attributes")?,
-            resource: json_map("resource")?,
+            resource: json_map("resource")?.into(),
             scope_name: row.try_get("scope_name")?,
             scope_version: row.try_get("scope_version")?,
             trace_id: row.try_get("trace_id")?,

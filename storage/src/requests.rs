@@ -676,7 +676,7 @@ mod tests {
             ("k8s.pod.name", "web-2"),
             ("k8s.pod.ip", "10.244.1.6"),
         ] {
-            app.resource.insert(k.into(), json!(v));
+            std::sync::Arc::make_mut(&mut app.resource).insert(k.into(), json!(v));
         }
         inventory.enrich(&mut app);
         let request = |id: &str, pod: &str, ip: &str| {

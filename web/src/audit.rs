@@ -60,7 +60,7 @@ pub async fn record(state: &AppState, event: AuditEvent) {
             event.outcome.as_str()
         ),
         attributes,
-        resource,
+        resource: resource.into(),
         scope_name: "palisade.audit".into(),
         scope_version: env!("CARGO_PKG_VERSION").into(),
         trace_id: None,

@@ -333,6 +333,47 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
         partial.error_message
     );
     assert_eq!(server.stored_count().await, 0);
+
+    // A 40 KB resource under 2,000 empty records (a few KB gzipped) would be 80 MB
+    // of rows: records past the resource budget are refused, the rest stored.
+    let heavy = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: (0..200)
+                    .map(|i| kv(&format!("k{i}"), string(&"v".repeat(200))))
+                    .collect::<Vec<KeyValue>>(),
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); 2000],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let resp = server
+        .post_logs(
+            gzip(&heavy.encode_to_vec()),
+            "application/x-protobuf",
+            Some("gzip"),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let answer =
+        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+            resp.bytes().await.unwrap(),
+        )
+        .unwrap();
+    let partial = answer.partial_success.expect("partial success");
+    assert!(partial.rejected_log_records > 1500, "{partial:?}");
+    assert!(
+        partial.error_message.contains("16 x the request size"),
+        "{}",
+        partial.error_message
+    );
+    let stored = server.stored_count().await;
+    assert_eq!(stored, 2000 - partial.rejected_log_records);
     let (rss_after, _) = server.memory_kib();
     assert!(
         rss_after.saturating_sub(rss_before) < 200 * 1024,
