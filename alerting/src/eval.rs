@@ -251,6 +251,12 @@ pub fn matches(expr: &Expr, record: &LogRecord) -> bool {
         Expr::Or(parts) => parts.iter().any(|p| matches(p, record)),
         Expr::Not(inner) => !matches(inner, record),
         Expr::Clause { field, value } => {
+            // The bodies of audit records are searched by their words only.
+            if let FieldRef::Attribute(path) = field
+                && model::record::words_only(&record.scope_name, path)
+            {
+                return false;
+            }
             if let QValue::Term(t) = value
                 && matches!(field, FieldRef::Attribute(_) | FieldRef::Resource(_))
                 && let Some(prefix) = query::values::cidr_prefix(t)

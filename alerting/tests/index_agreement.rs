@@ -63,6 +63,17 @@ fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
             "",
             json!({"user.name": "alice", "k8s.client.ip": "::ffff:10.1.2.3", "msg": "Failed Login from kubectl", "code": 401, "ok": true}),
         ),
+        // An audit record: its bodies are searched by their words only.
+        model::LogRecord {
+            scope_name: "k8s.audit".into(),
+            ..record(
+                "x",
+                9,
+                "",
+                json!({"k8s.audit.verb": "create",
+                "k8s.request_object": {"spec": {"image": "nginx", "name": "Web-1", "replicas": 3}}}),
+            )
+        },
     ];
     let cases: &[(&str, &[usize])] = &[
         ("attributes.user.name:root", &[0]),
@@ -71,7 +82,7 @@ fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
         ("attributes.user.name:root*", &[0, 1, 3]),
         ("attributes.user.name:*", &[0, 1, 2, 3, 4]),
         ("resource.service.name:js*", &[]),
-        ("resource.service.name:py*", &[0, 1, 2, 3, 4]),
+        ("resource.service.name:py*", &[0, 1, 2, 3, 4, 5]),
         (
             "attributes.k8s.client.ip:(\"127.0.0.1\" OR \"::1\")",
             &[0, 3],
@@ -80,8 +91,8 @@ fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
         ("attributes.k8s.client.ip:127.0.0.0/8", &[0]),
         ("attributes.k8s.client.ip:::1/128", &[3]),
         ("attributes.ips:172.16.0.0/12", &[3]),
-        ("resource.host.ip:10.9.0.0/16", &[0, 1, 2, 3, 4]),
-        ("NOT attributes.k8s.client.ip:10.0.0.0/8", &[0, 2, 3]),
+        ("resource.host.ip:10.9.0.0/16", &[0, 1, 2, 3, 4, 5]),
+        ("NOT attributes.k8s.client.ip:10.0.0.0/8", &[0, 2, 3, 5]),
         ("attributes_text.msg:login", &[4]),
         ("attributes_text.msg:\"failed login\"", &[4]),
         ("attributes_text.user.name:root", &[0, 1, 2, 3]),
@@ -91,8 +102,20 @@ fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
         ("attributes.ok:true", &[4]),
         ("level:error", &[2]),
         ("level:warn", &[0, 1]),
-        ("severity:info", &[3, 4]),
+        ("severity:info", &[3, 4, 5]),
         ("failed", &[0]),
+        ("attributes.k8s.audit.verb:create", &[5]),
+        ("attributes.k8s.request_object.spec.image:nginx", &[]),
+        ("attributes.k8s.request_object.spec.replicas:3", &[]),
+        ("attributes_text.k8s.request_object.spec.image:nginx", &[5]),
+        ("attributes_text.k8s.request_object.spec.name:web", &[5]),
+        ("attributes_text.k8s.request_object.spec.replicas:3", &[5]),
+        ("attributes_text.user.name:alice", &[4]),
+        ("attributes_text.user.name:ali*", &[4]),
+        ("attributes_text.user.name:ro*", &[0, 1, 2, 3]),
+        ("attributes_text.msg:\"login from\"", &[4]),
+        ("attributes_text.code:401", &[4]),
+        ("attributes_text.code:>400", &[4]),
     ];
     let dir = std::env::temp_dir().join(format!("palisade-agree-{}", uuid::Uuid::new_v4()));
     let index = LogIndex::open_or_create(&dir, &IndexConfig::default()).unwrap();

@@ -149,8 +149,12 @@ impl Compiler {
                 self.exact_clause(f.attributes, f.attributes_ip, path, value)
             }
             FieldRef::Resource(path) => self.exact_clause(f.resource, f.resource_ip, path, value),
-            FieldRef::AttributeText(path) => self.json_clause(f.attributes_text, path, value),
-            FieldRef::ResourceText(path) => self.json_clause(f.resource_text, path, value),
+            FieldRef::AttributeText(path) => {
+                self.json_clause(f.attributes_text, f.attributes, path, value)
+            }
+            FieldRef::ResourceText(path) => {
+                self.json_clause(f.resource_text, f.resource, path, value)
+            }
         }
     }
 
@@ -315,42 +319,56 @@ impl Compiler {
         Term::from_field_json_path(field, path, true)
     }
 
+    /// The words of an attribute value. The words field leaves out what the exact
+    /// field already holds as one token (a single lower-case word, numbers,
+    /// booleans), so a one-word clause also looks there: an exact value equal to a
+    /// lower-case word is that word.
     fn json_clause(
         &self,
         field: Field,
+        exact: Field,
         path: &str,
         value: &Value,
     ) -> Result<Box<dyn Query>, QueryError> {
+        let term_in = |f: Field, token: &str| {
+            let mut term = Self::json_term(f, path);
+            term.append_type_and_str(token);
+            term
+        };
         match value {
             Value::Term(text) | Value::Phrase(text) => {
                 let mut options: Vec<Box<dyn Query>> = Vec::new();
-                let terms: Vec<Term> = self
-                    .tokens(text)
-                    .into_iter()
-                    .map(|token| {
-                        let mut term = Self::json_term(field, path);
-                        term.append_type_and_str(&token);
-                        term
-                    })
-                    .collect();
+                let tokens = self.tokens(text);
+                if let [one] = tokens.as_slice() {
+                    options.push(Box::new(TermQuery::new(
+                        term_in(exact, one),
+                        IndexRecordOption::Basic,
+                    )));
+                }
+                let terms: Vec<Term> = tokens.iter().map(|t| term_in(field, t)).collect();
                 if !terms.is_empty() {
                     options.push(terms_query(terms));
                 }
                 Self::typed_options(field, path, text, &mut options);
+                Self::typed_options(exact, path, text, &mut options);
                 Ok(any_of(options))
             }
             Value::Prefix(prefix) => {
                 let tokens = self.tokens(prefix);
-                let token = match tokens.as_slice() {
-                    [] => String::new(),
-                    [one] => one.clone(),
-                    _ => return Err(invalid("a prefix must be a single word")),
+                let [token] = tokens.as_slice() else {
+                    return Err(invalid(
+                        "a prefix on a words field must be a single word (for existence, use attributes.<key>:*)",
+                    ));
                 };
-                let mut term = Self::json_term(field, path);
-                term.append_type_and_str(&token);
-                Ok(Box::new(PhrasePrefixQuery::new(vec![term])))
+                Ok(any_of(vec![
+                    Box::new(PhrasePrefixQuery::new(vec![term_in(field, token)])),
+                    Box::new(PhrasePrefixQuery::new(vec![term_in(exact, token)])),
+                ]))
             }
-            Value::Range { lower, upper } => self.json_range(field, path, lower, upper),
+            Value::Range { lower, upper } => Ok(any_of(vec![
+                self.json_range(field, path, lower, upper)?,
+                self.json_range(exact, path, lower, upper)?,
+            ])),
         }
     }
 

@@ -421,10 +421,29 @@ impl<'a> Parser<'a> {
                     if *field == FieldRef::Body {
                         return Ok(Expr::All);
                     }
+                    if matches!(
+                        field,
+                        FieldRef::AttributeText(_) | FieldRef::ResourceText(_)
+                    ) {
+                        return Err(QueryError::syntax(
+                            start,
+                            "'*' alone on a words field: use attributes.<key>:* to ask whether a value exists",
+                        ));
+                    }
                     return self.clause(field, Value::Prefix(String::new()));
                 }
                 if trailing_star {
                     let prefix = word[..word.len() - 1].to_string();
+                    if matches!(
+                        field,
+                        FieldRef::AttributeText(_) | FieldRef::ResourceText(_)
+                    ) && !prefix.chars().all(char::is_alphanumeric)
+                    {
+                        return Err(QueryError::syntax(
+                            start,
+                            "a prefix on a words field must be one word of letters and digits",
+                        ));
+                    }
                     return self.clause(field, Value::Prefix(prefix));
                 }
                 self.clause(field, Value::Term(word))

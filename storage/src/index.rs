@@ -126,6 +126,27 @@ fn build_schema() -> (Schema, IndexFields) {
     (builder.build(), fields)
 }
 
+/// The part of a value the words field holds: strings that are not a single
+/// lower-case token, in their objects and arrays (depth is bounded by ingest).
+fn words_view(value: &serde_json::Value) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if !model::record::is_single_token(s) => Some(value.clone()),
+        Value::Array(items) => {
+            let kept: Vec<Value> = items.iter().filter_map(words_view).collect();
+            (!kept.is_empty()).then_some(Value::Array(kept))
+        }
+        Value::Object(map) => {
+            let kept: serde_json::Map<String, Value> = map
+                .iter()
+                .filter_map(|(k, v)| words_view(v).map(|v| (k.clone(), v)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+        _ => None,
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct CommitPayload {
     schema_version: u32,
@@ -260,12 +281,39 @@ impl LogIndex {
         doc.add_i64(f.severity_number, i64::from(r.severity_number));
         doc.add_text(f.severity_text, &r.severity_text);
         doc.add_text(f.body, &r.body);
-        let attributes = tantivy::schema::OwnedValue::from(r.attributes.clone());
-        let resource = tantivy::schema::OwnedValue::from((*r.resource).clone());
-        doc.add_field_value(f.attributes_text, &attributes);
-        doc.add_field_value(f.resource_text, &resource);
-        doc.add_field_value(f.attributes, &attributes);
-        doc.add_field_value(f.resource, &resource);
+        // Exact values: everything but the words-only bodies of audit records. Words:
+        // only the strings the analyzer splits or lower-cases (a single lower-case
+        // token is found through the exact field; numbers and booleans too), except
+        // under words-only keys, which are kept whole.
+        let audit_bodies = |key: &str| model::record::words_only(&r.scope_name, key);
+        let exact: serde_json::Map<String, serde_json::Value> = r
+            .attributes
+            .iter()
+            .filter(|(k, _)| !audit_bodies(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        doc.add_field_value(f.attributes, &tantivy::schema::OwnedValue::from(exact));
+        doc.add_field_value(
+            f.resource,
+            &tantivy::schema::OwnedValue::from((*r.resource).clone()),
+        );
+        for (field, map, bodies) in [
+            (f.attributes_text, &r.attributes, true),
+            (f.resource_text, &*r.resource, false),
+        ] {
+            let words: serde_json::Map<String, serde_json::Value> = map
+                .iter()
+                .filter_map(|(k, v)| {
+                    if bodies && audit_bodies(k) {
+                        return Some((k.clone(), v.clone()));
+                    }
+                    words_view(v).map(|v| (k.clone(), v))
+                })
+                .collect();
+            if !words.is_empty() {
+                doc.add_field_value(field, &tantivy::schema::OwnedValue::from(words));
+            }
+        }
         use model::ip::ip_entries;
         for (field, map) in [
             (f.attributes_ip, &r.attributes),

@@ -66,6 +66,64 @@ async fn post_webhook(server: &TestServer, body: &Value) -> (u16, Value) {
     )
 }
 
+/// Another tenant's clean traffic, sent every 50 ms while a probe runs: every one of
+/// its requests must be acknowledged.
+struct Bystander {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<u16>>,
+}
+
+impl Bystander {
+    fn start(server: &TestServer) -> Bystander {
+        assert!(
+            server
+                .run_cli(&["tenant", "create", "bystander"])
+                .unwrap()
+                .status
+                .success()
+        );
+        let token = server.token("bystander", "ingest");
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let http = server.http.clone();
+        let url = format!("{}/v1/logs", server.otlp_http);
+        let body = serde_json::to_vec(&request(
+            "bystander",
+            vec![record("bystander heartbeat", 9, vec![])],
+        ))
+        .unwrap();
+        let task = tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            while !*stopped.borrow() {
+                let status = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .bearer_auth(&token)
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .map_or(0, |r| r.status().as_u16());
+                statuses.push(status);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            statuses
+        });
+        Bystander { stop, task }
+    }
+
+    async fn assert_all_served(self) {
+        let _ = self.stop.send(true);
+        let statuses = self.task.await.unwrap();
+        assert!(!statuses.is_empty());
+        assert!(
+            statuses.iter().all(|s| *s == 200),
+            "another tenant's requests failed during the probe: {statuses:?}"
+        );
+    }
+}
+
 async fn assert_up(server: &TestServer) {
     let (status, body) = server.get_api("/readyz", &[], None).await;
     assert_eq!(status, 200, "server must stay up: {body}");
@@ -80,6 +138,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_and_times_from_any_read_token_are_bounded() {
     let server = TestServer::spawn().await.unwrap();
+    let bystander = Bystander::start(&server);
     let deep = format!("{}a{}", "(".repeat(2000), ")".repeat(2000));
     let cases: Vec<(String, &str, &str)> = vec![
         (deep, "now-1h", "nests too deeply"),
@@ -126,6 +185,7 @@ async fn queries_and_times_from_any_read_token_are_bounded() {
         .filter(|l| l.contains("ERROR"))
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
+    bystander.assert_all_served().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -198,6 +258,43 @@ async fn audit_events_cannot_crash_poison_or_leak() {
         .await;
     assert!(!found.to_string().contains("\\u0000"), "{found}");
 
+    // A CSR asking for system:masters with its subject in BMPStrings (made with
+    // `openssl req -new` and `string_mask = MASK:0x800`) raises K8S-024 at critical.
+    let csr = webhook_item(
+        "csr-bmp",
+        json!({"verb": "create", "user": {"username": "mallory", "groups": ["system:authenticated"]},
+               "objectRef": {"resource": "certificatesigningrequests", "name": "m", "apiGroup": "certificates.k8s.io", "apiVersion": "v1"},
+               "requestURI": "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+               "responseStatus": {"metadata": {}, "code": 201},
+               "requestObject": {"kind": "CertificateSigningRequest", "apiVersion": "certificates.k8s.io/v1",
+                   "spec": {"signerName": "kubernetes.io/kube-apiserver-client", "usages": ["client auth"],
+                            "request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0KTUlIN01JR2lBZ0VBTUVBeEpUQWpCZ05WQkFvZUhBQnpBSGtBY3dCMEFHVUFiUUE2QUcwQVlRQnpBSFFBWlFCeQpBSE14RnpBVkJnTlZCQU1lRGdCdEFHRUFiQUJzQUc4QWNnQjVNRmt3RXdZSEtvWkl6ajBDQVFZSUtvWkl6ajBECkFRY0RRZ0FFTU5XZHV6M3NDYk9ObDFoUXh6YjJiVmZxWlJHbytKQWJseTg4MmJaei9kUThzMi80Vmh2M2M5WG0KNzRjZkJKRWZNSnUyTzZoTVoybC9XUkpmaE1BV2ZhQUFNQW9HQ0NxR1NNNDlCQU1DQTBnQU1FVUNJUURSd1AzRQpQQ09XRXRhaGs1QXB1ZnRldC9GM085L0lxVzd0VG56U1p5NTdOQUlnZWwycFZ0N0JSOXhQWUFtWXk5UkMxN3NCCjBPUHFzUnFqY0V1NTh4UjM3SWc9Ci0tLS0tRU5EIENFUlRJRklDQVRFIFJFUVVFU1QtLS0tLQo="}}}),
+    );
+    let (status, body) = post_webhook(&server, &event_list(vec![csr])).await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, alerts, _) = server
+            .call(
+                "GET",
+                "/api/v1/alerts?rule=K8S-024",
+                &Auth::Token(server.creds.api_token.clone()),
+                None,
+            )
+            .await;
+        let found = alerts["alerts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["rule_id"] == "K8S-024");
+        if let Some(alert) = found {
+            assert_eq!(alert["severity"], "critical", "{alert}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "K8S-024 did not fire: {alerts}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Kubernetes' own webhook shape: items without kind/apiVersion are accepted.
     let items: Vec<Value> = (0..3)
         .map(|i| webhook_item(&format!("kindless-{i}"), json!({})))
@@ -259,6 +356,7 @@ async fn audit_events_cannot_crash_poison_or_leak() {
 #[tokio::test(flavor = "multi_thread")]
 async fn small_bodies_cannot_expand_into_huge_requests() {
     let server = TestServer::spawn().await.unwrap();
+    let bystander = Bystander::start(&server);
     let token = server.creds.ingest_token.clone();
     // 1,000,000 empty log records: ~2 MB of protobuf, a few KB gzipped.
     let empty = ExportLogsServiceRequest {
@@ -332,7 +430,8 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
         "{}",
         partial.error_message
     );
-    assert_eq!(server.stored_count().await, 0);
+    bystander.assert_all_served().await;
+    let bystanders = server.stored_count().await;
 
     // A 40 KB resource under 2,000 empty records (a few KB gzipped) would be 80 MB
     // of rows: records past the resource budget are refused, the rest stored.
@@ -372,7 +471,7 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
         "{}",
         partial.error_message
     );
-    let stored = server.stored_count().await;
+    let stored = server.stored_count().await - bystanders;
     assert_eq!(stored, 2000 - partial.rejected_log_records);
     let (rss_after, _) = server.memory_kib();
     assert!(
