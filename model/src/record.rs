@@ -31,6 +31,9 @@ pub struct LogRecord {
     pub flags: u32,
 }
 
+/// The scope of Palisade's normalised Kubernetes audit records (reserved at ingest).
+pub const AUDIT_SCOPE: &str = "k8s.audit";
+
 /// Attributes of Palisade's own Kubernetes audit records (scope `k8s.audit`) that are
 /// searched by their words only (`attributes_text.`): the redacted request and
 /// response bodies. Every other attribute is also matched as a whole value.
@@ -39,7 +42,7 @@ pub const WORDS_ONLY_AUDIT_KEYS: [&str; 2] = ["k8s.request_object", "k8s.respons
 /// Whether `path` (as written after `attributes.`) lies inside a words-only attribute
 /// of a record in `scope`.
 pub fn words_only(scope: &str, path: &str) -> bool {
-    scope == "k8s.audit"
+    scope == AUDIT_SCOPE
         && WORDS_ONLY_AUDIT_KEYS.iter().any(|key| {
             path.strip_prefix(key)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))

@@ -126,24 +126,119 @@ fn build_schema() -> (Schema, IndexFields) {
     (builder.build(), fields)
 }
 
-/// The part of a value the words field holds: strings that are not a single
-/// lower-case token, in their objects and arrays (depth is bounded by ingest).
-fn words_view(value: &serde_json::Value) -> Option<serde_json::Value> {
-    use serde_json::Value;
-    match value {
-        Value::String(s) if !model::record::is_single_token(s) => Some(value.clone()),
-        Value::Array(items) => {
-            let kept: Vec<Value> = items.iter().filter_map(words_view).collect();
-            (!kept.is_empty()).then_some(Value::Array(kept))
+/// Which leaves of an attribute map a JSON field receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Every leaf, strings as strings (never reinterpreted as dates).
+    Exact,
+    /// Strings the analyzer splits or lower-cases; everything else is left out (the
+    /// exact field has it).
+    Words,
+    /// Every leaf (the words-only bodies of audit records, in the words field).
+    Whole,
+    /// Nothing (the words-only bodies, in the exact field).
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Node<'a> {
+    Map(&'a serde_json::Map<String, serde_json::Value>),
+    Value(&'a serde_json::Value),
+}
+
+/// A borrowed, filtered view of a record's attributes as a tantivy JSON value.
+#[derive(Debug, Clone, Copy)]
+struct View<'a> {
+    node: Node<'a>,
+    mode: Mode,
+    /// At the top of an audit record's attributes, where words-only keys live.
+    root_audit: bool,
+}
+
+struct ViewArray<'a> {
+    items: std::slice::Iter<'a, serde_json::Value>,
+    mode: Mode,
+}
+
+impl<'a> Iterator for ViewArray<'a> {
+    type Item = View<'a>;
+
+    fn next(&mut self) -> Option<View<'a>> {
+        let value = self.items.next()?;
+        Some(View {
+            node: Node::Value(value),
+            mode: self.mode,
+            root_audit: false,
+        })
+    }
+}
+
+struct ViewObject<'a> {
+    entries: serde_json::map::Iter<'a>,
+    mode: Mode,
+    root_audit: bool,
+}
+
+impl<'a> Iterator for ViewObject<'a> {
+    type Item = (&'a str, View<'a>);
+
+    fn next(&mut self) -> Option<(&'a str, View<'a>)> {
+        let (key, value) = self.entries.next()?;
+        let bodies = self.root_audit && model::record::words_only(model::record::AUDIT_SCOPE, key);
+        let mode = match (bodies, self.mode) {
+            (true, Mode::Exact) => Mode::Skip,
+            (true, _) => Mode::Whole,
+            (false, mode) => mode,
+        };
+        Some((
+            key.as_str(),
+            View {
+                node: Node::Value(value),
+                mode,
+                root_audit: false,
+            },
+        ))
+    }
+}
+
+impl<'a> tantivy::schema::document::Value<'a> for View<'a> {
+    type ArrayIter = ViewArray<'a>;
+    type ObjectIter = ViewObject<'a>;
+
+    fn as_value(&self) -> tantivy::schema::document::ReferenceValue<'a, Self> {
+        use serde_json::Value as J;
+        use tantivy::schema::document::{ReferenceValue as R, ReferenceValueLeaf as L};
+        let object = |entries| {
+            R::Object(ViewObject {
+                entries,
+                mode: self.mode,
+                root_audit: self.root_audit,
+            })
+        };
+        let value = match self.node {
+            Node::Map(map) => return object(map.iter()),
+            Node::Value(value) => value,
+        };
+        let leaves = matches!(self.mode, Mode::Exact | Mode::Whole);
+        match value {
+            J::Object(map) => object(map.iter()),
+            J::Array(items) => R::Array(ViewArray {
+                items: items.iter(),
+                mode: self.mode,
+            }),
+            J::String(s) if leaves => L::Str(s).into(),
+            J::String(s) if self.mode == Mode::Words && !model::record::is_single_token(s) => {
+                L::Str(s).into()
+            }
+            J::Bool(b) if leaves => L::Bool(*b).into(),
+            J::Number(n) if leaves => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => L::I64(i).into(),
+                (None, Some(u), _) => L::U64(u).into(),
+                (None, None, Some(f)) => L::F64(f).into(),
+                _ => L::Null.into(),
+            },
+            _ => L::Null.into(),
         }
-        Value::Object(map) => {
-            let kept: serde_json::Map<String, Value> = map
-                .iter()
-                .filter_map(|(k, v)| words_view(v).map(|v| (k.clone(), v)))
-                .collect();
-            (!kept.is_empty()).then_some(Value::Object(kept))
-        }
-        _ => None,
     }
 }
 
@@ -284,35 +379,23 @@ impl LogIndex {
         // Exact values: everything but the words-only bodies of audit records. Words:
         // only the strings the analyzer splits or lower-cases (a single lower-case
         // token is found through the exact field; numbers and booleans too), except
-        // under words-only keys, which are kept whole.
-        let audit_bodies = |key: &str| model::record::words_only(&r.scope_name, key);
-        let exact: serde_json::Map<String, serde_json::Value> = r
-            .attributes
-            .iter()
-            .filter(|(k, _)| !audit_bodies(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        doc.add_field_value(f.attributes, &tantivy::schema::OwnedValue::from(exact));
-        doc.add_field_value(
-            f.resource,
-            &tantivy::schema::OwnedValue::from((*r.resource).clone()),
-        );
-        for (field, map, bodies) in [
-            (f.attributes_text, &r.attributes, true),
-            (f.resource_text, &*r.resource, false),
+        // under words-only keys, which are kept whole. Views over the record: nothing
+        // is copied before tantivy serialises the document.
+        let audit = r.scope_name == model::record::AUDIT_SCOPE;
+        for (field, map, mode, root_audit) in [
+            (f.attributes, &r.attributes, Mode::Exact, audit),
+            (f.attributes_text, &r.attributes, Mode::Words, audit),
+            (f.resource, &*r.resource, Mode::Exact, false),
+            (f.resource_text, &*r.resource, Mode::Words, false),
         ] {
-            let words: serde_json::Map<String, serde_json::Value> = map
-                .iter()
-                .filter_map(|(k, v)| {
-                    if bodies && audit_bodies(k) {
-                        return Some((k.clone(), v.clone()));
-                    }
-                    words_view(v).map(|v| (k.clone(), v))
-                })
-                .collect();
-            if !words.is_empty() {
-                doc.add_field_value(field, &tantivy::schema::OwnedValue::from(words));
-            }
+            doc.add_field_value(
+                field,
+                View {
+                    node: Node::Map(map),
+                    mode,
+                    root_audit,
+                },
+            );
         }
         use model::ip::ip_entries;
         for (field, map) in [
