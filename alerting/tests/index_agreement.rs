@@ -10,12 +10,8 @@ use storage::index::{IndexConfig, LogIndex, TimeRangeMicros};
 
 fn record(body: &str, severity: i16, text: &str, attributes: Value) -> LogRecord {
     LogRecord {
-        tenant_id: TenantId(uuid::Uuid::nil()),
-        time: Utc::now(),
-        observed_time: Utc::now(),
         severity_number: severity,
         severity_text: text.into(),
-        body: body.into(),
         attributes: attributes.as_object().cloned().unwrap(),
         resource: json!({"service.name": "py-http-json", "host.ip": "10.9.8.7"})
             .as_object()
@@ -23,10 +19,7 @@ fn record(body: &str, severity: i16, text: &str, attributes: Value) -> LogRecord
             .unwrap()
             .into(),
         scope_name: "s".into(),
-        scope_version: String::new(),
-        trace_id: None,
-        span_id: None,
-        flags: 0,
+        ..LogRecord::new(TenantId(uuid::Uuid::nil()), Utc::now(), body)
     }
 }
 

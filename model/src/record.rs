@@ -100,32 +100,29 @@ pub fn has_nul(map: &Map<String, Value>) -> bool {
     false
 }
 
+/// Replace NUL in the keys of one map.
+fn scrub_keys(map: &mut Map<String, Value>) -> bool {
+    if !map.keys().any(|k| k.contains('\0')) {
+        return false;
+    }
+    for (mut key, value) in std::mem::take(map) {
+        scrub(&mut key);
+        map.insert(key, value);
+    }
+    true
+}
+
 /// Replace NUL in every string and key of a JSON map, iteratively (no recursion on
 /// input depth). Returns whether anything changed.
 pub fn scrub_json(map: &mut Map<String, Value>) -> bool {
-    let mut changed = false;
-    if map.keys().any(|k| k.contains('\0')) {
-        let old = std::mem::take(map);
-        for (mut key, value) in old {
-            scrub(&mut key);
-            map.insert(key, value);
-        }
-        changed = true;
-    }
+    let mut changed = scrub_keys(map);
     let mut stack: Vec<&mut Value> = map.values_mut().collect();
     while let Some(value) = stack.pop() {
         match value {
             Value::String(s) => changed |= scrub(s),
             Value::Array(items) => stack.extend(items.iter_mut()),
             Value::Object(inner) => {
-                if inner.keys().any(|k| k.contains('\0')) {
-                    let old = std::mem::take(inner);
-                    for (mut key, value) in old {
-                        scrub(&mut key);
-                        inner.insert(key, value);
-                    }
-                    changed = true;
-                }
+                changed |= scrub_keys(inner);
                 stack.extend(inner.values_mut());
             }
             _ => {}
@@ -135,6 +132,26 @@ pub fn scrub_json(map: &mut Map<String, Value>) -> bool {
 }
 
 impl LogRecord {
+    /// A record of `tenant` at `time` with `body` and nothing else (severity 0, no
+    /// attributes, resource or scope): the start of a record built field by field.
+    pub fn new(tenant_id: TenantId, time: DateTime<Utc>, body: impl Into<String>) -> LogRecord {
+        LogRecord {
+            tenant_id,
+            time,
+            observed_time: time,
+            severity_number: 0,
+            severity_text: String::new(),
+            body: body.into(),
+            attributes: Map::new(),
+            resource: Default::default(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            trace_id: None,
+            span_id: None,
+            flags: 0,
+        }
+    }
+
     /// Replace text Postgres refuses (NUL, in text and in JSON strings and keys) with
     /// U+FFFD and mark the record with [`REPLACED_ATTRIBUTE`]. Every write path calls
     /// this, so one record can never make a commit fail.
@@ -179,19 +196,9 @@ mod scrub_tests {
             serde_json::json!({"a": ["x\0", {"b\0": "\0"}]}),
         );
         let mut r = LogRecord {
-            tenant_id: TenantId(uuid::Uuid::nil()),
-            time: Utc::now(),
-            observed_time: Utc::now(),
-            severity_number: 9,
             severity_text: "I\0".into(),
-            body: "a\0b".into(),
             attributes,
-            resource: Default::default(),
-            scope_name: String::new(),
-            scope_version: String::new(),
-            trace_id: None,
-            span_id: None,
-            flags: 0,
+            ..LogRecord::new(TenantId(uuid::Uuid::nil()), Utc::now(), "a\0b")
         };
         assert!(r.replace_unstorable());
         let text = serde_json::to_string(&r.attributes).unwrap() + &r.body + &r.severity_text;

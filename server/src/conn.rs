@@ -26,26 +26,15 @@ pub struct ConnLimits {
     pub max_connections: usize,
 }
 
-/// An IO that records whether the peer has sent anything yet.
-struct FirstByte<I> {
+/// A connection holding one slot of its listener (freed when it closes) and, for
+/// HTTP, recording whether the peer has sent anything yet.
+pub struct Tracked<I> {
     inner: I,
-    spoke: Arc<AtomicBool>,
+    spoke: Option<Arc<AtomicBool>>,
+    _slot: OwnedSemaphorePermit,
 }
 
-impl<I> FirstByte<I> {
-    fn new(inner: I) -> (FirstByte<I>, Arc<AtomicBool>) {
-        let spoke = Arc::new(AtomicBool::new(false));
-        (
-            FirstByte {
-                inner,
-                spoke: spoke.clone(),
-            },
-            spoke,
-        )
-    }
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for FirstByte<I> {
+impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -53,14 +42,16 @@ impl<I: AsyncRead + Unpin> AsyncRead for FirstByte<I> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.spoke.store(true, Ordering::Relaxed);
+        if buf.filled().len() > before
+            && let Some(spoke) = &self.spoke
+        {
+            spoke.store(true, Ordering::Relaxed);
         }
         polled
     }
 }
 
-impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByte<I> {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -75,6 +66,28 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByte<I> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+impl<I: tonic::transport::server::Connected> tonic::transport::server::Connected for Tracked<I> {
+    type ConnectInfo = I::ConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.inner.connect_info()
+    }
+}
+
+/// Accept the next connection, riding out transient accept errors (out of file
+/// descriptors, aborted handshakes) without spinning.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(pair) => return pair,
+            Err(err) => {
+                tracing::warn!(error = %err, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
     }
 }
 
@@ -122,7 +135,12 @@ pub async fn serve_http<L>(
                 app.clone().oneshot(request.map(axum::body::Body::new))
             },
         );
-        let (io, spoke) = FirstByte::new(io);
+        let spoke = Arc::new(AtomicBool::new(false));
+        let io = Tracked {
+            inner: io,
+            spoke: Some(spoke.clone()),
+            _slot: slot,
+        };
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
@@ -141,52 +159,9 @@ pub async fn serve_http<L>(
                 _ = connection => {}
                 _ = silent => tracing::debug!(%peer, "connection sent nothing; closed"),
             }
-            drop(slot);
         });
     }
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
-}
-
-/// A connection holding one slot of its listener; the slot frees when it closes.
-pub struct Slotted<I> {
-    inner: I,
-    _slot: OwnedSemaphorePermit,
-}
-
-impl<I: AsyncRead + Unpin> AsyncRead for Slotted<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Slotted<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<I: tonic::transport::server::Connected> tonic::transport::server::Connected for Slotted<I> {
-    type ConnectInfo = I::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
-    }
 }
 
 /// Plain-TCP gRPC connections: at most `max_connections` open, and each must send
@@ -195,19 +170,12 @@ impl<I: tonic::transport::server::Connected> tonic::transport::server::Connected
 pub fn grpc_plain_incoming(
     listener: TcpListener,
     limits: ConnLimits,
-) -> impl tokio_stream::Stream<Item = Result<Slotted<TcpStream>, io::Error>> {
+) -> impl tokio_stream::Stream<Item = Result<Tracked<TcpStream>, io::Error>> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (tcp, peer) = accept(&listener).await;
             if tx.is_closed() {
                 break;
             }
@@ -221,8 +189,9 @@ pub fn grpc_plain_incoming(
                 match tokio::time::timeout(limits.header_timeout, tcp.readable()).await {
                     Ok(Ok(())) => {
                         let _ = tx
-                            .send(Ok(Slotted {
+                            .send(Ok(Tracked {
                                 inner: tcp,
+                                spoke: None,
                                 _slot: slot,
                             }))
                             .await;
@@ -240,12 +209,16 @@ pub fn grpc_plain_incoming(
 pub fn slotted<I>(
     incoming: impl tokio_stream::Stream<Item = Result<I, io::Error>>,
     limits: ConnLimits,
-) -> impl tokio_stream::Stream<Item = Result<Slotted<I>, io::Error>> {
+) -> impl tokio_stream::Stream<Item = Result<Tracked<I>, io::Error>> {
     use tokio_stream::StreamExt;
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     incoming.filter_map(move |conn| match conn {
         Ok(inner) => match slots.clone().try_acquire_owned() {
-            Ok(slot) => Some(Ok(Slotted { inner, _slot: slot })),
+            Ok(slot) => Some(Ok(Tracked {
+                inner,
+                spoke: None,
+                _slot: slot,
+            })),
             Err(_) => {
                 tracing::debug!("gRPC connection limit reached; closing");
                 None

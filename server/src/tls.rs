@@ -120,14 +120,7 @@ fn spawn_acceptor(
     let (tx, rx) = mpsc::channel(256);
     tokio::spawn(async move {
         loop {
-            let (tcp, addr) = match listener.accept().await {
-                Ok(pair) => pair,
-                Err(err) => {
-                    tracing::warn!(error = %err, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+            let (tcp, addr) = crate::conn::accept(&listener).await;
             if tx.is_closed() {
                 break;
             }

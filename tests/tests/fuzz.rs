@@ -167,22 +167,17 @@ fn fuzz(target: &str, check: impl Fn(&[u8])) {
 
 fn record() -> model::LogRecord {
     model::LogRecord {
-        tenant_id: TenantId(uuid::Uuid::nil()),
-        time: Utc::now(),
-        observed_time: Utc::now(),
         severity_number: 13,
         severity_text: "WARN".into(),
-        body: "failed login for root".into(),
         attributes: json!({"user.name": "root", "k8s.client.ip": "10.1.2.3", "n": 5})
             .as_object()
             .cloned()
             .unwrap(),
-        resource: Default::default(),
-        scope_name: "s".into(),
-        scope_version: String::new(),
-        trace_id: None,
-        span_id: None,
-        flags: 0,
+        ..model::LogRecord::new(
+            TenantId(uuid::Uuid::nil()),
+            Utc::now(),
+            "failed login for root",
+        )
     }
 }
 

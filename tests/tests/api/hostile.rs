@@ -124,6 +124,47 @@ impl Bystander {
     }
 }
 
+/// Post `records` empty records under one resource of `attributes` attributes whose
+/// values are `value_len` bytes (gzip, protobuf); answer the partial success.
+async fn post_under_one_resource(
+    server: &TestServer,
+    token: &str,
+    attributes: usize,
+    value_len: usize,
+    records: usize,
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsPartialSuccess {
+    let body = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: (0..attributes)
+                    .map(|i| kv(&format!("k{i}"), string(&"v".repeat(value_len))))
+                    .collect::<Vec<KeyValue>>(),
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: vec![LogRecord::default(); records],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let resp = server
+        .post_logs(
+            gzip(&body.encode_to_vec()),
+            "application/x-protobuf",
+            Some("gzip"),
+            Some(token),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
+        resp.bytes().await.unwrap(),
+    )
+    .unwrap()
+    .partial_success
+    .expect("partial success")
+}
+
 async fn assert_up(server: &TestServer) {
     let (status, body) = server.get_api("/readyz", &[], None).await;
     assert_eq!(status, 200, "server must stay up: {body}");
@@ -394,36 +435,7 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
     assert_eq!(resp.status(), 413);
 
     // 1,000 resource attributes copied into 2,000 records: refused per record.
-    let wide = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: (0..1000)
-                    .map(|i| kv(&format!("k{i}"), string("v")))
-                    .collect::<Vec<KeyValue>>(),
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord::default(); 2000],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    let resp = server
-        .post_logs(
-            gzip(&wide.encode_to_vec()),
-            "application/x-protobuf",
-            Some("gzip"),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let answer =
-        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
-            resp.bytes().await.unwrap(),
-        )
-        .unwrap();
-    let partial = answer.partial_success.expect("partial success");
+    let partial = post_under_one_resource(&server, &token, 1000, 1, 2000).await;
     assert_eq!(partial.rejected_log_records, 2000);
     assert!(
         partial.error_message.contains("limit is 256"),
@@ -435,36 +447,7 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
 
     // A 40 KB resource under 2,000 empty records (a few KB gzipped) would be 80 MB
     // of rows: records past the resource budget are refused, the rest stored.
-    let heavy = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: (0..200)
-                    .map(|i| kv(&format!("k{i}"), string(&"v".repeat(200))))
-                    .collect::<Vec<KeyValue>>(),
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                log_records: vec![LogRecord::default(); 2000],
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    };
-    let resp = server
-        .post_logs(
-            gzip(&heavy.encode_to_vec()),
-            "application/x-protobuf",
-            Some("gzip"),
-            Some(&token),
-        )
-        .await;
-    assert_eq!(resp.status(), 200);
-    let answer =
-        opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(
-            resp.bytes().await.unwrap(),
-        )
-        .unwrap();
-    let partial = answer.partial_success.expect("partial success");
+    let partial = post_under_one_resource(&server, &token, 200, 200, 2000).await;
     assert!(partial.rejected_log_records > 1500, "{partial:?}");
     assert!(
         partial.error_message.contains("16 x the request size"),

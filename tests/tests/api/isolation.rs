@@ -14,19 +14,9 @@ use storage::pg::{Db, DbConfig};
 
 fn record(tenant: TenantId, time: chrono::DateTime<Utc>) -> LogRecord {
     LogRecord {
-        tenant_id: tenant,
-        time,
-        observed_time: Utc::now(),
         severity_number: 9,
         severity_text: "INFO".into(),
-        body: "clean".into(),
-        attributes: Default::default(),
-        resource: Default::default(),
-        scope_name: String::new(),
-        scope_version: String::new(),
-        trace_id: None,
-        span_id: None,
-        flags: 0,
+        ..LogRecord::new(tenant, time, "clean")
     }
 }
 
