@@ -584,21 +584,10 @@ mod tests {
     use super::*;
 
     fn plain(body: &str) -> LogRecord {
-        let now = Utc::now();
         LogRecord {
-            tenant_id: TenantId(uuid::Uuid::nil()),
-            time: now,
-            observed_time: now,
             severity_number: 9,
             severity_text: "INFO".into(),
-            body: body.into(),
-            attributes: Default::default(),
-            resource: Default::default(),
-            scope_name: String::new(),
-            scope_version: String::new(),
-            trace_id: None,
-            span_id: None,
-            flags: 0,
+            ..LogRecord::new(TenantId(uuid::Uuid::nil()), Utc::now(), body)
         }
     }
 
