@@ -110,8 +110,9 @@ fn each_len_field<'a>(buf: &'a [u8], mut visit: impl FnMut(u64, &'a [u8])) {
 }
 
 /// Count the log records and attributes of a protobuf request on the wire, before
-/// decoding: what a request may expand to in memory is bounded by these counts.
-fn check_protobuf_counts(body: &[u8]) -> Result<(), IngestError> {
+/// decoding: what a request may expand to in memory is bounded by these counts. Used
+/// by OTLP/HTTP and, through `grpc::CheckedCodec`, by OTLP/gRPC.
+pub fn check_protobuf_counts(body: &[u8]) -> Result<(), IngestError> {
     let (mut records, mut attributes) = (0usize, 0usize);
     each_len_field(body, |field, resource_logs| {
         if field != 1 {

@@ -419,6 +419,26 @@ async fn small_bodies_cannot_expand_into_huge_requests() {
     assert_eq!(resp.status(), 413);
     assert!(resp.text().await.unwrap().contains("100000 log records"));
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The same over OTLP/gRPC: counted on the wire before tonic's message is decoded.
+    let mut client =
+        opentelemetry_proto::tonic::collector::logs::v1::logs_service_client::LogsServiceClient::connect(
+            server.otlp_grpc.clone(),
+        )
+        .await
+        .unwrap()
+        .send_compressed(tonic::codec::CompressionEncoding::Gzip)
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let mut req = tonic::Request::new(empty.clone());
+    req.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    // (The client's own encoding and compression of a million records dominate the
+    // time here; the server's memory is checked by the RSS bound at the end.)
+    let status = client.export(req).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("100000 log records"),
+        "{status:?}"
+    );
     // The same in OTLP/JSON.
     let json_body = serde_json::to_vec(
         &json!({"resourceLogs": [{"scopeLogs": [{"logRecords": vec![json!({}); 1_100_000]}]}]}),
