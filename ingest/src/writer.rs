@@ -299,11 +299,9 @@ async fn writer_loop(
 /// Postgres found the bad value) for data, retryable otherwise.
 fn refusal(err: StorageError) -> StorageError {
     if err.is_data_error() {
-        return err_copy(&err);
-    }
-    match err {
-        StorageError::Invalid(message) => StorageError::Invalid(message),
-        other => StorageError::Unavailable(other.to_string()),
+        err_copy(&err)
+    } else {
+        StorageError::Unavailable(err.to_string())
     }
 }
 

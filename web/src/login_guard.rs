@@ -68,6 +68,15 @@ impl LoginGuard {
     /// `Err(wait)` when the account or the address is locked at `now`.
     pub fn check(&self, username: &str, addr: Option<&str>, now: Instant) -> Result<(), Duration> {
         let map = self.keys.lock().expect("login guard poisoned");
+        Self::wait(&map, username, addr, now)
+    }
+
+    fn wait(
+        map: &HashMap<String, Failures>,
+        username: &str,
+        addr: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Duration> {
         let wait = Self::keys(username, addr)
             .iter()
             .filter_map(|k| map.get(k)?.locked_until)
@@ -82,6 +91,15 @@ impl LoginGuard {
 
     pub fn failure(&self, username: &str, addr: Option<&str>, now: Instant) {
         let mut map = self.keys.lock().expect("login guard poisoned");
+        Self::count(&mut map, username, addr, now);
+    }
+
+    fn count(
+        map: &mut HashMap<String, Failures>,
+        username: &str,
+        addr: Option<&str>,
+        now: Instant,
+    ) {
         if map.len() > MAX_KEYS {
             map.retain(|_, f| now.duration_since(f.last) < MAX_LOCK);
         }
@@ -102,8 +120,8 @@ impl LoginGuard {
         }
     }
 
-    /// Check and count an attempt in one step, before the password is verified: the
-    /// attempt counts as a failure until [`Self::success`] says otherwise, so 40
+    /// Check and count an attempt under one lock, before the password is verified: the
+    /// attempt counts as a failure until [`Self::success`] says otherwise, so
     /// concurrent guesses cannot all pass the check before any failure is recorded.
     pub fn reserve(
         &self,
@@ -111,8 +129,9 @@ impl LoginGuard {
         addr: Option<&str>,
         now: Instant,
     ) -> Result<(), Duration> {
-        self.check(username, addr, now)?;
-        self.failure(username, addr, now);
+        let mut map = self.keys.lock().expect("login guard poisoned");
+        Self::wait(&map, username, addr, now)?;
+        Self::count(&mut map, username, addr, now);
         Ok(())
     }
 
@@ -178,6 +197,20 @@ mod tests {
             assert!(guard.reserve("bob", None, t0).is_ok());
         }
         assert!(guard.reserve("bob", None, t0).is_err());
+        // Reservations from many threads at once: exactly the free attempts pass.
+        let guard = std::sync::Arc::new(LoginGuard::default());
+        let passed: usize = (0..8)
+            .map(|_| {
+                let guard = guard.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .filter(|_| guard.reserve("carol", None, t0).is_ok())
+                        .count()
+                })
+            })
+            .map(|h| h.join().unwrap())
+            .sum();
+        assert_eq!(passed, FREE_FAILURES as usize);
         assert_eq!(lock_for(100, FREE_FAILURES), Some(MAX_LOCK));
     }
 }
