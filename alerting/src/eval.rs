@@ -281,56 +281,6 @@ pub fn matches(expr: &Expr, record: &LogRecord) -> bool {
     }
 }
 
-/// An IPv4 or IPv6 network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(text: &str) -> Result<Cidr, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((a, p)) => (a, Some(p)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("cidr {text:?}: not an IP address"))?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            Some(p) => p
-                .trim()
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(|| format!("cidr {text:?}: prefix must be 0..{max}"))?,
-            None => max,
-        };
-        Ok(Cidr { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: &IpAddr) -> bool {
-        let bits = |a: &IpAddr| -> (u128, u8) {
-            match a {
-                IpAddr::V4(v4) => (u128::from(u32::from(*v4)), 32),
-                IpAddr::V6(v6) => (u128::from(*v6), 128),
-            }
-        };
-        let (net, width) = bits(&self.addr);
-        let (candidate, cwidth) = bits(ip);
-        if width != cwidth {
-            return false;
-        }
-        if self.prefix == 0 {
-            return true;
-        }
-        let shift = u32::from(width - self.prefix);
-        (net >> shift) == (candidate >> shift)
-    }
-}
-
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
@@ -390,6 +340,7 @@ pub fn group_value(record: &LogRecord, field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule::Cidr;
     use chrono::Utc;
     use model::TenantId;
     use serde_json::json;

@@ -11,6 +11,7 @@
 //! * [`silence`]: label matchers.
 //! * [`testing`]: `palisade rules test` — run a rule file's own test cases offline.
 
+pub mod catalogue;
 pub mod engine;
 pub mod eval;
 pub mod lifecycle;

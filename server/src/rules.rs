@@ -8,10 +8,18 @@ use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Validate every rule file (*.yaml, *.yml) in DIR; errors name file, field and line.
-    Validate { dir: PathBuf },
+    /// Validate rule files and directories (every *.yaml, *.yml in them). Every bad file
+    /// is reported (file, rule, field, line); exits 1 on any error or when no rule file
+    /// is found.
+    Validate {
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        paths: Vec<PathBuf>,
+    },
     /// Run the test cases the rule files carry, offline; exits 1 on any failure.
-    Test { dir: PathBuf },
+    Test {
+        #[arg(required = true, value_name = "FILE_OR_DIR")]
+        paths: Vec<PathBuf>,
+    },
     /// Backtest a rule file (one rule) over stored events through a running server's
     /// API: the alerts it would have raised and how many per hour.
     Backtest {
@@ -31,6 +39,70 @@ pub enum RulesCommand {
     },
 }
 
+/// The rule files named: files as given, directories expanded to their *.yaml/*.yml.
+/// No rule file at all is an error (a typo'd directory must not validate).
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            files.extend(rule_files(path)?);
+        } else if path.exists() {
+            files.push(path.clone());
+        } else {
+            bail!("{}: no such file or directory", path.display());
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "no rule files (*.yaml, *.yml) in {}",
+            paths
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(files)
+}
+
+/// Load every named file, reporting every bad one (not only the first) and ids
+/// defined twice.
+fn load_all(files: &[PathBuf]) -> anyhow::Result<Vec<Rule>> {
+    let mut rules: Vec<(PathBuf, Rule)> = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let parsed = std::fs::read_to_string(file)
+            .map_err(|e| format!("{}: cannot read: {e}", file.display()))
+            .and_then(|text| parse_rules(&text).map_err(|e| format!("{}: {e}", file.display())));
+        match parsed {
+            Ok(parsed) => {
+                for rule in parsed {
+                    if let Some((first, _)) = rules.iter().find(|(_, r)| r.id() == rule.id()) {
+                        errors.push(format!(
+                            "{}: rule id {:?} is already defined in {}",
+                            file.display(),
+                            rule.id(),
+                            first.display()
+                        ));
+                    } else {
+                        rules.push((file.clone(), rule));
+                    }
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        bail!(
+            "{}\n{} of {} rule file(s) have errors",
+            errors.join("\n"),
+            errors.len(),
+            files.len()
+        );
+    }
+    Ok(rules.into_iter().map(|(_, r)| r).collect())
+}
+
 fn rule_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read rules dir {}", dir.display()))?
@@ -42,29 +114,9 @@ fn rule_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// The built-in detection pack, compiled into the binary (files in `rules/`).
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "rules/k8s/access.yaml",
-        include_str!("../../rules/k8s/access.yaml"),
-    ),
-    (
-        "rules/k8s/rbac.yaml",
-        include_str!("../../rules/k8s/rbac.yaml"),
-    ),
-    (
-        "rules/k8s/secrets.yaml",
-        include_str!("../../rules/k8s/secrets.yaml"),
-    ),
-    (
-        "rules/k8s/workloads.yaml",
-        include_str!("../../rules/k8s/workloads.yaml"),
-    ),
-    (
-        "rules/k8s/correlations.yaml",
-        include_str!("../../rules/k8s/correlations.yaml"),
-    ),
-];
+/// The built-in detection pack, compiled into the binary: every `rules/<pack>/*.yaml`,
+/// one rule per file named by its id, found by `build.rs`.
+pub const BUILTIN: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/builtin_rules.rs"));
 
 /// Parse the built-in pack. It is tested at build time (`rules test rules/k8s`), so a
 /// failure here is a packaging bug.
@@ -89,26 +141,9 @@ pub fn file_rules(dir: Option<&Path>, with_builtin: bool) -> anyhow::Result<Vec<
     Ok(rules)
 }
 
-/// Load and validate every rule of a directory. The first error stops the load.
+/// Load and validate every rule of a directory (it may be empty).
 pub fn load_dir(dir: &Path) -> anyhow::Result<Vec<Rule>> {
-    let mut rules: Vec<Rule> = Vec::new();
-    for file in rule_files(dir)? {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("cannot read {}", file.display()))?;
-        let parsed = parse_rules(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-        for rule in parsed {
-            if rules.iter().any(|r| r.id() == rule.id()) {
-                bail!(
-                    "{}: rule id {:?} is defined twice in {}",
-                    file.display(),
-                    rule.id(),
-                    dir.display()
-                );
-            }
-            rules.push(rule);
-        }
-    }
-    Ok(rules)
+    load_all(&rule_files(dir)?)
 }
 
 async fn backtest(
@@ -215,14 +250,14 @@ pub fn run(cmd: RulesCommand) -> anyhow::Result<()> {
             .enable_all()
             .build()?
             .block_on(backtest(&file, &from, to.as_deref(), &api, &token)),
-        RulesCommand::Validate { dir } => {
-            let files = rule_files(&dir)?.len();
-            let rules = load_dir(&dir)?;
-            println!("ok: {} rule(s) in {files} file(s)", rules.len());
+        RulesCommand::Validate { paths } => {
+            let files = expand(&paths)?;
+            let rules = load_all(&files)?;
+            println!("ok: {} rule(s) in {} file(s)", rules.len(), files.len());
             Ok(())
         }
-        RulesCommand::Test { dir } => {
-            let rules = load_dir(&dir)?;
+        RulesCommand::Test { paths } => {
+            let rules = load_all(&expand(&paths)?)?;
             let (mut passed, mut failed) = (0, 0);
             for rule in &rules {
                 for result in alerting::testing::run_rule_tests(rule) {

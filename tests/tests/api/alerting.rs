@@ -763,4 +763,30 @@ async fn rules_validate_and_test_commands() {
         text.contains("broken.yaml") && text.contains("line 7") && text.contains("steps"),
         "{text}"
     );
+    // Every bad file is reported, not only the first; files and directories mix.
+    std::fs::write(
+        dir.0.join("severe.yaml"),
+        "apiVersion: palisade/v1\nid: s\ntitle: S\nseverity: extreme\nkind: match\nquery: a\n",
+    )
+    .unwrap();
+    let single = tested.0.join("t.yml");
+    let (ok, text) = run(&[
+        "rules",
+        "validate",
+        dir.0.to_str().unwrap(),
+        single.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(
+        text.contains("broken.yaml")
+            && text.contains("severe.yaml: line 4: severity: unknown value \"extreme\", expected one of info, low, medium, high, critical")
+            && text.contains("2 of 4 rule file(s) have errors"),
+        "{text}"
+    );
+    let (ok, text) = run(&["rules", "validate", single.to_str().unwrap()]);
+    assert!(ok && text.contains("1 rule(s) in 1 file(s)"), "{text}");
+    // An empty directory is not a valid pack.
+    let empty = TempDir::new("palisade-no-rules");
+    let (ok, text) = run(&["rules", "validate", empty.0.to_str().unwrap()]);
+    assert!(!ok && text.contains("no rule files"), "{text}");
 }

@@ -1,294 +1,13 @@
-//! The rule schema and its validation.
-//!
-//! A rule file holds one or more YAML documents separated by `---`. Every error names
-//! the rule (when known), the field and the line.
+//! Validation: a [`RuleDoc`] becomes a [`Rule`], or an error naming the rule, the field
+//! and the line.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use query::ast::Expr;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-pub const API_VERSION: &str = "palisade/v1";
-pub const MIN_INTERVAL: Duration = Duration::from_secs(5);
-pub const MAX_GROUP_BY: usize = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Low,
-    Medium,
-    High,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Match,
-    Threshold,
-    Sequence,
-}
-
-/// A structured condition on one field; exactly one operator is set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ConditionDoc {
-    pub field: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub equals: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none", rename = "in")]
-    pub in_: Option<Vec<Value>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contains: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cidr: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gt: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gte: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lt: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lte: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exists: Option<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StepDoc {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub query: Option<String>,
-    #[serde(default)]
-    pub conditions: Vec<ConditionDoc>,
-}
-
-/// One event of a rule test case. Unset fields take neutral defaults.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct TestEvent {
-    /// Offset from the test's start, e.g. `30s`.
-    #[serde(default)]
-    pub at: Option<String>,
-    #[serde(default)]
-    pub body: String,
-    #[serde(default)]
-    pub severity_text: String,
-    #[serde(default)]
-    pub severity_number: i16,
-    #[serde(default)]
-    pub attributes: serde_json::Map<String, Value>,
-    #[serde(default)]
-    pub resource: serde_json::Map<String, Value>,
-    /// A Kubernetes audit event (`audit.k8s.io/v1` `Event`, defaults filled in) that
-    /// goes through the same normalisation as ingest; `attributes` are added on top.
-    #[serde(default)]
-    pub audit: Option<Value>,
-    /// Instrumentation scope, e.g. `palisade.alert` for a correlation signal.
-    #[serde(default)]
-    pub scope_name: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EscalateDoc {
-    pub query: String,
-    pub severity: Severity,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExpectedAlert {
-    /// Labels the alert must carry (a subset of its labels).
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Expected evidence count, when given.
-    #[serde(default)]
-    pub count: Option<u64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TestCase {
-    pub name: String,
-    pub events: Vec<TestEvent>,
-    /// The alerts expected to fire (empty: expect none).
-    #[serde(default)]
-    pub expect: Vec<ExpectedAlert>,
-}
-
-/// A rule document as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleDoc {
-    #[serde(rename = "apiVersion")]
-    pub api_version: String,
-    pub id: String,
-    pub title: String,
-    #[serde(default)]
-    pub description: String,
-    pub severity: Severity,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    pub kind: Kind,
-    #[serde(default)]
-    pub query: Option<String>,
-    #[serde(default)]
-    pub conditions: Vec<ConditionDoc>,
-    #[serde(default)]
-    pub exceptions: Vec<String>,
-    /// Raise the severity of an alert when its event (the last one, for thresholds
-    /// and sequences) also matches `query`; the highest matching entry wins and an
-    /// open alert is only ever raised.
-    #[serde(default)]
-    pub escalate: Vec<EscalateDoc>,
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default, rename = "for")]
-    pub for_: Option<String>,
-    #[serde(default)]
-    pub resolve_after: Option<String>,
-    #[serde(default)]
-    pub keep_firing_for: Option<String>,
-    #[serde(default)]
-    pub group_by: Vec<String>,
-    #[serde(default)]
-    pub window: Option<String>,
-    #[serde(default)]
-    pub interval: Option<String>,
-    #[serde(default)]
-    pub threshold: Option<f64>,
-    /// Count distinct values of this field instead of events (threshold).
-    #[serde(default)]
-    pub distinct: Option<String>,
-    /// Threshold only: alternative `{window, threshold, distinct}` conditions over the
-    /// same matching events; the rule holds when the main one or any of these does.
-    #[serde(default)]
-    pub also: Vec<AltCountDoc>,
-    #[serde(default)]
-    pub within: Option<String>,
-    #[serde(default)]
-    pub steps: Vec<StepDoc>,
-    #[serde(default)]
-    pub tests: Vec<TestCase>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A compiled condition.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Op {
-    Equals(Value),
-    In(Vec<Value>),
-    Prefix(String),
-    Contains(String),
-    Cidr(crate::eval::Cidr),
-    Gt(f64),
-    Gte(f64),
-    Lt(f64),
-    Lte(f64),
-    Exists(bool),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Condition {
-    pub field: String,
-    pub op: Op,
-}
-
-/// A query plus conditions: what one event must satisfy.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Selector {
-    pub query: Option<Expr>,
-    pub query_text: Option<String>,
-    pub conditions: Vec<Condition>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Step {
-    pub name: String,
-    pub selector: Selector,
-}
-
-/// Kind-specific compiled settings.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Spec {
-    Match,
-    Threshold {
-        window: Duration,
-        interval: Duration,
-        threshold: f64,
-        distinct: Option<String>,
-        /// Further conditions over the same events; the rule holds when any does.
-        also: Vec<AltCount>,
-    },
-    Sequence {
-        steps: Vec<Step>,
-        within: Duration,
-    },
-}
-
-/// A validated rule, ready to evaluate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub doc: RuleDoc,
-    pub selector: Selector,
-    pub exceptions: Vec<Expr>,
-    /// `escalate` entries, compiled.
-    pub escalations: Vec<(Expr, Severity)>,
-    pub group_by: Vec<String>,
-    pub spec: Spec,
-    pub for_: Duration,
-    pub resolve_after: Duration,
-    pub keep_firing_for: Duration,
-}
-
-impl Rule {
-    pub fn id(&self) -> &str {
-        &self.doc.id
-    }
-}
-
-/// An alternative condition of a threshold rule (`also`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct AltCount {
-    pub window: Duration,
-    pub threshold: f64,
-    pub distinct: Option<String>,
-}
-
-/// `also` entry of a threshold rule, as written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AltCountDoc {
-    pub window: String,
-    pub threshold: f64,
-    #[serde(default)]
-    pub distinct: Option<String>,
-}
+use super::compiled::{AltCount, Condition, Op, Rule, Selector, Spec, Step};
+use super::doc::{ConditionDoc, Kind, RuleDoc};
+use super::{API_VERSION, DEFAULT_RESOLVE_AFTER, MAX_GROUP_BY, MIN_INTERVAL};
 
 /// A validation error: which rule, which field, which line (1-based, in the file).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -300,16 +19,13 @@ pub struct RuleError {
     pub message: String,
 }
 
-/// Default quiet period after which match and sequence alerts resolve.
-pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(5 * 60);
-
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = query::time::parse_duration(text.trim())?;
     d.to_std().map_err(|_| format!("{text:?} must be positive"))
 }
 
 /// The line (1-based, within `doc`) where `key:` first appears, else the first line.
-fn line_of(doc: &str, key: &str) -> usize {
+pub(super) fn line_of(doc: &str, key: &str) -> usize {
     let needle = format!("{key}:");
     doc.lines()
         .position(|l| {
@@ -343,7 +59,7 @@ fn compile_condition(c: &ConditionDoc) -> Result<Condition, String> {
         ops.push(Op::Contains(v.clone()));
     }
     if let Some(v) = &c.cidr {
-        ops.push(Op::Cidr(crate::eval::Cidr::parse(v)?));
+        ops.push(Op::Cidr(super::compiled::Cidr::parse(v)?));
     }
     if let Some(v) = c.gt {
         ops.push(Op::Gt(v));
@@ -385,6 +101,13 @@ impl RuleDoc {
                 - 1,
             message,
         };
+        // An error about entry `index` of a list: the line of that entry.
+        let err_at = |field: &str, index: usize, message: String| RuleError {
+            rule: rule_id.clone(),
+            field: format!("{field}[{index}]"),
+            line: first_line + entry_line(doc_text, field, index) - 1,
+            message,
+        };
         if self.api_version != API_VERSION {
             return Err(err(
                 "apiVersion",
@@ -418,10 +141,7 @@ impl RuleDoc {
             let conditions = conditions
                 .iter()
                 .enumerate()
-                .map(|(i, c)| {
-                    compile_condition(c)
-                        .map_err(|m| err("conditions", format!("condition {i}: {m}")))
-                })
+                .map(|(i, c)| compile_condition(c).map_err(|m| err_at("conditions", i, m)))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Selector {
                 query,
@@ -433,15 +153,20 @@ impl RuleDoc {
         let exceptions = self
             .exceptions
             .iter()
-            .map(|q| parse_query("exceptions", q))
+            .enumerate()
+            .map(|(i, q)| {
+                query::parse::parse(q).map_err(|e| err_at("exceptions", i, e.to_string()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let escalations = self
             .escalate
             .iter()
-            .map(|e| {
+            .enumerate()
+            .map(|(i, e)| {
                 if e.severity <= self.severity {
-                    return Err(err(
+                    return Err(err_at(
                         "escalate",
+                        i,
                         format!(
                             "severity {} does not raise the rule's {}",
                             e.severity.as_str(),
@@ -449,7 +174,9 @@ impl RuleDoc {
                         ),
                     ));
                 }
-                Ok((parse_query("escalate", &e.query)?, e.severity))
+                let query = query::parse::parse(&e.query)
+                    .map_err(|m| err_at("escalate", i, format!("query: {m}")))?;
+                Ok((query, e.severity))
             })
             .collect::<Result<Vec<_>, _>>()?;
         if self.group_by.len() > MAX_GROUP_BY {
@@ -517,16 +244,17 @@ impl RuleDoc {
                     .enumerate()
                     .map(|(i, a)| {
                         let window = parse_duration(&a.window)
-                            .map_err(|m| err("also", format!("entry {i}: window: {m}")))?;
+                            .map_err(|m| err_at("also", i, format!("window: {m}")))?;
                         if !a.threshold.is_finite() || a.threshold <= 0.0 {
-                            return Err(err(
+                            return Err(err_at(
                                 "also",
-                                format!("entry {i}: threshold must be a positive number"),
+                                i,
+                                "threshold must be a positive number".into(),
                             ));
                         }
                         if let Some(field) = &a.distinct {
                             check_field(field)
-                                .map_err(|m| err("also", format!("entry {i}: distinct: {m}")))?;
+                                .map_err(|m| err_at("also", i, format!("distinct: {m}")))?;
                         }
                         Ok(AltCount {
                             window,
@@ -559,14 +287,21 @@ impl RuleDoc {
                     .enumerate()
                     .map(|(i, s)| {
                         if s.query.is_none() && s.conditions.is_empty() {
-                            return Err(err(
+                            return Err(err_at(
                                 "steps",
-                                format!("step {i} needs a query or conditions"),
+                                i,
+                                "a step needs a query or conditions".into(),
                             ));
                         }
+                        let selector =
+                            selector("steps", &s.query, &s.conditions).map_err(|e| RuleError {
+                                field: format!("steps[{i}]"),
+                                line: first_line + entry_line(doc_text, "steps", i) - 1,
+                                ..e
+                            })?;
                         Ok(Step {
                             name: s.name.clone().unwrap_or_else(|| format!("step {}", i + 1)),
-                            selector: selector("steps", &s.query, &s.conditions)?,
+                            selector,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
@@ -604,6 +339,109 @@ impl RuleDoc {
     }
 }
 
+/// A YAML or schema error of one document, with the field it is about: the key the
+/// parser names, else the key path of the line it points at (`steps[1].query`).
+fn yaml_error(e: &serde_saphyr::Error, doc: &str, first_line: usize) -> RuleError {
+    let local = e.location().map(|loc| loc.line() as usize);
+    let text = e.to_string();
+    let mut message = text.lines().next().unwrap_or_default().trim().to_string();
+    // "error: line 4 column 11: unknown variant ..." -> "unknown variant ..."
+    if let Some(rest) = message.strip_prefix("error: ") {
+        message = rest.to_string();
+    }
+    if message.starts_with("line ")
+        && let Some((_, rest)) = message.split_once(": ")
+    {
+        message = rest.to_string();
+    }
+    let named = message.split('`').nth(1).map(str::to_string);
+    let field = if message.starts_with("unknown field") || message.starts_with("missing field") {
+        named.clone().unwrap_or_else(|| "document".into())
+    } else {
+        local.map_or_else(|| "document".into(), |l| key_path(doc, l))
+    };
+    if let Some(rest) = message.strip_prefix("unknown variant `")
+        && let Some((value, expected)) = rest.split_once('`')
+    {
+        message = format!("unknown value {value:?}{expected}");
+    }
+    RuleError {
+        rule: None,
+        field,
+        line: first_line + local.unwrap_or(1) - 1,
+        message,
+    }
+}
+
+/// The key path of line `line` (1-based) of `doc`: the top-level key above it, the
+/// index of the list entry it is in, and its own key (`steps[1].query`).
+fn key_path(doc: &str, line: usize) -> String {
+    let lines: Vec<&str> = doc.lines().collect();
+    let Some(here) = lines.get(line.saturating_sub(1)) else {
+        return "document".into();
+    };
+    let key_of = |l: &str| -> Option<String> {
+        let t = l.trim_start().trim_start_matches("- ");
+        let (k, _) = t.split_once(':')?;
+        let k = k.trim();
+        (!k.is_empty()
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+        .then(|| k.to_string())
+    };
+    let top = (0..line)
+        .rev()
+        .find(|&i| !lines[i].starts_with([' ', '-', '#']) && key_of(lines[i]).is_some());
+    let Some(top) = top else {
+        return "document".into();
+    };
+    let top_key = key_of(lines[top]).unwrap_or_default();
+    if top + 1 == line {
+        return top_key;
+    }
+    let entries = lines[top + 1..line]
+        .iter()
+        .filter(|l| l.trim_start().starts_with("- "))
+        .map(|l| l.len() - l.trim_start().len())
+        .collect::<Vec<_>>();
+    let mut path = top_key;
+    if let Some(indent) = entries.iter().min() {
+        let index = entries.iter().filter(|i| *i == indent).count();
+        path = format!("{path}[{}]", index.saturating_sub(1));
+    }
+    if let Some(own) = key_of(here) {
+        path = format!("{path}.{own}");
+    }
+    path
+}
+
+/// The line (1-based, within `doc`) of entry `index` of the block list under the
+/// top-level `key`, else the line of `key`.
+pub(super) fn entry_line(doc: &str, key: &str, index: usize) -> usize {
+    let start = line_of(doc, key);
+    let lines: Vec<&str> = doc.lines().collect();
+    let mut indent = None;
+    let mut seen = 0;
+    for (i, l) in lines.iter().enumerate().skip(start) {
+        if !l.starts_with([' ', '-', '#']) && !l.trim().is_empty() {
+            break;
+        }
+        let t = l.trim_start();
+        if !t.starts_with("- ") && t != "-" {
+            continue;
+        }
+        let width = l.len() - t.len();
+        if *indent.get_or_insert(width) != width {
+            continue;
+        }
+        if seen == index {
+            return i + 1;
+        }
+        seen += 1;
+    }
+    start
+}
+
 /// Split a multi-document YAML text into (first line, text) per document.
 fn documents(text: &str) -> Vec<(usize, String)> {
     let mut docs = Vec::new();
@@ -628,106 +466,11 @@ fn documents(text: &str) -> Vec<(usize, String)> {
 }
 
 /// Parse and validate every rule of a file. Errors carry file line numbers.
-/// A tenant's tuning of a shipped rule: switch it off or add exceptions, without
-/// copying it. Stored and versioned like a tenant rule, under the shipped rule's id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TuningDoc {
-    #[serde(rename = "apiVersion")]
-    pub api_version: String,
-    /// The id of the shipped rule tuned.
-    pub tunes: String,
-    #[serde(default)]
-    pub enabled: Option<bool>,
-    /// Added to the shipped rule's exceptions.
-    #[serde(default)]
-    pub exceptions: Vec<String>,
-}
-
-/// Whether a document is a tuning (a top-level `tunes:` key).
-pub fn is_tuning(text: &str) -> bool {
-    text.lines().any(|l| {
-        l.strip_prefix("tunes")
-            .is_some_and(|rest| rest.trim_start().starts_with(':'))
-    })
-}
-
-/// A tenant's rule document: a complete rule, or a tuning applied to the shipped rule
-/// it names (`shipped`: the file and built-in rules). Exactly one document.
-pub fn tenant_rule(text: &str, shipped: &[std::sync::Arc<Rule>]) -> Result<Rule, RuleError> {
-    let error = |field: &str, message: String| RuleError {
-        rule: None,
-        field: field.into(),
-        line: 1,
-        message,
-    };
-    if !is_tuning(text) {
-        let mut rules = parse_rules(text)?;
-        return match rules.len() {
-            1 => Ok(rules.remove(0)),
-            0 => Err(error("document", "the body holds no rule document".into())),
-            n => Err(error(
-                "document",
-                format!("the body holds {n} rule documents; send one per request"),
-            )),
-        };
-    }
-    let doc: TuningDoc = serde_saphyr::from_str(text).map_err(|e| {
-        let message = e.to_string().lines().next().unwrap_or_default().to_string();
-        let line = e.location().map_or(1, |l| l.line() as usize);
-        RuleError {
-            rule: None,
-            field: message.split('`').nth(1).unwrap_or("document").to_string(),
-            line,
-            message,
-        }
-    })?;
-    let at = |field: &str, message: String| RuleError {
-        rule: Some(doc.tunes.clone()),
-        field: field.into(),
-        line: line_of(text, field),
-        message,
-    };
-    if doc.api_version != API_VERSION {
-        return Err(at(
-            "apiVersion",
-            format!("expected {API_VERSION:?}, got {:?}", doc.api_version),
-        ));
-    }
-    let base = shipped
-        .iter()
-        .find(|r| r.id() == doc.tunes)
-        .ok_or_else(|| at("tunes", format!("no shipped rule has id {:?}", doc.tunes)))?;
-    let mut rule = Rule::clone(base);
-    if let Some(enabled) = doc.enabled {
-        rule.doc.enabled = enabled;
-    }
-    for (i, q) in doc.exceptions.iter().enumerate() {
-        let expr =
-            query::parse::parse(q).map_err(|e| at("exceptions", format!("exception {i}: {e}")))?;
-        rule.exceptions.push(expr);
-        rule.doc.exceptions.push(q.clone());
-    }
-    Ok(rule)
-}
-
 pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RuleError> {
     let mut rules = Vec::new();
     for (first_line, doc) in documents(text) {
-        let parsed: RuleDoc = serde_saphyr::from_str(&doc).map_err(|e| {
-            let (line, message) = match e.location() {
-                Some(loc) => (first_line + loc.line() as usize - 1, e.to_string()),
-                None => (first_line, e.to_string()),
-            };
-            let message = message.lines().next().unwrap_or_default().to_string();
-            let field = message.split('`').nth(1).unwrap_or("document").to_string();
-            RuleError {
-                rule: None,
-                field,
-                line,
-                message,
-            }
-        })?;
+        let parsed: RuleDoc =
+            serde_saphyr::from_str(&doc).map_err(|e| yaml_error(&e, &doc, first_line))?;
         let rule = parsed.compile(&doc, first_line)?;
         if rules.iter().any(|r: &Rule| r.id() == rule.id()) {
             return Err(RuleError {
@@ -745,6 +488,8 @@ pub fn parse_rules(text: &str) -> Result<Vec<Rule>, RuleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule::Spec;
+    use crate::rule::tenant_rule;
 
     const EXAMPLES: &str = r#"apiVersion: palisade/v1
 id: root-login
@@ -869,8 +614,8 @@ threshold: 5        # fires when count >= 5
             &format!(
                 "{base}kind: match\nconditions:\n  - field: attributes.x\n    equals: 1\n    prefix: a\n"
             ),
-            "conditions",
-            6,
+            "conditions[0]",
+            7,
             "more than one operator",
         );
         check_err(
@@ -885,14 +630,14 @@ threshold: 5        # fires when count >= 5
             &format!(
                 "{base}kind: threshold\nquery: a\nwindow: 5m\nthreshold: 3\nalso:\n  - {{window: soon, threshold: 4}}\n"
             ),
-            "also",
-            9,
-            "entry 0: window",
+            "also[0]",
+            10,
+            "window:",
         );
         check_err(
             &format!("{base}kind: match\nquery: a\nescalate:\n  - {{query: b, severity: low}}\n"),
-            "escalate",
-            7,
+            "escalate[0]",
+            8,
             "does not raise",
         );
         check_err(
@@ -916,5 +661,40 @@ threshold: 5        # fires when count >= 5
         )
         .unwrap_err();
         assert_eq!(err.line, 4, "{err}");
+        // An unknown value names the field, the value and what is expected.
+        let err = parse_rules(&base.replace("high", "extreme")).unwrap_err();
+        assert_eq!(err.field, "severity", "{err}");
+        assert_eq!(err.line, 4, "{err}");
+        assert!(
+            err.message.starts_with(
+                "unknown value \"extreme\", expected one of info, low, medium, high, critical"
+            ),
+            "{err}"
+        );
+        // A wrong step or exception is reported at its own line.
+        check_err(
+            &format!(
+                "{base}kind: sequence\ngroup_by: [attributes.user.name]\nwithin: 10m\nsteps:\n  - query: a\n  - query: '(b'\n"
+            ),
+            "steps[1]",
+            10,
+            "position",
+        );
+        check_err(
+            &format!("{base}kind: match\nquery: a\nexceptions:\n  - b\n  - c\n  - 'd AND'\n"),
+            "exceptions[2]",
+            10,
+            "",
+        );
+        let err = parse_rules(&format!(
+            "{base}kind: sequence\ngroup_by: [attributes.user.name]\nwithin: 10m\nsteps:\n  - query: a\n  - quer: b\n"
+        ))
+        .unwrap_err();
+        assert_eq!((err.field.as_str(), err.line), ("quer", 10), "{err}");
+        let err = parse_rules(&format!(
+            "{base}kind: threshold\nquery: a\nwindow: 5m\nthreshold: [3]\n"
+        ))
+        .unwrap_err();
+        assert_eq!((err.field.as_str(), err.line), ("threshold", 8), "{err}");
     }
 }

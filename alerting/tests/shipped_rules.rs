@@ -1,0 +1,132 @@
+//! The shipped detection pack (`rules/k8s/`), checked without Postgres or a binary:
+//! one rule per file named by its id, every test case the files carry, and the index
+//! (`rules/k8s/README.md`) and catalogue (`docs/detections.md`) generated from them.
+//!
+//! `PALISADE_BLESS=1 cargo test -p alerting --test shipped_rules` rewrites the index
+//! and the catalogue after a rule changed.
+
+use std::path::{Path, PathBuf};
+
+use alerting::catalogue;
+use alerting::rule::{Rule, parse_rules};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// (file name, rule) of every file of the pack, sorted by file name.
+fn pack() -> Vec<(String, Rule)> {
+    let dir = root().join("rules/k8s");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("rules/k8s exists")
+        .map(|e| e.expect("readable").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 35, "the pack shrank: {} files", files.len());
+    files
+        .into_iter()
+        .map(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut rules = parse_rules(&text).unwrap_or_else(|e| panic!("rules/k8s/{name}: {e}"));
+            assert_eq!(rules.len(), 1, "rules/k8s/{name}: one rule per file");
+            let rule = rules.remove(0);
+            assert_eq!(
+                name.rsplit_once('.').unwrap().0,
+                rule.id(),
+                "rules/k8s/{name}: the file is named by the rule's id"
+            );
+            (name, rule)
+        })
+        .collect()
+}
+
+#[test]
+fn every_case_of_every_shipped_rule_passes() {
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for (file, rule) in pack() {
+        assert!(
+            !rule.doc.tests.is_empty(),
+            "rules/k8s/{file}: no test cases"
+        );
+        for case in alerting::testing::run_rule_tests(&rule) {
+            if case.passed {
+                passed += 1;
+            } else {
+                failures.push(format!(
+                    "rules/k8s/{file}: case {:?}: {}",
+                    case.case, case.detail
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(passed >= 89, "only {passed} cases ran");
+}
+
+/// Compare generated text with the checked-in file, or rewrite it under
+/// `PALISADE_BLESS=1`.
+fn check_generated(path: &Path, expected: &str) {
+    let actual = std::fs::read_to_string(path).unwrap_or_default();
+    if actual == expected {
+        return;
+    }
+    if std::env::var_os("PALISADE_BLESS").is_some() {
+        std::fs::write(path, expected).unwrap();
+        return;
+    }
+    let line = actual
+        .lines()
+        .zip(expected.lines())
+        .position(|(a, b)| a != b)
+        .map_or(actual.lines().count().min(expected.lines().count()), |i| i)
+        + 1;
+    panic!(
+        "{} is out of date with the rule files (first difference at line {line}); run \
+         PALISADE_BLESS=1 cargo test -p alerting --test shipped_rules",
+        path.display()
+    );
+}
+
+#[test]
+fn index_and_catalogue_match_the_rule_files() {
+    let rules = pack();
+    let readme_path = root().join("rules/k8s/README.md");
+    let readme = std::fs::read_to_string(&readme_path).expect("rules/k8s/README.md exists");
+    assert!(
+        readme.contains(catalogue::INDEX_START) && readme.contains(catalogue::INDEX_END),
+        "rules/k8s/README.md keeps the index markers"
+    );
+    check_generated(&readme_path, &catalogue::with_index(&readme, &rules));
+    check_generated(
+        &root().join("docs/detections.md"),
+        &catalogue::catalogue(
+            "Detection catalogue: Kubernetes audit",
+            "../rules/k8s/",
+            &rules,
+        ),
+    );
+    // Every id in the index links its file.
+    let index = std::fs::read_to_string(&readme_path).unwrap();
+    for (file, rule) in &rules {
+        assert!(
+            index.contains(&format!("| [{}]({file}) |", rule.id())),
+            "{file} is missing from the index"
+        );
+    }
+}
+
+#[test]
+fn a_failing_case_names_its_file_and_case() {
+    // A copy of a shipped rule whose expectation is wrong reports file and case.
+    let (_, mut rule) = pack().into_iter().next().unwrap();
+    rule.doc.tests.truncate(1);
+    rule.doc.tests[0].expect.clear();
+    rule.doc.tests[0].name = "deliberately wrong".into();
+    let results = alerting::testing::run_rule_tests(&rule);
+    let wrong = results.iter().find(|r| !r.passed).expect("the case fails");
+    assert_eq!(wrong.case, "deliberately wrong");
+    assert!(!wrong.detail.is_empty());
+}
