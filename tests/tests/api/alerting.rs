@@ -780,7 +780,8 @@ async fn rules_validate_and_test_commands() {
     assert!(
         text.contains("broken.yaml")
             && text.contains("severe.yaml: line 4: severity: unknown value \"extreme\", expected one of info, low, medium, high, critical")
-            && text.contains("2 of 4 rule file(s) have errors"),
+            && text.contains("t.yml: rule id \"root-login\" is already defined in")
+            && text.contains("3 of 4 rule file(s) have errors"),
         "{text}"
     );
     let (ok, text) = run(&["rules", "validate", single.to_str().unwrap()]);
