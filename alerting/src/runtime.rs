@@ -15,6 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use chrono::{DateTime, Utc};
 use model::{LogRecord, StoredLog, TenantId};
@@ -428,7 +429,7 @@ impl Engine {
         self: Arc<Self>,
         committed: watch::Receiver<i64>,
         batches: Option<tokio::sync::broadcast::Receiver<storage::follow::Batch>>,
-        mut shutdown: watch::Receiver<bool>,
+        shutdown: CancellationToken,
     ) {
         let checkpoint = match self.store.checkpoint(CHECKPOINT).await {
             Ok(Some(seq)) => seq,
@@ -438,7 +439,7 @@ impl Engine {
         let mut follower =
             storage::follow::Follower::new(self.logs.clone(), checkpoint, batches, committed);
         loop {
-            if *shutdown.borrow() {
+            if shutdown.is_cancelled() {
                 return;
             }
             let before = follower.last;
@@ -479,9 +480,7 @@ impl Engine {
                 }
                 continue;
             }
-            follower
-                .wait(Duration::from_millis(250), &mut shutdown)
-                .await;
+            follower.wait(Duration::from_millis(250), &shutdown).await;
         }
     }
 
@@ -646,14 +645,14 @@ impl Engine {
     }
 
     /// Tick every second until `shutdown`.
-    pub async fn run_schedule(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run_schedule(self: Arc<Self>, shutdown: CancellationToken) {
         loop {
             if let Err(err) = self.tick(Utc::now()).await {
                 tracing::warn!(error = %err, "rule scheduler tick failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = shutdown.changed() => { if *shutdown.borrow() { return; } }
+                _ = shutdown.cancelled() => return,
             }
         }
     }

@@ -44,7 +44,9 @@ pub enum UserCommand {
     /// Add a user. Without --password-stdin a random password is generated and
     /// printed (only the password) on stdout.
     Add {
+        /// The sign-in name (at most 256 bytes, unique).
         username: String,
+        /// Tenant the user belongs to.
         #[arg(long, default_value = DEFAULT_TENANT)]
         tenant: String,
         /// viewer, responder or admin.
@@ -59,7 +61,10 @@ pub enum UserCommand {
     },
     /// Set a user's password (ends their sessions). Same password options as `add`.
     Passwd {
+        /// The user whose password changes.
         username: String,
+        /// Read the password from the first line of standard input (else one is
+        /// generated and printed).
         #[arg(long)]
         password_stdin: bool,
     },
@@ -76,7 +81,10 @@ pub enum AuditCommand {
 #[derive(Debug, Subcommand)]
 pub enum TenantCommand {
     /// Create a tenant.
-    Create { name: String },
+    Create {
+        /// The new tenant's name (unique).
+        name: String,
+    },
     /// List tenants.
     List,
 }
@@ -268,7 +276,8 @@ pub async fn audit(settings: &Settings, cmd: AuditCommand) -> anyhow::Result<()>
     }
 }
 
-/// Rebuild the index from scratch, with a progress bar on stderr.
+/// Rebuild the index from scratch, with progress on stderr (a bar on a terminal, else
+/// lines).
 pub async fn reindex(settings: &Settings) -> anyhow::Result<()> {
     std::fs::create_dir_all(&settings.data_dir)?;
     let lock = std::fs::File::create(settings.data_dir.join("palisade.lock"))?;
@@ -292,13 +301,7 @@ async fn rebuild(settings: &Settings, database: &Database) -> anyhow::Result<()>
         std::fs::remove_dir_all(&dir)?;
     }
     let index = LogIndex::open_or_create(&dir, &IndexConfig::default())?;
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} records ({per_sec}, eta {eta})",
-        )
-        .expect("valid template"),
-    );
+    let mut progress = crate::progress::Progress::new("reindex", "records", total);
     let mut last = 0;
     loop {
         let batch = logs.fetch_after(last, 10_000).await?;
@@ -307,10 +310,10 @@ async fn rebuild(settings: &Settings, database: &Database) -> anyhow::Result<()>
         };
         last = tail.seq;
         index.add(&batch)?;
-        bar.inc(batch.len() as u64);
+        progress.inc(batch.len() as u64);
     }
     index.commit(last)?;
-    bar.finish();
+    progress.finish();
     eprintln!(
         "palisade: index rebuilt: {} records up to sequence {last}",
         index.num_docs()

@@ -1,14 +1,18 @@
 //! Layered configuration: command-line flag > environment variable > config file >
 //! default. Read only here; each crate receives its own typed settings.
+//!
+//! Every setting is declared once, as a field of [`GlobalArgs`] or [`ServeArgs`]: the
+//! field is the flag (`--retention-days`), its `env` the variable
+//! (`PALISADE_RETENTION_DAYS`) and its name the config file key (`retention_days`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Text,
@@ -16,10 +20,12 @@ pub enum LogFormat {
 }
 
 /// Options every command accepts.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Args, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GlobalArgs {
     /// TOML configuration file (see deploy/palisade.example.toml).
     #[arg(long, env = "PALISADE_CONFIG", global = true)]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Directory for the index, the embedded database and generated secrets [default: ./data]
     #[arg(long, env = "PALISADE_DATA_DIR", global = true)]
@@ -38,7 +44,8 @@ pub struct GlobalArgs {
 }
 
 /// Options of `serve`.
-#[derive(Debug, Clone, Args, Default)]
+#[derive(Debug, Clone, Args, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// API and UI listener [default: 127.0.0.1:8080]
     #[arg(long, env = "PALISADE_HTTP_ADDR")]
@@ -77,30 +84,39 @@ pub struct ServeArgs {
     /// Open connections per listener; more are closed at once [default: 1024]
     #[arg(long, env = "PALISADE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Days a token created without an expiry lasts, 1-3650 [default: 90]
+    #[arg(long, env = "PALISADE_TOKEN_EXPIRY_DAYS")]
+    pub token_expiry_days: Option<i64>,
+    /// Minutes of inactivity after which a UI session ends [default: 30]
+    #[arg(long, env = "PALISADE_SESSION_IDLE_MINUTES")]
+    pub session_idle_minutes: Option<u64>,
+    /// Hours after sign-in at which a UI session ends, active or not [default: 12]
+    #[arg(long, env = "PALISADE_SESSION_ABSOLUTE_HOURS")]
+    pub session_absolute_hours: Option<u64>,
 }
 
-/// The config file's shape: every key optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `flag` with every setting it leaves unset taken from `file`: both are the same
+/// declaration, so a new setting needs no merge code.
+fn overlay<T: Serialize + serde::de::DeserializeOwned>(flag: &T, file: &T) -> anyhow::Result<T> {
+    let mut merged = serde_json::to_value(file)?;
+    let serde_json::Value::Object(flags) = serde_json::to_value(flag)? else {
+        bail!("settings are a struct");
+    };
+    let target = merged.as_object_mut().context("settings are a struct")?;
+    for (key, value) in flags {
+        // Unset: an absent option, or a switch not given.
+        if !(value.is_null() || value == serde_json::Value::Bool(false)) {
+            target.insert(key, value);
+        }
+    }
+    Ok(serde_json::from_value(merged)?)
+}
+
+/// The config file: the keys of [`GlobalArgs`] and [`ServeArgs`] (except `config`).
+#[derive(Debug, Default)]
 pub struct FileConfig {
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub log_format: Option<LogFormat>,
-    pub http_addr: Option<SocketAddr>,
-    pub otlp_http_addr: Option<SocketAddr>,
-    pub otlp_grpc_addr: Option<SocketAddr>,
-    pub retention_days: Option<u32>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub api_rate_limit: Option<u32>,
-    pub ingest_rate_limit: Option<u32>,
-    pub token_expiry_days: Option<i64>,
-    pub session_idle_minutes: Option<u64>,
-    pub session_absolute_hours: Option<u64>,
-    pub rules_dir: Option<PathBuf>,
-    pub no_builtin_rules: Option<bool>,
-    pub header_timeout_secs: Option<u64>,
-    pub max_connections: Option<usize>,
+    pub global: GlobalArgs,
+    pub serve: ServeArgs,
 }
 
 /// Fully resolved settings.
@@ -132,8 +148,24 @@ pub struct Settings {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
+    let invalid = || format!("invalid config file {}", path.display());
+    let table: toml::Table = toml::from_str(&text).with_context(invalid)?;
+    let (mut global, mut serve) = (toml::Table::new(), toml::Table::new());
+    for (key, value) in table {
+        if GLOBAL_KEYS.contains(&key.as_str()) {
+            global.insert(key, value);
+        } else {
+            serve.insert(key, value);
+        }
+    }
+    Ok(FileConfig {
+        global: global.try_into().with_context(invalid)?,
+        serve: serve.try_into().with_context(invalid)?,
+    })
 }
+
+/// The file keys of [`GlobalArgs`].
+const GLOBAL_KEYS: &[&str] = &["data_dir", "database_url", "log_format"];
 
 impl Settings {
     pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Settings> {
@@ -141,19 +173,22 @@ impl Settings {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let retention_days = serve.retention_days.or(file.retention_days).unwrap_or(30);
+        let config = global.config.clone();
+        let global = GlobalArgs {
+            config,
+            ..overlay(global, &file.global)?
+        };
+        let serve = overlay(serve, &file.serve)?;
+        let retention_days = serve.retention_days.unwrap_or(30);
         if retention_days == 0 {
             bail!("retention-days must be at least 1");
         }
-        let tls = match (
-            serve.tls_cert.clone().or(file.tls_cert),
-            serve.tls_key.clone().or(file.tls_key),
-        ) {
+        let tls = match (serve.tls_cert.clone(), serve.tls_key.clone()) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => bail!("tls_cert and tls_key must be given together"),
         };
-        let token_expiry_days = file.token_expiry_days.unwrap_or(90);
+        let token_expiry_days = serve.token_expiry_days.unwrap_or(90);
         if !(1..=3650).contains(&token_expiry_days) {
             bail!("token_expiry_days must be between 1 and 3650");
         }
@@ -161,62 +196,38 @@ impl Settings {
             data_dir: global
                 .data_dir
                 .clone()
-                .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            database_url: global
-                .database_url
-                .clone()
-                .or(file.database_url)
-                .filter(|u| !u.is_empty()),
-            log_format: global
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Text),
+            database_url: global.database_url.clone().filter(|u| !u.is_empty()),
+            log_format: global.log_format.unwrap_or(LogFormat::Text),
             http_addr: serve
                 .http_addr
-                .or(file.http_addr)
                 .unwrap_or_else(|| "127.0.0.1:8080".parse().expect("valid default")),
             otlp_http_addr: serve
                 .otlp_http_addr
-                .or(file.otlp_http_addr)
                 .unwrap_or_else(|| "127.0.0.1:4318".parse().expect("valid default")),
             otlp_grpc_addr: serve
                 .otlp_grpc_addr
-                .or(file.otlp_grpc_addr)
                 .unwrap_or_else(|| "127.0.0.1:4317".parse().expect("valid default")),
             retention_days,
             tls,
-            api_rate_limit: serve
-                .api_rate_limit
-                .or(file.api_rate_limit)
-                .unwrap_or(50)
-                .max(1),
-            ingest_rate_limit: serve
-                .ingest_rate_limit
-                .or(file.ingest_rate_limit)
-                .unwrap_or(1000)
-                .max(1),
+            api_rate_limit: serve.api_rate_limit.unwrap_or(50).max(1),
+            ingest_rate_limit: serve.ingest_rate_limit.unwrap_or(1000).max(1),
             token_expiry_days,
             session_idle: std::time::Duration::from_secs(
-                60 * file.session_idle_minutes.unwrap_or(30).max(1),
+                60 * serve
+                    .session_idle_minutes
+                    .unwrap_or(30)
+                    .clamp(1, 7 * 24 * 60),
             ),
             session_absolute: std::time::Duration::from_secs(
-                3600 * file.session_absolute_hours.unwrap_or(12).max(1),
+                3600 * serve.session_absolute_hours.unwrap_or(12).clamp(1, 30 * 24),
             ),
-            rules_dir: serve.rules_dir.clone().or(file.rules_dir),
-            no_builtin_rules: serve.no_builtin_rules || file.no_builtin_rules.unwrap_or(false),
+            rules_dir: serve.rules_dir.clone(),
+            no_builtin_rules: serve.no_builtin_rules,
             header_timeout: std::time::Duration::from_secs(
-                serve
-                    .header_timeout_secs
-                    .or(file.header_timeout_secs)
-                    .unwrap_or(10)
-                    .clamp(1, 3600),
+                serve.header_timeout_secs.unwrap_or(10).clamp(1, 3600),
             ),
-            max_connections: serve
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(1024)
-                .max(1),
+            max_connections: serve.max_connections.unwrap_or(1024).max(1),
         })
     }
 }
@@ -251,9 +262,86 @@ mod tests {
         assert_eq!(s.otlp_http_addr.port(), 1);
         assert_eq!(s.otlp_grpc_addr.port(), 4317);
         assert_eq!(s.retention_days, 7);
+        // Settings that were file-only are flags too, and file keys still.
+        std::fs::write(
+            &path,
+            "token_expiry_days = 7\nsession_idle_minutes = 5\nsession_absolute_hours = 2\nno_builtin_rules = true\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&global, &serve).unwrap();
+        assert_eq!(s.token_expiry_days, 7);
+        assert_eq!(s.session_idle.as_secs(), 300);
+        assert_eq!(s.session_absolute.as_secs(), 7200);
+        assert!(s.no_builtin_rules);
+        assert_eq!(s.log_format, LogFormat::Json);
+        let flagged = ServeArgs {
+            token_expiry_days: Some(30),
+            ..Default::default()
+        };
+        assert_eq!(
+            Settings::resolve(&global, &flagged)
+                .unwrap()
+                .token_expiry_days,
+            30
+        );
+        std::fs::write(&path, "token_expiry_days = 0\n").unwrap();
+        let err = format!("{:#}", Settings::resolve(&global, &serve).unwrap_err());
+        assert!(err.contains("token_expiry_days"), "{err}");
         std::fs::write(&path, "bogus_key = 1\n").unwrap();
         let err = format!("{:#}", Settings::resolve(&global, &serve).unwrap_err());
         assert!(err.contains("bogus_key"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// One declaration: every option of `serve` and every global option is a flag with
+    /// an environment variable and help text, and its id is a config file key.
+    #[test]
+    fn every_setting_is_a_flag_a_variable_and_a_file_key() {
+        use clap::CommandFactory;
+        #[derive(clap::Parser)]
+        struct Probe {
+            #[command(flatten)]
+            global: GlobalArgs,
+            #[command(flatten)]
+            serve: ServeArgs,
+        }
+        let command = Probe::command();
+        let mut keys = Vec::new();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            assert!(arg.get_long().is_some(), "{id}: no flag");
+            let env = arg
+                .get_env()
+                .unwrap_or_else(|| panic!("{id}: no environment variable"));
+            assert_eq!(
+                env.to_string_lossy(),
+                format!("PALISADE_{}", id.to_uppercase()),
+                "{id}: variable named after the setting"
+            );
+            assert!(
+                arg.get_help().is_some_and(|h| !h.to_string().is_empty()),
+                "{id}: no help text"
+            );
+            if id != "config" {
+                keys.push(id.to_string());
+            }
+        }
+        assert!(keys.len() >= 18, "{keys:?}");
+        // Each id is accepted as a file key (with a value of the right type).
+        let dir = std::env::temp_dir().join(format!("palisade-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        for key in &keys {
+            std::fs::write(&path, format!("{key} = []\n")).unwrap();
+            let err = format!("{:#}", read_file(&path).unwrap_err());
+            assert!(
+                !err.contains("unknown field"),
+                "{key} is not a file key: {err}"
+            );
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -14,10 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 /// Connection limits of every listener.
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +99,7 @@ pub async fn serve_http<L>(
     mut listener: L,
     app: axum::Router,
     limits: ConnLimits,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) where
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
@@ -119,7 +120,7 @@ pub async fn serve_http<L>(
     loop {
         let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|stopping| *stopping) => break,
+            _ = shutdown.cancelled() => break,
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             tracing::debug!(%peer, "connection limit reached; closing");

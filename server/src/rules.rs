@@ -12,17 +12,20 @@ pub enum RulesCommand {
     /// is reported (file, rule, field, line); exits 1 on any error or when no rule file
     /// is found.
     Validate {
+        /// Rule files, or directories of them.
         #[arg(required = true, value_name = "FILE_OR_DIR")]
         paths: Vec<PathBuf>,
     },
     /// Run the test cases the rule files carry, offline; exits 1 on any failure.
     Test {
+        /// Rule files, or directories of them.
         #[arg(required = true, value_name = "FILE_OR_DIR")]
         paths: Vec<PathBuf>,
     },
     /// Backtest a rule file (one rule) over stored events through a running server's
     /// API: the alerts it would have raised and how many per hour.
     Backtest {
+        /// The rule file (one rule).
         file: PathBuf,
         /// Start of the range: RFC 3339 or relative (now-7d).
         #[arg(long)]
@@ -183,6 +186,7 @@ async fn backtest(
         .as_str()
         .context("no job id in the answer")?
         .to_string();
+    let mut progress = crate::progress::Progress::new("backtest", "%", 100);
     let status = loop {
         let status: serde_json::Value = client
             .get(format!("{base}/api/v1/rules/backtests/{id}"))
@@ -194,18 +198,16 @@ async fn backtest(
             .await?;
         match status["state"].as_str() {
             Some("running") => {
-                eprint!(
-                    "\rbacktest: {:>3.0}% ({} events)",
-                    status["progress"].as_f64().unwrap_or(0.0) * 100.0,
-                    status["events_scanned"]
-                );
+                let percent = (status["progress"].as_f64().unwrap_or(0.0) * 100.0) as u64;
+                progress.set(percent.min(100), 100);
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
             Some("done") => break status,
             other => bail!("backtest ended {other:?}: {}", status["error"]),
         }
     };
-    eprintln!();
+    progress.set(100, 100);
+    progress.finish();
     let result = &status["result"];
     let alerts = result["alerts"].as_array().cloned().unwrap_or_default();
     println!(

@@ -14,6 +14,7 @@ use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use alerting::runtime::{Engine, RuleSet};
 use anyhow::{Context, bail};
@@ -31,7 +32,6 @@ use storage::index::{IndexConfig, LogIndex};
 use storage::indexer::IndexerStatus;
 use storage::logs::LogStore;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use web::AppState;
 use web::auth::SessionConfig;
 use web::login_guard::LoginGuard;
@@ -92,15 +92,43 @@ async fn shutdown_signal() {
     }
 }
 
+/// The three listeners, bound before anything else starts: a port in use is one clear
+/// error, before a database is opened or a background task runs.
+struct Listeners {
+    api: TcpListener,
+    otlp_http: TcpListener,
+    grpc: TcpListener,
+}
+
+impl Listeners {
+    async fn bind(settings: &Settings) -> anyhow::Result<Listeners> {
+        Ok(Listeners {
+            api: bind(settings.http_addr, "http-addr").await?,
+            otlp_http: bind(settings.otlp_http_addr, "otlp-http-addr").await?,
+            grpc: bind(settings.otlp_grpc_addr, "otlp-grpc-addr").await?,
+        })
+    }
+}
+
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let _lock = lock_data_dir(&settings)?;
+    let listeners = Listeners::bind(&settings).await?;
     let database = Database::open(&settings, true).await?;
-    let result = run_with(&settings, &database).await;
+    // Every background task stops when this token is cancelled: at a signal, and also
+    // when start-up fails half way.
+    let shutdown = CancellationToken::new();
+    let result = run_with(&settings, &database, listeners, shutdown.clone()).await;
+    shutdown.cancel();
     database.close().await;
     result
 }
 
-async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()> {
+async fn run_with(
+    settings: &Settings,
+    database: &Database,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let db = database.db.clone();
     migrate_with_retry(&db).await?;
     let migrated = Arc::new(AtomicBool::new(true));
@@ -144,13 +172,12 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     };
     let (ingestor, writer_task) = Ingestor::start(logs.clone(), ingest_config, metrics, max_seq);
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let indexer_status = Arc::new(IndexerStatus::default());
     let retention_task = tokio::spawn(retention_loop(
         logs.clone(),
         indexer_status.clone(),
         retention,
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
     let indexer_task = tokio::spawn(storage::indexer::run(
         logs.clone(),
@@ -158,7 +185,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         ingestor.committed(),
         Some(ingestor.subscribe_batches()),
         indexer_status.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
 
     let file_rules: Vec<Arc<alerting::rule::Rule>> =
@@ -204,13 +231,13 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
     tokio::spawn(engine.clone().run_events(
         ingestor.committed(),
         Some(ingestor.subscribe_batches()),
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
-    tokio::spawn(engine.clone().run_schedule(shutdown_rx.clone()));
+    tokio::spawn(engine.clone().run_schedule(shutdown.clone()));
     tokio::spawn(refresh_tenants(
         engine.clone(),
         access.clone(),
-        shutdown_rx.clone(),
+        shutdown.clone(),
     ));
 
     let limits = Arc::new(TokenLimits::new(LimitConfig {
@@ -253,9 +280,11 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
         }
         None => None,
     };
-    let api_listener = bind(settings.http_addr, "http-addr").await?;
-    let otlp_http_listener = bind(settings.otlp_http_addr, "otlp-http-addr").await?;
-    let grpc_listener = bind(settings.otlp_grpc_addr, "otlp-grpc-addr").await?;
+    let Listeners {
+        api: api_listener,
+        otlp_http: otlp_http_listener,
+        grpc: grpc_listener,
+    } = listeners;
     let api_addr = api_listener.local_addr()?;
     let otlp_http_addr = otlp_http_listener.local_addr()?;
     let grpc_addr = grpc_listener.local_addr()?;
@@ -281,22 +310,22 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
             otlp_http_listener,
             grpc_server.serve_with_incoming_shutdown(
                 crate::conn::grpc_plain_incoming(grpc_listener, conn_limits),
-                stopped(shutdown_rx.clone()),
+                shutdown.clone().cancelled_owned(),
             ),
             apps,
             conn_limits,
-            shutdown_rx.clone(),
+            shutdown.clone(),
         )),
         Some(tls) => tokio::spawn(run_listeners(
             TlsListener::new(api_listener, tls.clone())?,
             TlsListener::new(otlp_http_listener, tls.clone())?,
             grpc_server.serve_with_incoming_shutdown(
                 crate::conn::slotted(crate::tls::grpc_incoming(grpc_listener, tls), conn_limits),
-                stopped(shutdown_rx.clone()),
+                shutdown.clone().cancelled_owned(),
             ),
             apps,
             conn_limits,
-            shutdown_rx.clone(),
+            shutdown.clone(),
         )),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -311,7 +340,7 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
 
     shutdown_signal().await;
     tracing::info!("shutting down: draining requests");
-    let _ = shutdown_tx.send(true);
+    shutdown.cancel();
     let served = servers.await;
     // Every handler has returned, so the writer has answered every queued batch.
     drop(state);
@@ -328,21 +357,17 @@ async fn run_with(settings: &Settings, database: &Database) -> anyhow::Result<()
 async fn refresh_tenants(
     engine: Arc<Engine>,
     access: Arc<AccessStore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-            _ = shutdown.changed() => { if *shutdown.borrow() { return; } }
+            _ = shutdown.cancelled() => return,
         }
         if let Ok(tenants) = access.list_tenants().await {
             engine.set_tenants(tenants.into_iter().map(|t| t.id).collect());
         }
     }
-}
-
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stopping| *stopping).await;
 }
 
 /// Serve the two HTTP listeners and the gRPC server until shutdown, each draining
@@ -353,7 +378,7 @@ async fn run_listeners<L1, L2>(
     grpc: impl std::future::Future<Output = Result<(), tonic::transport::Error>>,
     (api_app, otlp_app): (axum::Router, axum::Router),
     limits: crate::conn::ConnLimits,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<()>
 where
     L1: axum::serve::Listener<Addr = SocketAddr>,
@@ -367,9 +392,15 @@ where
 }
 
 async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} (--{flag})"))
+    TcpListener::bind(addr).await.map_err(|err| {
+        let why = match err.kind() {
+            std::io::ErrorKind::AddrInUse => "the address is already in use".to_string(),
+            std::io::ErrorKind::AddrNotAvailable => "no local interface has this address".into(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+            _ => err.to_string(),
+        };
+        anyhow::anyhow!("cannot listen on {addr} (--{flag}): {why}")
+    })
 }
 
 /// Drop expired partitions (and their index documents) at start and then hourly;
@@ -378,7 +409,7 @@ async fn retention_loop(
     logs: Arc<LogStore>,
     indexer: Arc<IndexerStatus>,
     retention: chrono::Duration,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     loop {
         let now = Utc::now();
@@ -406,9 +437,7 @@ async fn retention_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() { return; }
-            }
+            _ = shutdown.cancelled() => return,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use model::StoredLog;
 use tokio::sync::{broadcast, watch};
@@ -96,9 +97,14 @@ impl Follower {
         Ok(Arc::new(batch))
     }
 
+    /// The highest committed sequence id this process knows of.
+    pub fn target(&self) -> i64 {
+        *self.committed.borrow()
+    }
+
     /// Wait until there may be more: a batch from the local writer, a new committed
     /// sequence id, `poll` (rows committed by other processes), or `shutdown`.
-    pub async fn wait(&mut self, poll: Duration, shutdown: &mut watch::Receiver<bool>) {
+    pub async fn wait(&mut self, poll: Duration, shutdown: &CancellationToken) {
         if *self.committed.borrow_and_update() > self.last {
             return;
         }
@@ -111,14 +117,14 @@ impl Follower {
                         }
                     }
                     _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.cancelled() => {}
                 }
             }
             None => {
                 tokio::select! {
                     _ = self.committed.changed() => {}
                     _ = tokio::time::sleep(poll) => {}
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.cancelled() => {}
                 }
             }
         }

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use tokio::sync::{broadcast, watch};
 
@@ -37,6 +38,9 @@ pub struct IndexerStatus {
     pub delete_before: AtomicI64,
 }
 
+/// How often catching up is logged.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
 /// Run until `shutdown` flips to true. `batches` are the local writer's freshly
 /// committed batches (see [`Follower`]); without it the indexer reads Postgres only.
 pub async fn run(
@@ -45,13 +49,23 @@ pub async fn run(
     committed: watch::Receiver<i64>,
     batches: Option<broadcast::Receiver<Batch>>,
     status: Arc<IndexerStatus>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) {
     let mut follower = Follower::new(logs, index.checkpoint(), batches, committed);
     status.indexed_seq.store(follower.last, Ordering::Relaxed);
     let mut uncommitted = 0usize;
+    // Catching up (first start, a rebuild, a long stop) is logged as it goes.
+    let behind = follower.target() - follower.last;
+    let mut progress = (behind > 10_000).then(|| {
+        tracing::info!(
+            from_seq = follower.last,
+            to_seq = follower.target(),
+            "index catching up with the database"
+        );
+        std::time::Instant::now()
+    });
     loop {
-        if *shutdown.borrow() {
+        if shutdown.is_cancelled() {
             break;
         }
         let expired = status.delete_before.swap(0, Ordering::Relaxed);
@@ -71,7 +85,7 @@ pub async fn run(
                 tracing::warn!(error = %err, "indexer cannot read postgres; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = shutdown.changed() => {}
+                    _ = shutdown.cancelled() => {}
                 }
                 continue;
             }
@@ -99,8 +113,21 @@ pub async fn run(
                 uncommitted = 0;
                 status.indexed_seq.store(follower.last, Ordering::Relaxed);
             }
+            if let Some(logged) = progress.as_mut()
+                && logged.elapsed() >= PROGRESS_EVERY
+            {
+                tracing::info!(
+                    indexed_seq = follower.last,
+                    to_seq = follower.target(),
+                    "index catching up"
+                );
+                *logged = std::time::Instant::now();
+            }
             if full {
                 continue;
+            }
+            if progress.take().is_some() {
+                tracing::info!(indexed_seq = follower.last, "index caught up");
             }
             // A short batch means everything visible has been indexed.
             mark_caught_up(&status, follower.last);
@@ -111,7 +138,7 @@ pub async fn run(
             status.indexed_seq.store(follower.last, Ordering::Relaxed);
         }
         mark_caught_up(&status, follower.last);
-        follower.wait(POLL, &mut shutdown).await;
+        follower.wait(POLL, &shutdown).await;
     }
     if uncommitted > 0 {
         let _ = commit(&index, follower.last).await;

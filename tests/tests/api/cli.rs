@@ -128,3 +128,77 @@ async fn tenants_are_created_listed_and_scope_tokens() {
     let migrate = server.run_cli(&["migrate"]).unwrap();
     assert!(migrate.status.success());
 }
+
+/// A port already in use stops start-up at once with one line naming the address and
+/// the flag, exit code 1 — before a database is opened or any task starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_port_in_use_is_one_clear_line_and_exit_1() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let url = palisade_tests::fresh_database().await.unwrap();
+    for flag in ["--http-addr", "--otlp-http-addr", "--otlp-grpc-addr"] {
+        let dir = palisade_tests::TempDir::new("palisade-port");
+        let mut cmd = std::process::Command::new(palisade_tests::palisade_bin());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&dir.0)
+            .args(["--database-url", &url])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for other in ["--http-addr", "--otlp-http-addr", "--otlp-grpc-addr"] {
+            cmd.args([other, if other == flag { &addr } else { "127.0.0.1:0" }]);
+        }
+        let started = std::time::Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if started.elapsed() > std::time::Duration::from_secs(5) {
+                let _ = child.kill();
+                panic!("{flag}: still running after 5 s with its port in use");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(status.code(), Some(1), "{flag}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert!(lines.len() <= 5, "{flag}: {} lines: {stderr}", lines.len());
+        assert!(
+            stderr.contains(&format!(
+                "cannot listen on {addr} ({flag}): the address is already in use"
+            )),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{flag}: escape codes in {stderr:?}"
+        );
+        // Nothing was created in the database it never opened.
+        assert!(!dir.0.join("initial-credentials.json").exists(), "{flag}");
+    }
+    drop(busy);
+}
+
+/// Logs written to a pipe or file carry no terminal escape codes.
+#[tokio::test(flavor = "multi_thread")]
+async fn output_to_a_pipe_has_no_escape_codes() {
+    let server = palisade_tests::TestServer::spawn().await.unwrap();
+    // Provoke a warning-level line or two besides the start-up lines.
+    let (status, _) = server
+        .get_api("/api/v1/search", &[("q", "x")], Some("wrong-token"))
+        .await;
+    assert_eq!(status, 401);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let lines = server.drain_output();
+    assert!(
+        lines.iter().filter(|l| l.starts_with("stderr: ")).count() >= 1,
+        "{lines:?}"
+    );
+    for line in &lines {
+        assert!(!line.contains('\u{1b}'), "escape code in {line:?}");
+    }
+}
