@@ -10,6 +10,7 @@ pub mod body;
 pub mod decode;
 pub mod error;
 pub mod grpc;
+pub mod k8s_webhook;
 pub mod limits;
 pub mod metrics;
 pub mod normalize;

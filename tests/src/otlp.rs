@@ -69,3 +69,12 @@ pub fn request(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceReque
         }],
     }
 }
+
+/// Decode an OTLP/HTTP protobuf answer.
+pub fn decode_response(
+    bytes: &[u8],
+) -> opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse {
+    use prost::Message;
+    opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse::decode(bytes)
+        .expect("an ExportLogsServiceResponse")
+}

@@ -1,9 +1,11 @@
-//! `POST /v1/k8s/audit` on the OTLP/HTTP listener: kube-apiserver's audit webhook.
+//! `POST /v1/k8s/audit` on the OTLP/HTTP listener: kube-apiserver's audit webhook, a
+//! thin adapter like OTLP/HTTP over `ingest::k8s_webhook`.
 //!
-//! The body is an `audit.k8s.io/v1` `EventList`. Each item is normalised and redacted
-//! on its own (a malformed item is rejected with its reason; the rest are kept); the
-//! answer comes as soon as the accepted events are committed — detection and
-//! indexing follow asynchronously, so a slow backend never holds the API server.
+//! Order of checks: token -> content type -> content encoding -> capped body ->
+//! bounded decompression -> decode -> normalise and commit (the same `Ingestor` path,
+//! time policy and limits as OTLP). The answer comes as soon as the accepted events
+//! are committed; detection and indexing follow, so a slow backend never holds the
+//! API server.
 
 use std::time::Instant;
 
@@ -12,11 +14,9 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 use ingest::body::{Encoding, decompress};
 use ingest::{IngestError, MAX_BODY_BYTES};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 
 use crate::auth::ClientAddr;
 use crate::{ApiError, AppState};
@@ -57,7 +57,7 @@ async fn handle(
     query: WebhookQuery,
     headers: &HeaderMap,
     body: Body,
-) -> Result<Value, IngestError> {
+) -> Result<ingest::k8s_webhook::AuditExport, IngestError> {
     let grant = ingest::authenticate_ingest(
         &state.access,
         &state.limits,
@@ -79,102 +79,19 @@ async fn handle(
     }
     let encoding = Encoding::from_header(header_str(headers, header::CONTENT_ENCODING))?;
     let raw = crate::otlp_http::read_capped(body).await?;
-    let cluster = query
-        .cluster
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| k8saudit::DEFAULT_CLUSTER.to_string());
-    // The cluster name keys every request of this cluster (stage folding,
-    // inventories): a short, printable name, like a Kubernetes object name.
-    if cluster.len() > 253
-        || !cluster
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
-    {
-        return Err(IngestError::Malformed(
-            "cluster: use 1-253 letters, digits, '-', '_', '.' or ':'".into(),
-        ));
-    }
-    let now = Utc::now();
-    let policy = state.ingestor.time_policy();
-    let (records, rejected, errors) = tokio::task::block_in_place(|| -> Result<_, IngestError> {
+    let cluster = ingest::k8s_webhook::cluster_name(query.cluster.as_deref())?;
+    state
+        .ingestor
+        .metrics()
+        .bytes
+        .with_label_values(&["k8s_webhook"])
+        .inc_by(raw.len() as u64);
+    let batch = tokio::task::block_in_place(|| -> Result<_, IngestError> {
         let bytes = decompress(Vec::from(raw), encoding, MAX_BODY_BYTES)?;
-        let list: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| IngestError::Malformed(format!("invalid EventList JSON: {e}")))?;
-        let (items, api_version) = match k8saudit::event_list_items(list) {
-            Ok(found) => found,
-            Err(message) => return Err(IngestError::Malformed(message)),
-        };
-        if items.len() > ingest::decode::MAX_RECORDS_PER_REQUEST {
-            return Err(IngestError::TooManyRecords {
-                limit: ingest::decode::MAX_RECORDS_PER_REQUEST,
-                what: "audit events",
-            });
-        }
-        let mut resource = Map::new();
-        resource.insert("service.name".into(), json!("kube-apiserver"));
-        resource.insert("k8s.cluster.name".into(), json!(cluster));
-        let (mut records, mut rejected, mut errors) = (Vec::new(), 0u64, Vec::new());
-        for (i, mut item) in items.into_iter().enumerate() {
-            // kube-apiserver's webhook backend encodes an EventList whose items carry
-            // no kind/apiVersion of their own: the list's type applies to them.
-            if let (Some(obj), Some(version)) = (item.as_object_mut(), api_version.as_deref()) {
-                obj.entry("kind").or_insert_with(|| json!("Event"));
-                obj.entry("apiVersion").or_insert_with(|| json!(version));
-            }
-            let mut reject = |reason: String| {
-                rejected += 1;
-                if errors.len() < 20 {
-                    errors.push(format!("item {i}: {reason}"));
-                }
-            };
-            if !k8saudit::is_audit_event(&item) {
-                reject("not an audit.k8s.io Event".into());
-                continue;
-            }
-            match k8saudit::to_record(item, grant.tenant_id, &cluster, now, resource.clone()) {
-                Ok(r) if r.time < now - policy.max_age || r.time > now + policy.max_future => {
-                    reject(format!(
-                        "stageTimestamp {} is outside the accepted window",
-                        r.time.to_rfc3339()
-                    ));
-                }
-                Ok(r) => records.push(r),
-                Err(m) => reject(m.0),
-            }
-        }
-        Ok((records, rejected, errors))
+        ingest::k8s_webhook::decode_event_list(&bytes)
     })?;
-    let accepted = records.len() as u64;
-    if accepted == 0 && rejected > 0 {
-        // Never a silent 200 for a batch in which nothing was kept.
-        state
-            .ingestor
-            .metrics()
-            .rejected
-            .with_label_values(&["invalid_k8s_audit_event"])
-            .inc_by(rejected);
-        return Err(IngestError::Malformed(format!(
-            "all {rejected} audit event(s) rejected: {}",
-            errors.join("; ")
-        )));
-    }
-    let metrics = state.ingestor.metrics();
-    metrics
-        .records
-        .with_label_values(&["k8s_webhook", "rejected"])
-        .inc_by(rejected);
-    if rejected > 0 {
-        metrics
-            .rejected
-            .with_label_values(&["invalid_k8s_audit_event"])
-            .inc_by(rejected);
-    }
-    if accepted > 0 {
-        state.ingestor.write(records).await?;
-        metrics
-            .records
-            .with_label_values(&["k8s_webhook", "accepted"])
-            .inc_by(accepted);
-    }
-    Ok(json!({"accepted": accepted, "rejected": rejected, "errors": errors}))
+    state
+        .ingestor
+        .export_audit(grant.tenant_id, &cluster, batch)
+        .await
 }

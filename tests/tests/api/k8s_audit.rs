@@ -723,3 +723,80 @@ async fn a_minted_token_first_used_from_elsewhere_is_joined_to_its_issuer() {
         "mint-1"
     );
 }
+
+/// The webhook and OTLP accept the same time window: the server's `--retention-days`
+/// policy. An event 45 days old is kept by both under 60 days and refused by both
+/// under 30 (the webhook with a 400 naming the window, OTLP with a partial success).
+#[tokio::test(flavor = "multi_thread")]
+async fn webhook_and_otlp_share_the_retention_window() {
+    let old = (chrono::Utc::now() - chrono::Duration::days(45))
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    for (days, kept) in [("60", true), ("30", false)] {
+        let dir = palisade_tests::TempDir::new("palisade-window");
+        let url = palisade_tests::fresh_database().await.unwrap();
+        let server = TestServer::start(&dir.0, Some(url), &["--retention-days", days])
+            .await
+            .unwrap();
+        let aged = |id: &str| {
+            event(
+                id,
+                json!({"requestReceivedTimestamp": old, "stageTimestamp": old}),
+            )
+        };
+        // The webhook.
+        let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": [aged("aged-webhook")]});
+        let resp = server
+            .http
+            .post(format!("{}/v1/k8s/audit?cluster=prod", server.otlp_http))
+            .bearer_auth(&server.creds.ingest_token)
+            .json(&list)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let answer: Value = resp.json().await.unwrap();
+        // OTLP: the same event as a Collector's filelog receiver ships it.
+        let mut record = palisade_tests::otlp::record(&aged("aged-otlp").to_string(), 0, vec![]);
+        record.time_unix_nano = 0;
+        record.observed_time_unix_nano = now_nanos();
+        let resp = server
+            .post_protobuf(&request("kube-apiserver", vec![record]))
+            .await;
+        assert_eq!(resp.status(), 200, "retention {days}");
+        let otlp = palisade_tests::otlp::decode_response(&resp.bytes().await.unwrap());
+        let otlp_rejected = otlp.partial_success.map_or(0, |p| p.rejected_log_records);
+        if kept {
+            assert_eq!((status, &answer["accepted"]), (200, &json!(1)), "{answer}");
+            assert_eq!(otlp_rejected, 0, "retention {days}");
+            for id in ["aged-webhook", "aged-otlp"] {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                loop {
+                    let (_, found) = server
+                        .search(&[
+                            ("q", &format!("attributes.k8s.audit.id:{id}")),
+                            ("from", "now-50d"),
+                        ])
+                        .await;
+                    if found["total"] == 1 {
+                        break;
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{id} not found: {found}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        } else {
+            assert_eq!(status, 400, "{answer}");
+            assert!(
+                answer["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("outside the accepted window"),
+                "{answer}"
+            );
+            assert_eq!(otlp_rejected, 1, "retention {days}");
+        }
+    }
+}
