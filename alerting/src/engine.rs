@@ -4,6 +4,7 @@
 //! with this evidence". The alert lifecycle (`lifecycle`) turns hits and quiet
 //! periods into alert transitions; the server persists both.
 
+use k8saudit::attr;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
@@ -47,9 +48,9 @@ pub fn severity_of(rule: &Rule, event: Option<&LogRecord>) -> crate::rule::Sever
 /// (`k8s.audit.id`, of the last event, becomes the signal's `alert.audit_id`).
 pub const ENTITY_KEYS: [&str; 4] = [
     "entity.actor",
-    "k8s.client.ip",
+    attr::CLIENT_IP,
     "entity.namespace",
-    "k8s.audit.id",
+    attr::AUDIT_ID,
 ];
 
 fn entity_of(
@@ -140,7 +141,7 @@ fn hit(
 
 /// `match`: one event, one hit (or none).
 pub fn match_event(rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
-    if !rule.doc.enabled || rule.spec != Spec::Match || !storage::requests::evaluable(record) {
+    if !rule.doc.enabled || rule.spec != Spec::Match || !k8saudit::inventory::evaluable(record) {
         return None;
     }
     if !selects(&rule.selector, record) || excepted(rule, record) {
@@ -305,7 +306,7 @@ impl SequenceState {
         let Spec::Sequence { steps, within } = &rule.spec else {
             return None;
         };
-        if !rule.doc.enabled || !storage::requests::evaluable(record) || excepted(rule, record) {
+        if !rule.doc.enabled || !k8saudit::inventory::evaluable(record) || excepted(rule, record) {
             return None;
         }
         let group = group_of(rule, record);

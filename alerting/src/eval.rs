@@ -253,7 +253,7 @@ pub fn matches(expr: &Expr, record: &LogRecord) -> bool {
         Expr::Clause { field, value } => {
             // The bodies of audit records are searched by their words only.
             if let FieldRef::Attribute(path) = field
-                && model::record::words_only(&record.scope_name, path)
+                && k8saudit::attr::words_only(&record.scope_name, path)
             {
                 return false;
             }

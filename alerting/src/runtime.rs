@@ -706,15 +706,15 @@ pub fn backtest(rule: &Rule, events: &[StoredLog], truncated: bool) -> BacktestR
         .iter()
         .map(|e| {
             let mut e = e.clone();
-            if !storage::requests::evaluable(&e.record)
+            if !k8saudit::inventory::evaluable(&e.record)
                 && e.record
                     .attributes
-                    .get(storage::requests::ATTR_RECORD)
+                    .get(k8saudit::attr::AUDIT_RECORD)
                     .and_then(serde_json::Value::as_str)
                     == Some("update")
             {
                 e.record.attributes.insert(
-                    storage::requests::ATTR_DETECT.into(),
+                    k8saudit::attr::AUDIT_DETECT.into(),
                     serde_json::Value::Bool(true),
                 );
             }

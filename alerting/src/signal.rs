@@ -7,6 +7,7 @@
 //! Loops are impossible by construction: a rule whose `tactic` is `correlation` emits
 //! no signal, and ingest refuses client records in the reserved scopes.
 
+use k8saudit::attr;
 use std::collections::BTreeMap;
 
 use model::{LogRecord, TenantId};
@@ -55,7 +56,7 @@ pub fn signal_record(
     for (k, v) in &hit.entity {
         // The triggering request's audit id, under a name of its own: a search for
         // `attributes.k8s.audit.id:X` finds the request, not its signals.
-        let key = if k == "k8s.audit.id" {
+        let key = if k == attr::AUDIT_ID {
             "alert.audit_id"
         } else {
             k.as_str()
@@ -65,7 +66,7 @@ pub fn signal_record(
     let about = hit
         .entity
         .get("entity.actor")
-        .or_else(|| hit.entity.get("k8s.client.ip"))
+        .or_else(|| hit.entity.get(attr::CLIENT_IP))
         .map(String::as_str)
         .unwrap_or("-");
     Some(LogRecord {

@@ -69,7 +69,7 @@ fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
     }
     out.sort_by_key(|(seq, r)| (r.time, *seq));
     // Stages of one Kubernetes request are marked as the writer marks them.
-    let mut inventory = storage::requests::Inventory::default();
+    let mut inventory = k8saudit::inventory::Inventory::default();
     for (_, record) in &mut out {
         inventory.enrich(record);
     }
@@ -84,12 +84,12 @@ fn indexed_view(events: &[(i64, LogRecord)]) -> Vec<(i64, &LogRecord)> {
     for (seq, record) in events {
         let mark = record
             .attributes
-            .get(storage::requests::ATTR_RECORD)
+            .get(k8saudit::attr::AUDIT_RECORD)
             .and_then(serde_json::Value::as_str);
         if mark == Some("duplicate") {
             continue;
         }
-        if let Some(key) = storage::requests::index_key(record) {
+        if let Some(key) = k8saudit::inventory::index_key(record) {
             if mark == Some("update")
                 && let Some(previous) = latest.get(&key)
             {

@@ -8,6 +8,7 @@
 //! is an error, never a silent 200.
 
 use chrono::Utc;
+use k8saudit::attr;
 use model::TenantId;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -91,7 +92,7 @@ impl Ingestor {
         let (oldest, newest) = (now - policy.max_age, now + policy.max_future);
         let mut resource = Map::new();
         resource.insert("service.name".into(), json!("kube-apiserver"));
-        resource.insert("k8s.cluster.name".into(), json!(cluster));
+        resource.insert(attr::CLUSTER_NAME.into(), json!(cluster));
         let (mut records, mut rejected, mut errors) = (Vec::new(), 0u64, Vec::new());
         let api_version = batch.api_version;
         // Redaction and derivation are CPU work: off the async workers.

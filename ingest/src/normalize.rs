@@ -5,6 +5,7 @@
 //! rest of the request is kept. Only a structural problem of the whole request (an
 //! AnyValue nested deeper than [`crate::MAX_ANYVALUE_DEPTH`]) fails it entirely.
 
+use k8saudit::attr;
 use std::collections::BTreeMap;
 
 use base64::Engine;
@@ -150,7 +151,7 @@ fn too_deep() -> IngestError {
 /// Normalise a whole request for `tenant`, received at `now`.
 /// Scope names only Palisade writes: `k8s.audit` (normalised audit events),
 /// `palisade.alert` (correlation signals) and `palisade.audit` (its own audit trail).
-pub const RESERVED_SCOPES: [&str; 3] = ["k8s.audit", "palisade.alert", "palisade.audit"];
+pub const RESERVED_SCOPES: [&str; 3] = [attr::AUDIT_SCOPE, "palisade.alert", "palisade.audit"];
 
 /// Bytes of resource attributes one request may have written out with its records (each
 /// stored row carries its resource, so a large resource shared by many small records
@@ -313,7 +314,7 @@ pub fn normalize(
                 );
                 if let Some(event) = k8saudit::detect(&body, structured_body, &attributes) {
                     let cluster = resource
-                        .get("k8s.cluster.name")
+                        .get(attr::CLUSTER_NAME)
                         .and_then(Value::as_str)
                         .unwrap_or(k8saudit::DEFAULT_CLUSTER)
                         .to_string();

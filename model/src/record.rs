@@ -31,24 +31,6 @@ pub struct LogRecord {
     pub flags: u32,
 }
 
-/// The scope of Palisade's normalised Kubernetes audit records (reserved at ingest).
-pub const AUDIT_SCOPE: &str = "k8s.audit";
-
-/// Attributes of Palisade's own Kubernetes audit records (scope `k8s.audit`) that are
-/// searched by their words only (`attributes_text.`): the redacted request and
-/// response bodies. Every other attribute is also matched as a whole value.
-pub const WORDS_ONLY_AUDIT_KEYS: [&str; 2] = ["k8s.request_object", "k8s.response_object"];
-
-/// Whether `path` (as written after `attributes.`) lies inside a words-only attribute
-/// of a record in `scope`.
-pub fn words_only(scope: &str, path: &str) -> bool {
-    scope == AUDIT_SCOPE
-        && WORDS_ONLY_AUDIT_KEYS.iter().any(|key| {
-            path.strip_prefix(key)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        })
-}
-
 /// Whether the index's word analyzer turns `text` into exactly one token equal to
 /// `text` (alphanumeric, already lower-case, under 256 bytes). Such a value is found
 /// through the exact field, so the words field need not hold it again.

@@ -184,7 +184,8 @@ impl<'a> Iterator for ViewObject<'a> {
 
     fn next(&mut self) -> Option<(&'a str, View<'a>)> {
         let (key, value) = self.entries.next()?;
-        let bodies = self.root_audit && model::record::words_only(model::record::AUDIT_SCOPE, key);
+        let bodies =
+            self.root_audit && k8saudit::attr::words_only(k8saudit::attr::AUDIT_SCOPE, key);
         let mode = match (bodies, self.mode) {
             (true, Mode::Exact) => Mode::Skip,
             (true, _) => Mode::Whole,
@@ -381,7 +382,7 @@ impl LogIndex {
         // token is found through the exact field; numbers and booleans too), except
         // under words-only keys, which are kept whole. Views over the record: nothing
         // is copied before tantivy serialises the document.
-        let audit = r.scope_name == model::record::AUDIT_SCOPE;
+        let audit = r.scope_name == k8saudit::attr::AUDIT_SCOPE;
         for (field, map, mode, root_audit) in [
             (f.attributes, &r.attributes, Mode::Exact, audit),
             (f.attributes_text, &r.attributes, Mode::Words, audit),
@@ -426,7 +427,7 @@ impl LogIndex {
         if let Some(id) = &r.span_id {
             doc.add_text(f.span_id, id);
         }
-        if let Some(key) = crate::requests::index_key(r) {
+        if let Some(key) = k8saudit::inventory::index_key(r) {
             doc.add_text(f.request_key, key);
         }
         doc
@@ -441,12 +442,12 @@ impl LogIndex {
             let mark = log
                 .record
                 .attributes
-                .get(crate::requests::ATTR_RECORD)
+                .get(k8saudit::attr::AUDIT_RECORD)
                 .and_then(serde_json::Value::as_str);
             match mark {
                 Some("duplicate") => continue,
                 Some("update") => {
-                    if let Some(key) = crate::requests::index_key(&log.record) {
+                    if let Some(key) = k8saudit::inventory::index_key(&log.record) {
                         writer.delete_term(Term::from_field_text(self.fields.request_key, &key));
                     }
                 }

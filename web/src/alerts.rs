@@ -7,6 +7,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use k8saudit::attr;
 use model::audit::{AuditEvent, Outcome};
 use model::{ErrorKind, Principal};
 use serde::Deserialize;
@@ -47,7 +48,7 @@ async fn audit_ids(
         .filter_map(|e| {
             let attributes = &e.record.attributes;
             let id = attributes
-                .get("k8s.audit.id")
+                .get(attr::AUDIT_ID)
                 .or_else(|| attributes.get("alert.audit_id"))?
                 .as_str()?
                 .to_string();

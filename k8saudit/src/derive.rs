@@ -7,6 +7,7 @@
 //! Every list here is the catalogue's (`shared/docs/k8s-audit.md` §2.1–2.3); the rules
 //! that read these fields keep their own exceptions as data.
 
+use crate::attr;
 use serde_json::{Map, Value, json};
 
 use crate::str_at;
@@ -123,13 +124,13 @@ fn exec_fields(uri: &str, out: &mut Map<String, Value>) {
         .map(|(_, v)| v.as_str())
         .collect();
     if !command.is_empty() {
-        out.insert("k8s.exec.command".into(), json!(command.join(" ")));
+        out.insert(attr::EXEC_COMMAND.into(), json!(command.join(" ")));
     }
     if let Some((_, c)) = params.iter().find(|(k, _)| k == "container") {
-        out.insert("k8s.exec.container".into(), json!(c));
+        out.insert(attr::EXEC_CONTAINER.into(), json!(c));
     }
     if params.iter().any(|(k, v)| k == "tty" && v == "true") {
-        out.insert("k8s.exec.tty".into(), json!(true));
+        out.insert(attr::EXEC_TTY.into(), json!(true));
     }
 }
 
@@ -347,7 +348,7 @@ fn pod_fields(spec: &Value, source: &str, out: &mut Map<String, Value>) {
     distinct.dedup();
     let distinct_images = distinct.len();
     let mut put = |k: &str, v: Value| {
-        out.insert(format!("k8s.pod.{k}"), v);
+        out.insert(format!("{}{k}", attr::POD_PREFIX), v);
     };
     put("spec_source", json!(source));
     if !images.is_empty() {
@@ -471,10 +472,10 @@ fn rbac_rule_fields(object: &Value, out: &mut Map<String, Value>) {
             }
         }
     }
-    out.insert("k8s.rbac.verbs".into(), json!(verbs));
-    out.insert("k8s.rbac.resources".into(), json!(resources));
+    out.insert(attr::RBAC_VERBS.into(), json!(verbs));
+    out.insert(attr::RBAC_RESOURCES.into(), json!(resources));
     if !risks.is_empty() {
-        out.insert("k8s.rbac.risks".into(), json!(risks));
+        out.insert(attr::RBAC_RISKS.into(), json!(risks));
     }
 }
 
@@ -489,27 +490,27 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
     let uri = str_at(event, &["requestURI"]).unwrap_or("");
     let stage = str_at(event, &["stage"]).unwrap_or("");
     let is_allowed = stage != "RequestReceived" && allowed(decision, code);
-    out.insert("k8s.allowed".into(), json!(is_allowed));
-    out.insert("k8s.actor.kind".into(), json!(actor_kind(username, code)));
+    out.insert(attr::ALLOWED.into(), json!(is_allowed));
+    out.insert(attr::ACTOR_KIND.into(), json!(actor_kind(username, code)));
     if let Some(ua) = str_at(event, &["userAgent"]) {
-        out.insert("k8s.user_agent.family".into(), json!(user_agent_family(ua)));
+        out.insert(attr::USER_AGENT_FAMILY.into(), json!(user_agent_family(ua)));
     }
     let effective = str_at(event, &["impersonatedUser", "username"]).unwrap_or(username);
     if !effective.is_empty() {
-        out.insert("k8s.user.effective".into(), json!(effective));
+        out.insert(attr::USER_EFFECTIVE.into(), json!(effective));
     }
     if let Some(pod) = event
         .pointer("/user/extra/authentication.kubernetes.io~1pod-name/0")
         .and_then(Value::as_str)
     {
-        out.insert("k8s.user.pod_name".into(), json!(pod));
+        out.insert(attr::USER_POD_NAME.into(), json!(pod));
     }
     out.insert(
-        "k8s.audit.body_logged".into(),
+        attr::AUDIT_BODY_LOGGED.into(),
         json!(event.get("requestObject").is_some() || event.get("responseObject").is_some()),
     );
     let path = uri.split('?').next().unwrap_or("");
-    out.insert("k8s.request.path".into(), json!(path));
+    out.insert(attr::REQUEST_PATH.into(), json!(path));
     // What was asked for: the resource (and subresource), or the non-resource path.
     let target = match (resource, subresource) {
         ("", _) => path.to_string(),
@@ -517,26 +518,26 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
         (r, s) => format!("{r}/{s}"),
     };
     if !target.is_empty() {
-        out.insert("k8s.request.target".into(), json!(target));
+        out.insert(attr::REQUEST_TARGET.into(), json!(target));
     }
     if health_path(path) {
-        out.insert("k8s.request.health".into(), json!(true));
+        out.insert(attr::REQUEST_HEALTH.into(), json!(true));
     }
     if query_params(uri)
         .iter()
         .any(|(k, v)| k == "fieldSelector" && v.starts_with("metadata.name="))
     {
-        out.insert("k8s.request.single_object".into(), json!(true));
+        out.insert(attr::REQUEST_SINGLE_OBJECT.into(), json!(true));
     }
     if let Some(rest) = username.strip_prefix("system:serviceaccount:")
         && let Some((ns, name)) = rest.split_once(':')
     {
-        out.insert("k8s.user.sa_namespace".into(), json!(ns));
-        out.insert("k8s.user.sa_name".into(), json!(name));
+        out.insert(attr::USER_SA_NAMESPACE.into(), json!(ns));
+        out.insert(attr::USER_SA_NAME.into(), json!(name));
     }
     if let Some(imp) = str_at(event, &["impersonatedUser", "username"]) {
         out.insert(
-            "k8s.impersonated_user.kind".into(),
+            attr::IMPERSONATED_USER_KIND.into(),
             json!(actor_kind(imp, Some(200))),
         );
     }
@@ -544,11 +545,11 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
     let name = object_name(event);
     if !name.is_empty() {
         out.insert(
-            "k8s.object.path".into(),
+            attr::OBJECT_PATH.into(),
             json!(format!("{namespace}/{name}")),
         );
         if name.starts_with("system:") {
-            out.insert("k8s.object.system_name".into(), json!(true));
+            out.insert(attr::OBJECT_SYSTEM_NAME.into(), json!(true));
         }
     }
     if resource == "pods" && matches!(subresource, "exec" | "attach") {
@@ -556,14 +557,14 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
     }
     if resource == "nodes" && subresource == "proxy" {
         if let Some((_, rest)) = path.split_once("/proxy/") {
-            out.insert("k8s.proxy.path".into(), json!(rest));
+            out.insert(attr::PROXY_PATH.into(), json!(rest));
             let kind = rest.split(['/', '?']).next().unwrap_or("");
-            out.insert("k8s.proxy.kind".into(), json!(kind.to_ascii_lowercase()));
+            out.insert(attr::PROXY_KIND.into(), json!(kind.to_ascii_lowercase()));
             if rest.starts_with("exec/") || rest.starts_with("run/") {
                 exec_fields(uri, &mut out);
             }
         } else if path.ends_with("/proxy") {
-            out.insert("k8s.proxy.path".into(), json!(""));
+            out.insert(attr::PROXY_PATH.into(), json!(""));
         }
     }
     // The identity a new credential is for (C-03): a TokenRequest (no body needed),
@@ -591,7 +592,7 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
             _ => None,
         };
         if let Some(principal) = minted_for {
-            out.insert("k8s.credential.minted_for".into(), json!(principal));
+            out.insert(attr::CREDENTIAL_MINTED_FOR.into(), json!(principal));
         }
     }
     let written = matches!(verb, "create" | "update" | "patch");
@@ -607,7 +608,7 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
         }
         if matches!(resource, "rolebindings" | "clusterrolebindings") {
             if let Some(name) = at(&object, &["roleRef", "name"]).and_then(Value::as_str) {
-                out.insert("k8s.rbac.role_ref".into(), json!(name));
+                out.insert(attr::RBAC_ROLE_REF.into(), json!(name));
             }
             let subjects: Vec<String> = object
                 .get("subjects")
@@ -624,7 +625,7 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
                 })
                 .collect();
             if !subjects.is_empty() {
-                out.insert("k8s.rbac.subjects".into(), json!(subjects));
+                out.insert(attr::RBAC_SUBJECTS.into(), json!(subjects));
             }
         }
         if let Some(owner) = object
@@ -637,10 +638,10 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
             })
         {
             if let Some(kind) = str_at(owner, &["kind"]) {
-                out.insert("k8s.owner.kind".into(), json!(kind));
+                out.insert(attr::OWNER_KIND.into(), json!(kind));
             }
             if let Some(name) = str_at(owner, &["name"]) {
-                out.insert("k8s.owner.name".into(), json!(name));
+                out.insert(attr::OWNER_NAME.into(), json!(name));
             }
         }
         // Pod IPs for the pod inventory (C-05): kubelets' status updates and pod
@@ -660,45 +661,45 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
             }
             let host_network = at(&object, &["spec", "hostNetwork"]).and_then(Value::as_bool);
             if !ips.is_empty() && host_network != Some(true) {
-                out.insert("k8s.pod.ips".into(), json!(ips));
+                out.insert(attr::POD_IPS.into(), json!(ips));
             }
         }
         if resource == "serviceaccounts"
             && subresource == "token"
             && let Some(secs) = at(&object, &["spec", "expirationSeconds"]).and_then(Value::as_i64)
         {
-            out.insert("k8s.token.expiration_seconds".into(), json!(secs));
+            out.insert(attr::TOKEN_EXPIRATION_SECONDS.into(), json!(secs));
         }
         if resource == "secrets" {
             if let Some(t) = str_at(&object, &["type"]) {
-                out.insert("k8s.secret.type".into(), json!(t));
+                out.insert(attr::SECRET_TYPE.into(), json!(t));
             }
             if let Some(sa) = object
                 .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
                 .and_then(Value::as_str)
             {
-                out.insert("k8s.secret.service_account".into(), json!(sa));
+                out.insert(attr::SECRET_SERVICE_ACCOUNT.into(), json!(sa));
             }
         }
         if subresource == "scale"
             && let Some(n) = at(&object, &["spec", "replicas"]).and_then(Value::as_i64)
         {
-            out.insert("k8s.scale.replicas".into(), json!(n));
+            out.insert(attr::SCALE_REPLICAS.into(), json!(n));
         }
         if resource == "certificatesigningrequests" {
             if let Some(s) = at(&object, &["spec", "signerName"]).and_then(Value::as_str) {
-                out.insert("k8s.csr.signer".into(), json!(s));
+                out.insert(attr::CSR_SIGNER.into(), json!(s));
             }
             if let Some(subject) = at(&object, &["spec", "request"])
                 .and_then(Value::as_str)
                 .and_then(crate::csr::subject)
             {
                 if let Some(cn) = subject.common_name {
-                    out.insert("k8s.csr.subject_cn".into(), json!(cn));
+                    out.insert(attr::CSR_SUBJECT_CN.into(), json!(cn));
                 }
                 if !subject.organizations.is_empty() {
                     out.insert(
-                        "k8s.csr.subject_organizations".into(),
+                        attr::CSR_SUBJECT_ORGANIZATIONS.into(),
                         json!(subject.organizations),
                     );
                 }

@@ -8,8 +8,10 @@
 //! * the event spread over the log attributes (`json_parser` defaults);
 //! * `EventList` items posted by kube-apiserver's audit webhook.
 
+pub mod attr;
 pub mod csr;
 pub mod derive;
+pub mod inventory;
 
 use chrono::{DateTime, Utc};
 use model::{LogRecord, TenantId};
@@ -382,16 +384,16 @@ pub fn to_record(
             a.insert(k.to_string(), v);
         }
     };
-    put("k8s.cluster.name", json!(cluster));
-    put("k8s.audit.id", json!(audit_id));
-    put("k8s.audit.stage", json!(stage));
-    put("k8s.audit.level", get(&["level"]));
-    put("k8s.audit.verb", json!(verb));
-    put("k8s.audit.request_uri", get(&["requestURI"]));
-    put("k8s.user.name", get(&["user", "username"]));
-    put("k8s.user.uid", get(&["user", "uid"]));
+    put(attr::CLUSTER_NAME, json!(cluster));
+    put(attr::AUDIT_ID, json!(audit_id));
+    put(attr::AUDIT_STAGE, json!(stage));
+    put(attr::AUDIT_LEVEL, get(&["level"]));
+    put(attr::AUDIT_VERB, json!(verb));
+    put(attr::AUDIT_REQUEST_URI, get(&["requestURI"]));
+    put(attr::USER_NAME, get(&["user", "username"]));
+    put(attr::USER_UID, get(&["user", "uid"]));
     put(
-        "k8s.user.groups",
+        attr::USER_GROUPS,
         event
             .get("user")
             .and_then(|u| u.get("groups"))
@@ -399,73 +401,73 @@ pub fn to_record(
             .unwrap_or(Value::Null),
     );
     put(
-        "k8s.impersonated_user.name",
+        attr::IMPERSONATED_USER_NAME,
         get(&["impersonatedUser", "username"]),
     );
     put(
-        "k8s.impersonated_user.groups",
+        attr::IMPERSONATED_USER_GROUPS,
         event
             .get("impersonatedUser")
             .and_then(|u| u.get("groups"))
             .cloned()
             .unwrap_or(Value::Null),
     );
-    put("k8s.client.ip", client_ip.clone());
+    put(attr::CLIENT_IP, client_ip.clone());
     put(
-        "k8s.source_ips",
+        attr::SOURCE_IPS,
         if source_ips.is_empty() {
             Value::Null
         } else {
             Value::Array(source_ips)
         },
     );
-    put("k8s.user_agent", get(&["userAgent"]));
-    put("k8s.object.api_group", get(&["objectRef", "apiGroup"]));
-    put("k8s.object.api_version", get(&["objectRef", "apiVersion"]));
-    put("k8s.object.resource", json!(obj_resource));
-    put("k8s.object.subresource", get(&["objectRef", "subresource"]));
-    put("k8s.object.namespace", json!(namespace));
-    put("k8s.object.name", json!(name));
+    put(attr::USER_AGENT, get(&["userAgent"]));
+    put(attr::OBJECT_API_GROUP, get(&["objectRef", "apiGroup"]));
+    put(attr::OBJECT_API_VERSION, get(&["objectRef", "apiVersion"]));
+    put(attr::OBJECT_RESOURCE, json!(obj_resource));
+    put(attr::OBJECT_SUBRESOURCE, get(&["objectRef", "subresource"]));
+    put(attr::OBJECT_NAMESPACE, json!(namespace));
+    put(attr::OBJECT_NAME, json!(name));
     put(
-        "k8s.response.code",
+        attr::RESPONSE_CODE,
         code.map(|c| json!(c)).unwrap_or(Value::Null),
     );
-    put("k8s.response.reason", get(&["responseStatus", "reason"]));
+    put(attr::RESPONSE_REASON, get(&["responseStatus", "reason"]));
     put(
-        "k8s.authorization.decision",
+        attr::AUTHORIZATION_DECISION,
         annotation("authorization.k8s.io/decision"),
     );
     put(
-        "k8s.authorization.reason",
+        attr::AUTHORIZATION_REASON,
         annotation("authorization.k8s.io/reason"),
     );
     put(
-        "k8s.pod_security.enforce_policy",
+        attr::POD_SECURITY_ENFORCE_POLICY,
         annotation("pod-security.kubernetes.io/enforce-policy"),
     );
     put(
-        "k8s.pod_security.audit_violations",
+        attr::POD_SECURITY_AUDIT_VIOLATIONS,
         annotation("pod-security.kubernetes.io/audit-violations"),
     );
     put(
-        "k8s.pod_security.warn_violations",
+        attr::POD_SECURITY_WARN_VIOLATIONS,
         annotation("pod-security.kubernetes.io/warn-violations"),
     );
     put(
-        "k8s.pod_security.exempt",
+        attr::POD_SECURITY_EXEMPT,
         annotation("pod-security.kubernetes.io/exempt"),
     );
-    put("k8s.audit.annotations", annotations.clone());
+    put(attr::AUDIT_ANNOTATIONS, annotations.clone());
     put(
-        "k8s.request_object",
+        attr::REQUEST_OBJECT,
         event.get("requestObject").cloned().unwrap_or(Value::Null),
     );
     put(
-        "k8s.response_object",
+        attr::RESPONSE_OBJECT,
         event.get("responseObject").cloned().unwrap_or(Value::Null),
     );
     let actor_kind = derived
-        .get("k8s.actor.kind")
+        .get(attr::ACTOR_KIND)
         .and_then(Value::as_str)
         .unwrap_or("");
     // Entities for incidents and timelines. Anonymous and unauthenticated callers
@@ -485,8 +487,8 @@ pub fn to_record(
         put("entity.workload", json!(format!("{obj_resource}/{name}")));
     }
     if let (Some(kind), Some(owner)) = (
-        derived.get("k8s.owner.kind").and_then(Value::as_str),
-        derived.get("k8s.owner.name").and_then(Value::as_str),
+        derived.get(attr::OWNER_KIND).and_then(Value::as_str),
+        derived.get(attr::OWNER_NAME).and_then(Value::as_str),
     ) {
         put(
             "entity.workload",
@@ -499,13 +501,13 @@ pub fn to_record(
     put("entity.node", json!(node));
     put("entity.client_ip", client_ip);
     if !redacted.is_empty() {
-        put("k8s.audit.redacted", json!(redacted));
+        put(attr::AUDIT_REDACTED, json!(redacted));
     }
     if truncated {
-        put("k8s.audit.truncated", json!(true));
+        put(attr::AUDIT_TRUNCATED, json!(true));
     }
     resource
-        .entry("k8s.cluster.name")
+        .entry(attr::CLUSTER_NAME)
         .or_insert_with(|| json!(cluster));
     let target = match (namespace.is_empty(), name.is_empty()) {
         (false, false) => format!("{obj_resource}/{name} in {namespace}"),
@@ -532,7 +534,7 @@ pub fn to_record(
         body,
         attributes: a,
         resource: resource.into(),
-        scope_name: "k8s.audit".into(),
+        scope_name: attr::AUDIT_SCOPE.into(),
         scope_version: str_at(&event, &["apiVersion"]).unwrap_or("").to_string(),
         trace_id: None,
         span_id: None,
