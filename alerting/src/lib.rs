@@ -13,6 +13,7 @@
 
 pub mod catalogue;
 pub mod engine;
+pub mod error;
 pub mod eval;
 pub mod lifecycle;
 pub mod rule;
@@ -21,3 +22,5 @@ pub mod signal;
 pub mod silence;
 pub mod template;
 pub mod testing;
+
+pub use error::{AlertingError, Result};

@@ -196,7 +196,7 @@ impl Engine {
     }
 
     /// Load the working set (active alerts, sequence progress, silences) from Postgres.
-    pub async fn restore(&self) -> storage::Result<()> {
+    pub async fn restore(&self) -> crate::Result<()> {
         let rows = self.store.active().await?;
         {
             let mut active = self.active.lock().expect("active lock");
@@ -230,7 +230,7 @@ impl Engine {
     }
 
     /// Re-read active silences (also called by the API right after a change).
-    pub async fn refresh_silences(&self) -> storage::Result<()> {
+    pub async fn refresh_silences(&self) -> crate::Result<()> {
         let rows = self.store.active_silences().await?;
         let parsed = rows
             .into_iter()
@@ -492,7 +492,7 @@ impl Engine {
         rule: &Rule,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> storage::Result<Vec<StoredLog>> {
+    ) -> crate::Result<Vec<StoredLog>> {
         let query_text = rule
             .selector
             .query_text
@@ -510,10 +510,10 @@ impl Engine {
             })
             .unwrap_or_default();
         let expr = query::parse::parse(&query_text)
-            .map_err(|e| storage::StorageError::Invalid(e.to_string()))?;
+            .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
         let compiled = query::compile::Compiler::new(&self.index)
             .compile(&expr)
-            .map_err(|e| storage::StorageError::Invalid(e.to_string()))?;
+            .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
         let range = TimeRangeMicros {
             from: from.timestamp_micros(),
             to: to.timestamp_micros(),
@@ -523,7 +523,7 @@ impl Engine {
             index.search(tenant, compiled, range, None, MAX_EVALUATED_EVENTS)
         })
         .await
-        .map_err(|e| storage::StorageError::Internal(e.to_string()))??;
+        .map_err(|e| crate::AlertingError::Internal(e.to_string()))??;
         let mut events = Vec::with_capacity(page.hits.len());
         for chunk in page.hits.chunks(5_000) {
             let seqs: Vec<i64> = chunk.iter().map(|h| h.seq).collect();
@@ -542,7 +542,7 @@ impl Engine {
         tenant: TenantId,
         rule: &Rule,
         now: DateTime<Utc>,
-    ) -> storage::Result<Vec<AlertChange>> {
+    ) -> crate::Result<Vec<AlertChange>> {
         let Spec::Threshold { window, also, .. } = &rule.spec else {
             return Ok(Vec::new());
         };
@@ -584,7 +584,7 @@ impl Engine {
     }
 
     /// One scheduler tick at `now`.
-    pub async fn tick(&self, now: DateTime<Utc>) -> storage::Result<()> {
+    pub async fn tick(&self, now: DateTime<Utc>) -> crate::Result<()> {
         self.refresh_silences().await?;
         let rules = self.rules();
         let mut changes = Vec::new();
@@ -798,7 +798,7 @@ pub fn backtest(rule: &Rule, events: &[StoredLog], truncated: bool) -> BacktestR
 
 impl Engine {
     /// Re-read every tenant's API rules from Postgres, keeping the file rules.
-    pub async fn reload_tenant_rules(&self) -> storage::Result<()> {
+    pub async fn reload_tenant_rules(&self) -> crate::Result<()> {
         let rows = self.store.all_rules().await?;
         let file = self.rules().file.clone();
         let mut tenants: HashMap<TenantId, Vec<Arc<Rule>>> = HashMap::new();

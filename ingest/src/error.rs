@@ -62,3 +62,13 @@ impl IngestError {
         }
     }
 }
+
+impl model::PublicError for IngestError {
+    fn kind(&self) -> model::ErrorKind {
+        IngestError::kind(self)
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        IngestError::retry_after_secs(self)
+    }
+}

@@ -141,13 +141,17 @@ where
     }
 }
 
+/// The gRPC renderer: the kind's code and the public message; a retry hint as the
+/// `retry-after` metadata OTLP exporters may read.
 pub fn to_status(err: &IngestError) -> Status {
-    let code = Code::from_i32(err.kind().grpc_code());
-    let message = match err.kind() {
-        model::ErrorKind::Internal => "internal error".to_string(),
-        _ => err.to_string(),
-    };
-    Status::new(code, message)
+    let public = model::Public::of(err);
+    let mut status = Status::new(Code::from_i32(public.kind.grpc_code()), public.message);
+    if let Some(secs) = public.retry_after_secs
+        && let Ok(value) = secs.to_string().parse()
+    {
+        status.metadata_mut().insert("retry-after", value);
+    }
+    status
 }
 
 #[tonic::async_trait]

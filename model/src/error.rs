@@ -2,9 +2,9 @@
 
 /// The class of a failure, independent of transport.
 ///
-/// Every crate's error type exposes `fn kind(&self) -> ErrorKind`; the HTTP and gRPC
-/// adapters translate a kind with [`ErrorKind::http_status`] and [`ErrorKind::grpc_code`]
-/// so both transports always agree.
+/// Every crate's error type implements [`PublicError`]; the HTTP and gRPC renderers
+/// translate a kind with [`ErrorKind::http_status`] and [`ErrorKind::grpc_code`] so
+/// both transports always agree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// The request is malformed; retrying it unchanged will fail again.
@@ -89,6 +89,63 @@ impl ErrorKind {
     }
 }
 
+/// An error as the outside world sees it. Every crate's error type implements it, and
+/// the wire renderers (the JSON API, OTLP/HTTP's `google.rpc.Status`, gRPC's status)
+/// take nothing else, so all transports agree on status, message and retry hint.
+pub trait PublicError: std::fmt::Display {
+    fn kind(&self) -> ErrorKind;
+
+    /// Seconds a client should wait before retrying (transient kinds only).
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self.kind() {
+            ErrorKind::ResourceExhausted => Some(1),
+            ErrorKind::Unavailable => Some(5),
+            _ => None,
+        }
+    }
+}
+
+/// What a renderer writes. Client errors (4xx) carry their own message, which names
+/// the field at fault. Server-side failures (5xx) carry a generic message and a
+/// request id; their details (database text, paths) go to the server log under that
+/// id and never to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Public {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub retry_after_secs: Option<u64>,
+    pub request_id: Option<String>,
+}
+
+impl Public {
+    pub fn of<E: PublicError + ?Sized>(err: &E) -> Public {
+        let kind = err.kind();
+        let retry_after_secs = err.retry_after_secs();
+        if kind.http_status() < 500 {
+            return Public {
+                kind,
+                message: err.to_string(),
+                retry_after_secs,
+                request_id: None,
+            };
+        }
+        let id = hex::encode(crate::token::random_bytes::<8>());
+        let message = if kind == ErrorKind::Internal {
+            tracing::error!(request_id = %id, error = %err, "internal error");
+            format!("internal error (request id {id})")
+        } else {
+            tracing::warn!(request_id = %id, error = %err, kind = kind.as_str(), "request refused, retryable");
+            format!("service temporarily unavailable; retry later (request id {id})")
+        };
+        Public {
+            kind,
+            message,
+            retry_after_secs,
+            request_id: Some(id),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +158,44 @@ mod tests {
             assert_eq!(kind.grpc_code(), 14);
         }
         assert!(!ErrorKind::InvalidArgument.is_transient());
+    }
+
+    #[derive(Debug)]
+    struct Failure(ErrorKind, &'static str);
+
+    impl std::fmt::Display for Failure {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.1)
+        }
+    }
+
+    impl PublicError for Failure {
+        fn kind(&self) -> ErrorKind {
+            self.0
+        }
+    }
+
+    #[test]
+    fn server_failures_show_a_request_id_never_their_details() {
+        let detail = "database error: relation \"log_records_p20261130\" is full at /var/lib/pg";
+        for kind in [ErrorKind::Internal, ErrorKind::Unavailable] {
+            let public = Public::of(&Failure(kind, detail));
+            let id = public.request_id.clone().expect("a request id");
+            assert_eq!(id.len(), 16);
+            assert!(public.message.contains(&id), "{public:?}");
+            assert!(!public.message.contains("database"), "{public:?}");
+            assert!(!public.message.contains("/var/lib"), "{public:?}");
+        }
+        assert_eq!(
+            Public::of(&Failure(ErrorKind::Unavailable, detail)).retry_after_secs,
+            Some(5)
+        );
+        let client = Public::of(&Failure(
+            ErrorKind::InvalidArgument,
+            "q: unexpected ')' at 3",
+        ));
+        assert_eq!(client.message, "q: unexpected ')' at 3");
+        assert_eq!(client.request_id, None);
+        assert_eq!(client.retry_after_secs, None);
     }
 }

@@ -14,6 +14,6 @@ pub mod record;
 pub mod token;
 
 pub use access::{Access, Credential, Permission, Principal};
-pub use error::ErrorKind;
+pub use error::{ErrorKind, Public, PublicError};
 pub use ids::{Role, Scope, TenantId};
 pub use record::{LogRecord, StoredLog};

@@ -35,3 +35,9 @@ impl QueryError {
         }
     }
 }
+
+impl model::PublicError for QueryError {
+    fn kind(&self) -> model::ErrorKind {
+        QueryError::kind(self)
+    }
+}

@@ -105,3 +105,9 @@ impl From<std::io::Error> for StorageError {
         StorageError::Internal(err.to_string())
     }
 }
+
+impl model::PublicError for StorageError {
+    fn kind(&self) -> model::ErrorKind {
+        StorageError::kind(self)
+    }
+}

@@ -1,5 +1,7 @@
-//! The API error type: `{"error":{"code":..,"message":..}}` with the status of its
-//! [`ErrorKind`]. 5xx bodies are generic; their detail goes to the log.
+//! The API error type and the JSON renderer: `{"error":{"code":..,"message":..}}` with
+//! the status of its [`ErrorKind`]. Every error reaches a client through
+//! [`model::Public`]: 5xx bodies are generic and carry a request id; their detail goes
+//! to the log under that id.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -36,34 +38,69 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl model::PublicError for ApiError {
+    fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.kind.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let message = if status.is_server_error() && self.kind == ErrorKind::Internal {
-            tracing::error!(error = %self.message, "internal error");
-            "internal error".to_string()
-        } else {
-            self.message
-        };
-        let body = Json(json!({"error": {"code": self.kind.as_str(), "message": message}}));
-        let mut response = (status, body).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-        }
-        if self.kind == ErrorKind::Unauthenticated {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
+        json_error(&model::Public::of(&self))
+    }
+}
+
+/// The JSON renderer: `{"error": {"code", "message", "request_id"?}}` with the kind's
+/// status, `Retry-After` for transient kinds and `WWW-Authenticate` for 401.
+pub fn json_error(public: &model::Public) -> Response {
+    let status = StatusCode::from_u16(public.kind.http_status())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut error = json!({"code": public.kind.as_str(), "message": public.message});
+    if let Some(id) = &public.request_id {
+        error["request_id"] = json!(id);
+    }
+    let mut response = (status, Json(json!({ "error": error }))).into_response();
+    with_headers(&mut response, public);
+    response
+}
+
+/// `Retry-After` and `WWW-Authenticate`, the same for every wire format.
+pub fn with_headers(response: &mut Response, public: &model::Public) {
+    if let Some(secs) = public.retry_after_secs {
         response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Some(id) = &public.request_id
+        && let Ok(value) = HeaderValue::from_str(id)
+    {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    if public.kind == ErrorKind::Unauthenticated {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
 }
 
 impl From<query::QueryError> for ApiError {
     fn from(err: query::QueryError) -> Self {
+        ApiError::new(err.kind(), err.to_string())
+    }
+}
+
+impl From<alerting::AlertingError> for ApiError {
+    fn from(err: alerting::AlertingError) -> Self {
         ApiError::new(err.kind(), err.to_string())
     }
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ingest::body::{Encoding, decompress};
 use ingest::decode::{Format, decode_logs, encode_response, encode_status};
@@ -105,35 +105,18 @@ pub async fn read_capped(body: Body) -> Result<axum::body::Bytes, IngestError> {
         })
 }
 
+/// The OTLP/HTTP renderer: a `google.rpc.Status` in the request's format.
 fn error_response(err: &IngestError, format: Format) -> Response {
-    let kind = err.kind();
+    let public = model::Public::of(err);
     let status =
-        StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    let message = if kind == model::ErrorKind::Internal {
-        tracing::error!(error = %err, "otlp export failed");
-        "internal error".to_string()
-    } else {
-        if kind.is_transient() {
-            tracing::warn!(error = %err, "otlp export refused, client will retry");
-        }
-        err.to_string()
-    };
-    let body = encode_status(format, kind.grpc_code(), &message);
+        StatusCode::from_u16(public.kind.http_status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    let body = encode_status(format, public.kind.grpc_code(), &public.message);
     let mut response = (
         status,
         [(header::CONTENT_TYPE, format.content_type())],
         body,
     )
         .into_response();
-    if let Some(secs) = err.retry_after_secs() {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
-    }
-    if kind == model::ErrorKind::Unauthenticated {
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
+    crate::error::with_headers(&mut response, &public);
     response
 }

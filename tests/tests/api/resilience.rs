@@ -44,6 +44,34 @@ async fn postgres_outage_gives_503_and_every_acknowledged_record_survives() {
     assert!(retry_after >= 1);
     let resp = server.post_json(&batch(101)).await;
     assert_eq!(resp.status(), 503);
+    // 5xx bodies are generic: a request id, never the database's own words (they are
+    // in the server log under that id).
+    let headers = resp.headers().clone();
+    let text = resp.text().await.unwrap();
+    let request_id = headers
+        .get("x-request-id")
+        .unwrap_or_else(|| panic!("no x-request-id in {headers:?}: {text}"))
+        .to_str()
+        .unwrap()
+        .to_string();
+    let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("request id {request_id}")),
+        "{status}"
+    );
+    for leak in ["database", "connect", "postgres", "sqlx", "refused"] {
+        assert!(!message.to_lowercase().contains(leak), "{leak} in {status}");
+    }
+    let (status, body) = server.search(&[("q", "outage")]).await;
+    assert_eq!(status, 503, "{body}");
+    let id = body["error"]["request_id"].as_str().expect("a request id");
+    assert_eq!(id.len(), 16, "{body}");
+    let text = body.to_string().to_lowercase();
+    assert!(
+        !text.contains("database") && !text.contains("connect"),
+        "{body}"
+    );
     let mut client = LogsServiceClient::connect(server.otlp_grpc.clone())
         .await
         .unwrap();
@@ -54,10 +82,10 @@ async fn postgres_outage_gives_503_and_every_acknowledged_record_survives() {
             .parse()
             .unwrap(),
     );
-    assert_eq!(
-        client.export(req).await.unwrap_err().code(),
-        tonic::Code::Unavailable
-    );
+    let refused = client.export(req).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    assert!(refused.message().contains("request id"), "{refused:?}");
+    assert!(!refused.message().contains("database"), "{refused:?}");
     let (status, _) = server.get_api("/readyz", &[], None).await;
     assert_eq!(status, 503, "not ready while the database is down");
 
