@@ -11,6 +11,9 @@ pub enum AlertingError {
     /// Reading or writing alert state, rules or events failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// Searching the events a rule reads failed.
+    #[error(transparent)]
+    Query(#[from] query::QueryError),
     /// A bug or an unexpected state (a panicked evaluation task).
     #[error("{0}")]
     Internal(String),
@@ -21,6 +24,7 @@ impl AlertingError {
         match self {
             AlertingError::Invalid(_) => ErrorKind::InvalidArgument,
             AlertingError::Storage(err) => err.kind(),
+            AlertingError::Query(err) => err.kind(),
             AlertingError::Internal(_) => ErrorKind::Internal,
         }
     }

@@ -19,8 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use chrono::{DateTime, Utc};
 use model::{LogRecord, StoredLog, TenantId};
+use query::search::{Order, SearchRequest, SearchService, TimeRange};
 use storage::alerts::{AlertChange, AlertRow, AlertStore, TransitionRow};
-use storage::index::{LogIndex, TimeRangeMicros};
+use storage::index::LogIndex;
 use storage::logs::LogStore;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -79,7 +80,8 @@ struct ActiveSilence {
 pub struct Engine {
     store: AlertStore,
     logs: Arc<LogStore>,
-    index: Arc<LogIndex>,
+    /// The typed query core: the same search path as the API.
+    search: SearchService,
     rules: RwLock<Arc<RuleSet>>,
     active: Mutex<HashMap<(TenantId, String), Active>>,
     sequences: Mutex<HashMap<(TenantId, String), SequenceState>>,
@@ -145,8 +147,8 @@ impl Engine {
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
-            logs,
-            index,
+            logs: logs.clone(),
+            search: SearchService::new(index, logs),
             rules: RwLock::new(Arc::new(rules)),
             active: Mutex::new(HashMap::new()),
             sequences: Mutex::new(HashMap::new()),
@@ -509,30 +511,17 @@ impl Engine {
                 _ => None,
             })
             .unwrap_or_default();
-        let expr = query::parse::parse(&query_text)
+        let query = query::parse::parse(&query_text)
             .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
-        let compiled = query::compile::Compiler::new(&self.index)
-            .compile(&expr)
-            .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
-        let range = TimeRangeMicros {
-            from: from.timestamp_micros(),
-            to: to.timestamp_micros(),
+        let request = SearchRequest {
+            tenant,
+            query,
+            range: TimeRange { from, to },
+            limit: MAX_EVALUATED_EVENTS,
+            cursor: None,
+            order: Order::Newest,
         };
-        let index = self.index.clone();
-        let page = tokio::task::spawn_blocking(move || {
-            index.search(tenant, compiled, range, None, MAX_EVALUATED_EVENTS)
-        })
-        .await
-        .map_err(|e| crate::AlertingError::Internal(e.to_string()))??;
-        let mut events = Vec::with_capacity(page.hits.len());
-        for chunk in page.hits.chunks(5_000) {
-            let seqs: Vec<i64> = chunk.iter().map(|h| h.seq).collect();
-            events.extend(
-                self.logs
-                    .fetch_by_seqs(tenant, &seqs, Some((from, to)))
-                    .await?,
-            );
-        }
+        let mut events = self.search.run(&request).await?.events;
         events.sort_by_key(|e| (e.record.time, e.seq));
         Ok(events)
     }

@@ -143,6 +143,7 @@ fn index_and_evaluator_agree_on_exact_values_cidrs_and_levels() {
                 range,
                 None,
                 100,
+                storage::index::Order::Newest,
             )
             .unwrap();
         let mut indexed: Vec<usize> = page.hits.iter().map(|h| h.seq as usize - 1).collect();

@@ -16,6 +16,9 @@ pub enum QueryError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A bug or an unexpected state (a failed index task).
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl QueryError {
@@ -25,6 +28,7 @@ impl QueryError {
                 ErrorKind::InvalidArgument
             }
             QueryError::Storage(err) => err.kind(),
+            QueryError::Internal(_) => ErrorKind::Internal,
         }
     }
 

@@ -11,10 +11,12 @@ use std::time::Instant;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
+use model::StoredLog;
 use model::TenantId;
-use serde::Serialize;
-use serde_json::{Map, Value};
+pub use storage::index::Order;
 use storage::index::{LogIndex, SearchCursor, TimeRangeMicros, bucket_width};
+
+use crate::ast::Expr;
 use storage::logs::LogStore;
 
 use crate::QueryError;
@@ -37,53 +39,7 @@ pub struct SearchParams {
     pub to: Option<String>,
     pub limit: Option<String>,
     pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Hit {
-    pub id: String,
-    pub time: String,
-    pub observed_time: String,
-    pub severity_text: String,
-    pub severity_number: i16,
-    pub body: String,
-    pub attributes: Map<String, Value>,
-    pub resource: Map<String, Value>,
-    pub scope: Scope,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
-    pub flags: u32,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct Scope {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct SearchResponse {
-    pub hits: Vec<Hit>,
-    pub total: u64,
-    pub took_ms: u64,
-    /// Pass as `cursor` to get the next page; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Bucket {
-    pub start: String,
-    pub end: String,
-    pub count: u64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct HistogramResponse {
-    pub buckets: Vec<Bucket>,
-    pub total: u64,
-    pub interval_ms: i64,
-    pub took_ms: u64,
+    pub sort: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -92,6 +48,122 @@ pub struct HistogramParams {
     pub from: Option<String>,
     pub to: Option<String>,
     pub buckets: Option<String>,
+}
+
+/// An inclusive time range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
+impl TimeRange {
+    fn micros(self) -> TimeRangeMicros {
+        TimeRangeMicros {
+            from: self.from.timestamp_micros(),
+            to: self.to.timestamp_micros(),
+        }
+    }
+}
+
+/// Where the next page starts: opaque to clients (base64 of time, sequence id and
+/// order), so a cursor is only ever used with the order it was made for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    position: SearchCursor,
+    order: Order,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        let order = match self.order {
+            Order::Newest => "",
+            Order::Oldest => ":o",
+        };
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}:{}{order}",
+            self.position.time, self.position.seq
+        ))
+    }
+
+    pub fn decode(text: &str) -> Result<Cursor, QueryError> {
+        let invalid = || QueryError::InvalidParam {
+            field: "cursor",
+            message: "not a cursor returned by this API".into(),
+        };
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let mut parts = text.split(':');
+        let time = parts
+            .next()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(invalid)?;
+        let seq = parts
+            .next()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(invalid)?;
+        let order = match parts.next() {
+            None => Order::Newest,
+            Some("o") => Order::Oldest,
+            Some(_) => return Err(invalid()),
+        };
+        if parts.next().is_some() {
+            return Err(invalid());
+        }
+        Ok(Cursor {
+            position: SearchCursor { time, seq },
+            order,
+        })
+    }
+}
+
+/// A search, typed: what the API, the rule runtime, backtests, incident timelines and
+/// the UI ask. The tenant always comes from the authenticated principal.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub tenant: TenantId,
+    pub query: Expr,
+    pub range: TimeRange,
+    /// At most this many events (1..=[`MAX_LIMIT`] for the API; larger for internal
+    /// callers such as the rule runtime).
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+    pub order: Order,
+}
+
+/// The events of one page, in the requested order, exactly as stored in Postgres.
+#[derive(Debug, Clone)]
+pub struct SearchResult {
+    pub events: Vec<StoredLog>,
+    /// Every match in the range, not only this page.
+    pub total: u64,
+    /// Present when the page is full: the next page starts after it.
+    pub next_cursor: Option<Cursor>,
+    pub took: std::time::Duration,
+}
+
+/// Counts per equal-width time bucket.
+#[derive(Debug, Clone)]
+pub struct HistogramRequest {
+    pub tenant: TenantId,
+    pub query: Expr,
+    pub range: TimeRange,
+    pub buckets: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BucketCount {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistogramResult {
+    pub buckets: Vec<BucketCount>,
+    pub total: u64,
+    pub width: Duration,
+    pub took: std::time::Duration,
 }
 
 pub struct SearchService {
@@ -107,24 +179,6 @@ fn micros_to_time(micros: i64) -> DateTime<Utc> {
     Utc.timestamp_micros(micros)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
-fn encode_cursor(c: &SearchCursor) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", c.time, c.seq))
-}
-
-fn decode_cursor(text: &str) -> Result<SearchCursor, QueryError> {
-    let invalid = || QueryError::InvalidParam {
-        field: "cursor",
-        message: "not a cursor returned by this API".into(),
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
-    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-    let (time, seq) = text.split_once(':').ok_or_else(invalid)?;
-    Ok(SearchCursor {
-        time: time.parse().map_err(|_| invalid())?,
-        seq: seq.parse().map_err(|_| invalid())?,
-    })
 }
 
 fn parse_count(
@@ -149,17 +203,17 @@ fn parse_count(
     Ok(n)
 }
 
-/// Resolve `from`/`to` into an inclusive microsecond range. `to` defaults to now
-/// (plus one day, so records stamped slightly in the future by skewed clocks are found).
+/// Resolve `from`/`to` into an inclusive range. `to` defaults to `default_to`.
 fn time_range(
     from: Option<&str>,
     to: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<(DateTime<Utc>, DateTime<Utc>), QueryError> {
+    default_to: DateTime<Utc>,
+) -> Result<TimeRange, QueryError> {
     let from = parse_time(from.unwrap_or(DEFAULT_LOOKBACK), now, "from")?;
     let to = match to {
         Some(text) => parse_time(text, now, "to")?,
-        None => now + Duration::days(1),
+        None => default_to,
     };
     if from > to {
         return Err(QueryError::InvalidParam {
@@ -167,142 +221,167 @@ fn time_range(
             message: format!("from ({}) is after to ({})", rfc3339(&from), rfc3339(&to)),
         });
     }
-    Ok((from, to))
+    Ok(TimeRange { from, to })
 }
+
+impl SearchParams {
+    /// The typed request these API parameters ask for. `to` defaults to now plus one
+    /// day, so records stamped slightly in the future by skewed clocks are found.
+    pub fn resolve(
+        &self,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<SearchRequest, QueryError> {
+        let range = time_range(
+            self.from.as_deref(),
+            self.to.as_deref(),
+            now,
+            now + Duration::days(1),
+        )?;
+        let limit = parse_count(self.limit.as_deref(), "limit", DEFAULT_LIMIT, MAX_LIMIT)?;
+        let order = match self.sort.as_deref().map(str::trim) {
+            None | Some("") | Some("newest") => Order::Newest,
+            Some("oldest") => Order::Oldest,
+            Some(other) => {
+                return Err(QueryError::InvalidParam {
+                    field: "sort",
+                    message: format!("expected newest or oldest, got {other:?}"),
+                });
+            }
+        };
+        let cursor = self.cursor.as_deref().map(Cursor::decode).transpose()?;
+        if let Some(c) = cursor
+            && c.order != order
+        {
+            return Err(QueryError::InvalidParam {
+                field: "cursor",
+                message: "this cursor belongs to a search with another sort".into(),
+            });
+        }
+        Ok(SearchRequest {
+            tenant,
+            query: parse(self.q.as_deref().unwrap_or(""))?,
+            range,
+            limit,
+            cursor,
+            order,
+        })
+    }
+}
+
+impl HistogramParams {
+    /// The typed request these API parameters ask for (`to` defaults to now).
+    pub fn resolve(
+        &self,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+    ) -> Result<HistogramRequest, QueryError> {
+        Ok(HistogramRequest {
+            tenant,
+            query: parse(self.q.as_deref().unwrap_or(""))?,
+            range: time_range(self.from.as_deref(), self.to.as_deref(), now, now)?,
+            buckets: parse_count(
+                self.buckets.as_deref(),
+                "buckets",
+                DEFAULT_BUCKETS,
+                MAX_BUCKETS,
+            )?,
+        })
+    }
+}
+
+/// Rows fetched from Postgres per round trip.
+const FETCH_CHUNK: usize = 5_000;
 
 impl SearchService {
     pub fn new(index: Arc<LogIndex>, logs: Arc<LogStore>) -> SearchService {
         SearchService { index, logs }
     }
 
-    fn compile(&self, q: Option<&str>) -> Result<Box<dyn tantivy::query::Query>, QueryError> {
-        let expr = parse(q.unwrap_or(""))?;
-        Compiler::new(&self.index).compile(&expr)
-    }
-
-    /// Run a search for `tenant`. The tenant comes from the authenticated principal.
-    pub async fn search(
-        &self,
-        tenant: TenantId,
-        params: &SearchParams,
-    ) -> Result<SearchResponse, QueryError> {
+    /// Run a typed search: the index picks the page, Postgres supplies the rows.
+    pub async fn run(&self, request: &SearchRequest) -> Result<SearchResult, QueryError> {
         let started = Instant::now();
-        let now = Utc::now();
-        let (from, to) = time_range(params.from.as_deref(), params.to.as_deref(), now)?;
-        let limit = parse_count(params.limit.as_deref(), "limit", DEFAULT_LIMIT, MAX_LIMIT)?;
-        let cursor = params.cursor.as_deref().map(decode_cursor).transpose()?;
-        let query = self.compile(params.q.as_deref())?;
-        let range = TimeRangeMicros {
-            from: from.timestamp_micros(),
-            to: to.timestamp_micros(),
-        };
-
+        let compiled = Compiler::new(&self.index).compile(&request.query)?;
         let index = self.index.clone();
-        let page = tokio_block(move || index.search(tenant, query, range, cursor, limit))?;
-
-        let seqs: Vec<i64> = page.hits.iter().map(|h| h.seq).collect();
-        let window = page
+        let (tenant, range, limit, order) = (
+            request.tenant,
+            request.range.micros(),
+            request.limit,
+            request.order,
+        );
+        let position = request.cursor.map(|c| c.position);
+        let page =
+            blocking(move || index.search(tenant, compiled, range, position, limit, order)).await?;
+        let mut by_seq = HashMap::with_capacity(page.hits.len());
+        for chunk in page.hits.chunks(FETCH_CHUNK) {
+            let seqs: Vec<i64> = chunk.iter().map(|h| h.seq).collect();
+            let window = chunk
+                .iter()
+                .map(|h| h.time)
+                .fold(None, |acc: Option<(i64, i64)>, t| {
+                    Some(acc.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))))
+                })
+                .map(|(lo, hi)| (micros_to_time(lo), micros_to_time(hi)));
+            for row in self.logs.fetch_by_seqs(tenant, &seqs, window).await? {
+                by_seq.insert(row.seq, row);
+            }
+        }
+        let events: Vec<StoredLog> = page
             .hits
             .iter()
-            .map(|h| h.time)
-            .fold(None, |acc: Option<(i64, i64)>, t| {
-                Some(acc.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))))
-            })
-            .map(|(lo, hi)| (micros_to_time(lo), micros_to_time(hi)));
-        let rows = self.logs.fetch_by_seqs(tenant, &seqs, window).await?;
-        let mut by_seq: HashMap<i64, _> = rows.into_iter().map(|r| (r.seq, r)).collect();
-        let hits: Vec<Hit> = seqs
-            .iter()
-            .filter_map(|seq| by_seq.remove(seq))
-            .map(|stored| {
-                let r = stored.record;
-                Hit {
-                    id: stored.seq.to_string(),
-                    time: rfc3339(&r.time),
-                    observed_time: rfc3339(&r.observed_time),
-                    severity_text: r.severity_text,
-                    severity_number: r.severity_number,
-                    body: r.body,
-                    attributes: r.attributes,
-                    resource: std::sync::Arc::unwrap_or_clone(r.resource),
-                    scope: Scope {
-                        name: r.scope_name,
-                        version: r.scope_version,
-                    },
-                    trace_id: r.trace_id,
-                    span_id: r.span_id,
-                    flags: r.flags,
-                }
-            })
+            .filter_map(|h| by_seq.remove(&h.seq))
             .collect();
         let next_cursor = (page.hits.len() == limit)
-            .then(|| page.hits.last().map(encode_cursor))
+            .then(|| page.hits.last().map(|&position| Cursor { position, order }))
             .flatten();
-        Ok(SearchResponse {
-            hits,
+        Ok(SearchResult {
+            events,
             total: page.total,
-            took_ms: started.elapsed().as_millis() as u64,
             next_cursor,
+            took: started.elapsed(),
         })
     }
 
     /// Counts per equal-width time bucket for the same query language.
     pub async fn histogram(
         &self,
-        tenant: TenantId,
-        params: &HistogramParams,
-    ) -> Result<HistogramResponse, QueryError> {
+        request: &HistogramRequest,
+    ) -> Result<HistogramResult, QueryError> {
         let started = Instant::now();
-        let now = Utc::now();
-        let from = parse_time(
-            params.from.as_deref().unwrap_or(DEFAULT_LOOKBACK),
-            now,
-            "from",
-        )?;
-        let to = match params.to.as_deref() {
-            Some(text) => parse_time(text, now, "to")?,
-            None => now,
-        };
-        let (from, to) = time_range(Some(&rfc3339(&from)), Some(&rfc3339(&to)), now)?;
-        let buckets = parse_count(
-            params.buckets.as_deref(),
-            "buckets",
-            DEFAULT_BUCKETS,
-            MAX_BUCKETS,
-        )?;
-        let query = self.compile(params.q.as_deref())?;
-        let range = TimeRangeMicros {
-            from: from.timestamp_micros(),
-            to: to.timestamp_micros(),
-        };
+        let compiled = Compiler::new(&self.index).compile(&request.query)?;
         let index = self.index.clone();
-        let counts = tokio_block(move || index.histogram(tenant, query, range, buckets))?;
+        let (tenant, range, buckets) = (request.tenant, request.range.micros(), request.buckets);
+        let counts = blocking(move || index.histogram(tenant, compiled, range, buckets)).await?;
         let width = bucket_width(range, buckets);
         let buckets = counts
             .iter()
             .enumerate()
             .map(|(i, count)| {
                 let start = range.from + width * i as i64;
-                Bucket {
-                    start: rfc3339(&micros_to_time(start)),
-                    end: rfc3339(&micros_to_time((start + width).min(range.to + 1))),
+                BucketCount {
+                    start: micros_to_time(start),
+                    end: micros_to_time((start + width).min(range.to + 1)),
                     count: *count,
                 }
             })
             .collect();
-        Ok(HistogramResponse {
+        Ok(HistogramResult {
             total: counts.iter().sum(),
             buckets,
-            interval_ms: width / 1000,
-            took_ms: started.elapsed().as_millis() as u64,
+            width: Duration::microseconds(width),
+            took: started.elapsed(),
         })
     }
 }
 
-/// Index searches are CPU-bound and synchronous; keep them off the async workers'
-/// hot path without a blocking-pool round trip for tiny queries.
-fn tokio_block<T>(f: impl FnOnce() -> Result<T, storage::StorageError>) -> Result<T, QueryError> {
-    tokio::task::block_in_place(f).map_err(QueryError::from)
+/// Index work is CPU-bound and synchronous: off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, storage::StorageError> + Send + 'static,
+) -> Result<T, QueryError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| QueryError::Internal(format!("index task failed: {e}")))?
+        .map_err(QueryError::from)
 }
 
 #[cfg(test)]
@@ -311,13 +390,20 @@ mod tests {
 
     #[test]
     fn cursor_round_trip_and_garbage() {
-        let c = SearchCursor {
-            time: 1_700_000_000_000_000,
-            seq: 42,
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&c)).unwrap(), c);
-        let err = decode_cursor("!!").unwrap_err().to_string();
-        assert!(err.contains("cursor"), "{err}");
+        for order in [Order::Newest, Order::Oldest] {
+            let c = Cursor {
+                position: SearchCursor {
+                    time: 1_700_000_000_000_000,
+                    seq: 42,
+                },
+                order,
+            };
+            assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        }
+        for garbage in ["!!", "MQ", "MToyOng"] {
+            let err = Cursor::decode(garbage).unwrap_err().to_string();
+            assert!(err.contains("cursor"), "{err}");
+        }
     }
 
     #[test]
@@ -336,9 +422,51 @@ mod tests {
     #[test]
     fn from_after_to_is_rejected() {
         let now = Utc::now();
-        let err = time_range(Some("now"), Some("now-1h"), now)
+        let err = time_range(Some("now"), Some("now-1h"), now, now)
             .unwrap_err()
             .to_string();
         assert!(err.contains("from"), "{err}");
+    }
+
+    #[test]
+    fn params_resolve_to_a_typed_request() {
+        let tenant = TenantId(uuid::Uuid::nil());
+        let now = Utc::now();
+        let params = SearchParams {
+            q: Some("body:x".into()),
+            sort: Some("oldest".into()),
+            ..Default::default()
+        };
+        let request = params.resolve(tenant, now).unwrap();
+        assert_eq!(request.order, Order::Oldest);
+        assert_eq!(request.limit, DEFAULT_LIMIT);
+        assert_eq!(request.range.to, now + Duration::days(1));
+        let bad = SearchParams {
+            sort: Some("random".into()),
+            ..Default::default()
+        };
+        assert!(
+            bad.resolve(tenant, now)
+                .unwrap_err()
+                .to_string()
+                .contains("sort")
+        );
+        // A cursor of one order is refused by the other.
+        let cursor = Cursor {
+            position: SearchCursor { time: 1, seq: 1 },
+            order: Order::Newest,
+        };
+        let mixed = SearchParams {
+            sort: Some("oldest".into()),
+            cursor: Some(cursor.encode()),
+            ..Default::default()
+        };
+        assert!(
+            mixed
+                .resolve(tenant, now)
+                .unwrap_err()
+                .to_string()
+                .contains("cursor")
+        );
     }
 }

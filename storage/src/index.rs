@@ -263,7 +263,17 @@ pub struct SearchCursor {
     pub seq: i64,
 }
 
-/// One page of search results: `(time_micros, seq)` newest first, and the exact total.
+/// The order of a search page (ties on time broken by sequence id, the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    Newest,
+    Oldest,
+}
+
+/// One page of search results: `(time_micros, seq)` in the requested order, and the
+/// exact total.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchPage {
     pub hits: Vec<SearchCursor>,
@@ -513,7 +523,8 @@ impl LogIndex {
         ])
     }
 
-    /// Newest-first page of `query` for one tenant, plus the exact total.
+    /// A page of `query` for one tenant in `order`, after `cursor` (the last hit of the
+    /// previous page), plus the exact total.
     pub fn search(
         &self,
         tenant: TenantId,
@@ -521,6 +532,7 @@ impl LogIndex {
         range: TimeRangeMicros,
         cursor: Option<SearchCursor>,
         limit: usize,
+        order: Order,
     ) -> Result<SearchPage> {
         let searcher = self.reader.searcher();
         let scoped = self.scoped(tenant, query, range);
@@ -528,11 +540,19 @@ impl LogIndex {
         let paged: Box<dyn Query> = match cursor {
             None => Box::new(scoped),
             Some(c) => {
-                // (time, seq) < (c.time, c.seq): strictly older, or same time and lower seq.
-                let older = RangeQuery::new(
-                    Bound::Unbounded,
-                    Bound::Excluded(Term::from_field_i64(self.fields.time, c.time)),
-                );
+                // Newest first: (time, seq) < (c.time, c.seq), strictly older or the same
+                // time and a lower seq. Oldest first: the mirror image.
+                let before = |field, value| match order {
+                    Order::Newest => RangeQuery::new(
+                        Bound::Unbounded,
+                        Bound::Excluded(Term::from_field_i64(field, value)),
+                    ),
+                    Order::Oldest => RangeQuery::new(
+                        Bound::Excluded(Term::from_field_i64(field, value)),
+                        Bound::Unbounded,
+                    ),
+                };
+                let older = before(self.fields.time, c.time);
                 let same_time = BooleanQuery::new(vec![
                     (
                         Occur::Must,
@@ -541,13 +561,7 @@ impl LogIndex {
                             IndexRecordOption::Basic,
                         )) as Box<dyn Query>,
                     ),
-                    (
-                        Occur::Must,
-                        Box::new(RangeQuery::new(
-                            Bound::Unbounded,
-                            Bound::Excluded(Term::from_field_i64(self.fields.seq, c.seq)),
-                        )),
-                    ),
+                    (Occur::Must, Box::new(before(self.fields.seq, c.seq))),
                 ]);
                 let before_cursor = BooleanQuery::new(vec![
                     (Occur::Should, Box::new(older) as Box<dyn Query>),
@@ -559,7 +573,8 @@ impl LogIndex {
                 ]))
             }
         };
-        let top = TopDocs::with_limit(limit.max(1)).order_by(|segment: &SegmentReader| {
+        let sign: i64 = if order == Order::Oldest { -1 } else { 1 };
+        let top = TopDocs::with_limit(limit.max(1)).order_by(move |segment: &SegmentReader| {
             let time = segment
                 .fast_fields()
                 .i64("time")
@@ -570,14 +585,18 @@ impl LogIndex {
                 .i64("seq")
                 .expect("seq is a fast field")
                 .first_or_default_col(0);
-            move |doc: DocId| (time.get_val(doc), seq.get_val(doc))
+            // Top docs are the highest keys: negated, they are the oldest.
+            move |doc: DocId| (sign * time.get_val(doc), sign * seq.get_val(doc))
         });
         let docs = searcher.search(paged.as_ref(), &top)?;
         let hits = if limit == 0 {
             Vec::new()
         } else {
             docs.into_iter()
-                .map(|((time, seq), _addr)| SearchCursor { time, seq })
+                .map(|((time, seq), _addr)| SearchCursor {
+                    time: sign * time,
+                    seq: sign * seq,
+                })
                 .collect()
         };
         Ok(SearchPage { hits, total })

@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::extract::{Extension, Query, State};
 use model::{ErrorKind, Principal};
-use query::search::{HistogramParams, HistogramResponse, SearchParams, SearchResponse};
+use query::search::{HistogramParams, SearchParams};
+
+use crate::wire::{HistogramResponse, SearchResponse};
 use serde::Deserialize;
 
 use crate::{ApiError, AppState};
@@ -16,6 +18,7 @@ pub struct SearchQuery {
     to: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
+    sort: Option<String>,
 }
 
 pub async fn search(
@@ -30,10 +33,11 @@ pub async fn search(
         to: p.to,
         limit: p.limit,
         cursor: p.cursor,
+        sort: p.sort,
     };
-    Ok(Json(
-        state.search.search(principal.tenant_id, &params).await?,
-    ))
+    let request = params.resolve(principal.tenant_id, chrono::Utc::now())?;
+    let result = state.search.run(&request).await?;
+    Ok(Json(SearchResponse::from(result)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -56,9 +60,9 @@ pub async fn histogram(
         to: p.to,
         buckets: p.buckets,
     };
-    Ok(Json(
-        state.search.histogram(principal.tenant_id, &params).await?,
-    ))
+    let request = params.resolve(principal.tenant_id, chrono::Utc::now())?;
+    let result = state.search.histogram(&request).await?;
+    Ok(Json(HistogramResponse::from(result)))
 }
 
 pub async fn not_found() -> ApiError {

@@ -21,6 +21,7 @@ pub mod routes;
 pub mod security;
 pub mod session;
 pub mod state;
+pub mod wire;
 
 use axum::Router;
 use axum::routing::post;

@@ -107,6 +107,81 @@ async fn newest_first_cursor_pagination_with_exact_total() {
     assert_eq!(unique.len(), 40, "no duplicates across pages");
 }
 
+/// `sort=oldest` pages through the same hits in the other direction, with its own
+/// cursors; a cursor of one order is refused by the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn oldest_first_pagination_mirrors_newest_first() {
+    let server = TestServer::spawn().await.unwrap();
+    seed(&server).await;
+    let mut orders = Vec::new();
+    for sort in ["newest", "oldest"] {
+        let mut seen: Vec<(chrono::DateTime<chrono::Utc>, i64)> = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![
+                ("q", "login"),
+                ("from", "now-1h"),
+                ("limit", "6"),
+                ("sort", sort),
+            ];
+            if let Some(c) = &cursor {
+                params.push(("cursor", c));
+            }
+            let (status, page) = server.search(&params).await;
+            assert_eq!(status, 200, "{page}");
+            assert_eq!(page["total"], 40);
+            for hit in page["hits"].as_array().unwrap() {
+                let time = chrono::DateTime::parse_from_rfc3339(hit["time"].as_str().unwrap())
+                    .unwrap()
+                    .with_timezone(&chrono::Utc);
+                seen.push((time, hit["id"].as_str().unwrap().parse().unwrap()));
+            }
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_string()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 40, "{sort}: every hit once");
+        let mut sorted = seen.clone();
+        sorted.sort();
+        if sort == "newest" {
+            sorted.reverse();
+        }
+        assert_eq!(seen, sorted, "{sort}: pages in order, ties by id");
+        orders.push(seen);
+    }
+    let mut reversed = orders[0].clone();
+    reversed.reverse();
+    assert_eq!(orders[1], reversed, "oldest first is newest first reversed");
+    // A newest-first cursor does not continue an oldest-first search.
+    let (_, page) = server
+        .search(&[("q", "login"), ("from", "now-1h"), ("limit", "2")])
+        .await;
+    let cursor = page["next_cursor"].as_str().unwrap().to_string();
+    let (status, body) = server
+        .search(&[
+            ("q", "login"),
+            ("from", "now-1h"),
+            ("sort", "oldest"),
+            ("cursor", &cursor),
+        ])
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cursor"),
+        "{body}"
+    );
+    let (status, body) = server.search(&[("q", "login"), ("sort", "sideways")]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("sort"),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn histogram_counts_match_search() {
     let server = TestServer::spawn().await.unwrap();
