@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole Palisade test suite on a fresh machine:
-#  - installs what is missing (the official OpenTelemetry Python SDK in a venv),
+#  - installs what is missing (the official OpenTelemetry Python SDK and the
+#    openapi-spec-validator in a venv),
 #  - starts a throwaway PostgreSQL cluster (removed on exit),
 #  - builds the palisade binary and runs every test in the workspace.
 set -euo pipefail
@@ -9,13 +10,14 @@ root=$(pwd)
 
 # --- Python OpenTelemetry SDK (real client for the SDK tests) -----------------------
 venv="$root/target/pyenv"
-if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc" 2>/dev/null; then
-  echo "test.sh: installing the OpenTelemetry Python SDK into $venv"
+if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, openapi_spec_validator" 2>/dev/null; then
+  echo "test.sh: installing the OpenTelemetry Python SDK and openapi-spec-validator into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     opentelemetry-sdk==1.45.2 \
     opentelemetry-exporter-otlp-proto-http==1.45.2 \
-    opentelemetry-exporter-otlp-proto-grpc==1.45.2
+    opentelemetry-exporter-otlp-proto-grpc==1.45.2 \
+    openapi-spec-validator==0.9.0
 fi
 export PALISADE_TEST_PYTHON="$venv/bin/python"
 

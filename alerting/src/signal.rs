@@ -18,6 +18,8 @@ use crate::rule::Rule;
 
 /// Scope name of signal records (reserved: ingest refuses it from clients).
 pub const SIGNAL_SCOPE: &str = "palisade.alert";
+/// The audit id of the request that raised a detection, on its signal.
+pub const ATTR_AUDIT_ID: &str = "alert.audit_id";
 
 /// The `tactic` label value of rules that correlate and therefore emit no signal.
 pub const CORRELATION_TACTIC: &str = "correlation";
@@ -57,7 +59,7 @@ pub fn signal_record(
         // The triggering request's audit id, under a name of its own: a search for
         // `attributes.k8s.audit.id:X` finds the request, not its signals.
         let key = if k == attr::AUDIT_ID {
-            "alert.audit_id"
+            ATTR_AUDIT_ID
         } else {
             k.as_str()
         };

@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Utc};
 use model::{Role, Scope, TenantId};
-use serde::Serialize;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -27,7 +26,7 @@ pub fn bearer_token(header: &str) -> Option<&str> {
         .filter(|t| !t.is_empty())
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tenant {
     pub id: TenantId,
     pub name: String,
@@ -42,7 +41,7 @@ pub struct TokenGrant {
     pub scope: Scope,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: Uuid,
     pub tenant_id: TenantId,
@@ -343,7 +342,7 @@ pub struct SessionInfo {
 }
 
 /// Token metadata as listed to admins (never the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct TokenInfo {
     pub id: Uuid,
     pub name: String,

@@ -6,7 +6,6 @@
 
 use chrono::{DateTime, Utc};
 use model::TenantId;
-use serde::Serialize;
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -14,10 +13,9 @@ use uuid::Uuid;
 
 use crate::{Db, Result, StorageError};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AlertRow {
     pub id: Uuid,
-    #[serde(skip)]
     pub tenant_id: TenantId,
     pub rule_id: String,
     pub fingerprint: String,
@@ -25,9 +23,7 @@ pub struct AlertRow {
     pub severity: String,
     pub labels: Value,
     pub annotations: Value,
-    #[serde(skip)]
     pub event_ids: Vec<i64>,
-    #[serde(skip)]
     pub event_count: i64,
     pub started_at: DateTime<Utc>,
     pub firing_at: Option<DateTime<Utc>>,
@@ -36,7 +32,7 @@ pub struct AlertRow {
     pub silenced: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TransitionRow {
     pub from: Option<String>,
     pub to: String,
@@ -52,7 +48,7 @@ pub struct AlertChange {
     pub transitions: Vec<TransitionRow>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleRow {
     pub id: String,
     pub version: i32,
@@ -61,7 +57,16 @@ pub struct RuleRow {
     pub updated_by: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One change to a tenant's rule: `create`, `update` or `delete`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleVersionRow {
+    pub version: i32,
+    pub action: String,
+    pub changed_by: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct SilenceRow {
     pub id: Uuid,
     pub matchers: Value,
@@ -393,7 +398,7 @@ impl AlertStore {
         Ok(())
     }
 
-    pub async fn rule_versions(&self, tenant: TenantId, id: &str) -> Result<Vec<Value>> {
+    pub async fn rule_versions(&self, tenant: TenantId, id: &str) -> Result<Vec<RuleVersionRow>> {
         let rows = sqlx::query(
             "SELECT version, action, changed_by, changed_at FROM rule_versions WHERE tenant_id = $1 AND id = $2 ORDER BY version",
         )
@@ -403,13 +408,12 @@ impl AlertStore {
         .await?;
         rows.iter()
             .map(|r| {
-                let at: DateTime<Utc> = r.try_get("changed_at")?;
-                Ok(serde_json::json!({
-                    "version": r.try_get::<i32, _>("version")?,
-                    "action": r.try_get::<String, _>("action")?,
-                    "changed_by": r.try_get::<String, _>("changed_by")?,
-                    "changed_at": at,
-                }))
+                Ok(RuleVersionRow {
+                    version: r.try_get("version")?,
+                    action: r.try_get("action")?,
+                    changed_by: r.try_get("changed_by")?,
+                    changed_at: r.try_get("changed_at")?,
+                })
             })
             .collect()
     }

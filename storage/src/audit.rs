@@ -7,17 +7,15 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use model::TenantId;
 use model::audit::{AuditEvent, GENESIS_HASH, Outcome, canonical, chain_hash};
-use serde::Serialize;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use crate::{Db, Result, StorageError};
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditRecord {
     pub id: i64,
     pub at: DateTime<Utc>,
-    #[serde(flatten)]
     pub event: AuditEvent,
     pub hash: String,
 }

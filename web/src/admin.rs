@@ -2,23 +2,21 @@
 //! Every query is scoped to the caller's tenant; another tenant's object is 404.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Extension, Path, Query, State};
+use axum::extract::{Extension, State};
 use chrono::{Duration, Utc};
 use model::audit::{AuditEvent, Outcome};
 use model::{ErrorKind, Principal, Role, Scope};
 use serde::Deserialize;
-use serde_json::{Value, json};
-use uuid::Uuid;
+use serde_json::json;
 
 use crate::auth::ClientAddr;
-use crate::session::{check_new_password, json_body};
+use crate::extract::{ApiJson, ApiQuery, ObjectId};
+use crate::session::check_new_password;
+use crate::wire::{
+    AuditEntry, AuditList, Changed, ErrorBody, TenantBody, TenantCreated, TenantList, Token,
+    TokenCreated, TokenList, User, UserCreated, UserList,
+};
 use crate::{ApiError, AppState, audit};
-
-fn parse_id(text: &str) -> Result<Uuid, ApiError> {
-    // A malformed id cannot name an object of this tenant: same answer as unknown.
-    Uuid::parse_str(text).map_err(|_| ApiError::new(ErrorKind::NotFound, "not found"))
-}
 
 fn event(
     principal: &Principal,
@@ -31,15 +29,20 @@ fn event(
         .source(source.clone())
 }
 
+/// The tenant's users.
+#[utoipa::path(get, path = "/api/v1/users", tag = "admin",
+    responses((status = 200, body = UserList), (status = 403, body = ErrorBody)))]
 pub async fn list_users(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UserList>, ApiError> {
     let users = state.access.list_tenant_users(p.tenant_id).await?;
-    Ok(Json(json!({"users": users})))
+    Ok(Json(UserList {
+        users: users.into_iter().map(User::from).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
     username: String,
@@ -47,13 +50,15 @@ pub struct NewUser {
     role: String,
 }
 
+/// Add a user to the tenant.
+#[utoipa::path(post, path = "/api/v1/users", tag = "admin", request_body = NewUser,
+    responses((status = 200, body = UserCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_user(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
-    body: Result<Json<NewUser>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req = json_body(body)?;
+    ApiJson(req): ApiJson<NewUser>,
+) -> Result<Json<UserCreated>, ApiError> {
     let role: Role = req
         .role
         .parse()
@@ -111,37 +116,51 @@ pub async fn create_user(
             .details(json!({"role": role.as_str()})),
     )
     .await;
-    Ok(Json(
-        json!({"id": id, "username": req.username, "role": role.as_str()}),
-    ))
+    Ok(Json(UserCreated {
+        id,
+        username: req.username,
+        role: role.as_str().to_string(),
+    }))
 }
 
+/// Disable a user (their sessions end).
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "user id")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
 pub async fn disable_user(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    ObjectId(id): ObjectId,
+) -> Result<Json<Changed>, ApiError> {
     let username = state.access.disable_user(p.tenant_id, id).await?;
     audit::record(
         &state,
         event(&p, "user.disable", format!("user:{username}"), &source),
     )
     .await;
-    Ok(Json(json!({"id": id, "disabled": true})))
+    Ok(Json(Changed {
+        id,
+        disabled: Some(true),
+        revoked: None,
+        expired: None,
+    }))
 }
 
+/// The tenant's API tokens (metadata, never the secret).
+#[utoipa::path(get, path = "/api/v1/tokens", tag = "admin",
+    responses((status = 200, body = TokenList)))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({"tokens": state.access.list_tokens(p.tenant_id).await?}),
-    ))
+) -> Result<Json<TokenList>, ApiError> {
+    let tokens = state.access.list_tokens(p.tenant_id).await?;
+    Ok(Json(TokenList {
+        tokens: tokens.into_iter().map(Token::from).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
     scope: String,
@@ -152,13 +171,15 @@ pub struct NewToken {
     no_expiry: bool,
 }
 
+/// Mint a token; its secret is in this answer only.
+#[utoipa::path(post, path = "/api/v1/tokens", tag = "admin", request_body = NewToken,
+    responses((status = 200, body = TokenCreated), (status = 400, body = ErrorBody)))]
 pub async fn create_token(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
-    body: Result<Json<NewToken>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req = json_body(body)?;
+    ApiJson(req): ApiJson<NewToken>,
+) -> Result<Json<TokenCreated>, ApiError> {
     let scope: Scope = req
         .scope
         .parse()
@@ -191,40 +212,57 @@ pub async fn create_token(
             .details(json!({"scope": scope.as_str()})),
     )
     .await;
-    Ok(Json(
-        json!({"id": id, "token": token, "scope": scope.as_str(), "expires_at": expires}),
-    ))
+    Ok(Json(TokenCreated {
+        id,
+        token,
+        scope: scope.as_str().to_string(),
+        expires_at: expires,
+    }))
 }
 
+/// Revoke a token at once.
+#[utoipa::path(delete, path = "/api/v1/tokens/{id}", tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "token id")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
+    ObjectId(id): ObjectId,
+) -> Result<Json<Changed>, ApiError> {
     state.access.revoke_token(p.tenant_id, id).await?;
     audit::record(
         &state,
         event(&p, "token.revoke", format!("token:{id}"), &source),
     )
     .await;
-    Ok(Json(json!({"id": id, "revoked": true})))
+    Ok(Json(Changed {
+        id,
+        disabled: None,
+        revoked: Some(true),
+        expired: None,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// RFC 3339 or relative [default: now-7d].
     from: Option<String>,
+    /// RFC 3339 or relative [default: now].
     to: Option<String>,
+    /// 1-1000 [default: 100].
     limit: Option<i64>,
 }
 
+/// Palisade's own audit trail for the tenant, newest first.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "admin", params(AuditQuery),
+    responses((status = 200, body = AuditList), (status = 400, body = ErrorBody)))]
 pub async fn list_audit(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    params: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let Query(q) = params.map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))?;
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<AuditList>, ApiError> {
     let now = Utc::now();
     let from = query::time::parse_time(q.from.as_deref().unwrap_or("now-7d"), now, "from")?;
     let to = query::time::parse_time(q.to.as_deref().unwrap_or("now"), now, "to")?;
@@ -236,26 +274,36 @@ pub async fn list_audit(
         ));
     }
     let entries = state.audit.list(p.tenant_id, from, to, limit).await?;
-    Ok(Json(json!({"entries": entries})))
+    Ok(Json(AuditList {
+        entries: entries.into_iter().map(AuditEntry::from).collect(),
+    }))
 }
 
-pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({"tenants": state.access.list_tenants().await?})))
+/// Every tenant (instance admins).
+#[utoipa::path(get, path = "/api/v1/tenants", tag = "admin",
+    responses((status = 200, body = TenantList), (status = 403, body = ErrorBody)))]
+pub async fn list_tenants(State(state): State<AppState>) -> Result<Json<TenantList>, ApiError> {
+    let tenants = state.access.list_tenants().await?;
+    Ok(Json(TenantList {
+        tenants: tenants.into_iter().map(TenantBody::from).collect(),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTenant {
     name: String,
 }
 
+/// Create a tenant (instance admins).
+#[utoipa::path(post, path = "/api/v1/tenants", tag = "admin", request_body = NewTenant,
+    responses((status = 200, body = TenantCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn create_tenant(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
-    body: Result<Json<NewTenant>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
-    let req = json_body(body)?;
+    ApiJson(req): ApiJson<NewTenant>,
+) -> Result<Json<TenantCreated>, ApiError> {
     let tenant = state.access.create_tenant(&req.name).await?;
     audit::record(
         &state,
@@ -267,5 +315,7 @@ pub async fn create_tenant(
         ),
     )
     .await;
-    Ok(Json(json!({"tenant": tenant})))
+    Ok(Json(TenantCreated {
+        tenant: TenantBody::from(tenant),
+    }))
 }

@@ -2,31 +2,41 @@
 //! handler receives the [`Principal`] and uses only its tenant.
 
 use axum::Json;
-use axum::extract::{Extension, Query, State};
+use axum::extract::{Extension, State};
 use model::{ErrorKind, Principal};
 use query::search::{HistogramParams, SearchParams};
 
-use crate::wire::{HistogramResponse, SearchResponse};
+use crate::extract::ApiQuery;
+use crate::wire::{ErrorBody, HistogramResponse, SearchResponse};
 use serde::Deserialize;
 
 use crate::{ApiError, AppState};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SearchQuery {
+    /// The query (docs/api.md#query-language); empty matches everything.
     q: Option<String>,
+    /// RFC 3339 or relative (`now-15m`) [default: now-24h].
     from: Option<String>,
+    /// RFC 3339 or relative [default: now+1d].
     to: Option<String>,
+    /// 1-1000 [default: 100].
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// `newest` (default) or `oldest`.
     sort: Option<String>,
 }
 
+/// Records matching a query, a page at a time, with the exact total.
+#[utoipa::path(get, path = "/api/v1/search", tag = "search", params(SearchQuery),
+    responses((status = 200, body = SearchResponse), (status = 400, body = ErrorBody)))]
 pub async fn search(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    params: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(p): ApiQuery<SearchQuery>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))?;
     let params = SearchParams {
         q: p.q,
         from: p.from,
@@ -40,20 +50,27 @@ pub async fn search(
     Ok(Json(SearchResponse::from(result)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistogramQuery {
+    /// The query; empty matches everything.
     q: Option<String>,
+    /// RFC 3339 or relative [default: now-24h].
     from: Option<String>,
+    /// RFC 3339 or relative [default: now].
     to: Option<String>,
+    /// 1-1000 [default: 60].
     buckets: Option<String>,
 }
 
+/// Counts of matching records per equal-width time bucket.
+#[utoipa::path(get, path = "/api/v1/search/histogram", tag = "search", params(HistogramQuery),
+    responses((status = 200, body = HistogramResponse), (status = 400, body = ErrorBody)))]
 pub async fn histogram(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    params: Result<Query<HistogramQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(p): ApiQuery<HistogramQuery>,
 ) -> Result<Json<HistogramResponse>, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::new(ErrorKind::InvalidArgument, e.body_text()))?;
     let params = HistogramParams {
         q: p.q,
         from: p.from,

@@ -7,9 +7,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
-use serde_json::json;
 
 use crate::AppState;
+use crate::wire::{Readiness, ReadyChecks, StatusBody};
 
 /// Gauges computed at scrape time.
 #[derive(Clone)]
@@ -64,12 +64,19 @@ impl Gauges {
     }
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, body = StatusBody)))]
 pub async fn healthz() -> impl IntoResponse {
-    Json(json!({"status": "ok"}))
+    Json(StatusBody {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when the database answers, migrations are applied and the index has caught
 /// up with Postgres after start. Each check is reported.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = state.db.ping().await.is_ok();
     let migrations = state.migrated.load(Ordering::Relaxed);
@@ -80,10 +87,14 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": {"database": database, "migrations": migrations, "index_caught_up": index},
-    });
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" }.into(),
+        checks: ReadyChecks {
+            database,
+            migrations,
+            index_caught_up: index,
+        },
+    };
     let mut response = (status, Json(body)).into_response();
     if !ready {
         response
@@ -93,6 +104,9 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     response
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let g = &state.gauges;
     let committed = *state.ingestor.committed().borrow();

@@ -16,7 +16,9 @@ use axum::routing::{MethodFilter, on};
 use model::{Access, ErrorKind, Permission};
 use serde::Serialize;
 
-use crate::{ApiError, AppState, admin, alerts, api, auth, ops, session};
+use crate::{
+    ApiError, AppState, admin, alerts, api, auth, backtests, ops, rules, session, silences,
+};
 
 /// One route of a listener and what it needs.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -69,6 +71,12 @@ fn api_table() -> Table {
         .add(Method::GET, "/healthz", Public, ops::healthz)
         .add(Method::GET, "/readyz", Public, ops::readyz)
         .add(Method::GET, "/metrics", Public, ops::metrics)
+        .add(
+            Method::GET,
+            "/api/v1/openapi.json",
+            Public,
+            crate::openapi::openapi_json,
+        )
         .add(Method::POST, "/api/v1/auth/login", Public, session::login)
         .add(
             Method::POST,
@@ -141,61 +149,61 @@ fn api_table() -> Table {
             Method::GET,
             "/api/v1/rules",
             Requires(Admin),
-            alerts::list_rules,
+            rules::list_rules,
         )
         .add(
             Method::POST,
             "/api/v1/rules",
             Requires(Admin),
-            alerts::create_rule,
+            rules::create_rule,
         )
         .add(
             Method::POST,
             "/api/v1/rules/backtest",
             Requires(Admin),
-            alerts::backtest,
+            backtests::backtest,
         )
         .add(
             Method::POST,
             "/api/v1/rules/backtests",
             Requires(Admin),
-            alerts::start_backtest,
+            backtests::start_backtest,
         )
         .add(
             Method::GET,
             "/api/v1/rules/backtests/{id}",
             Requires(Admin),
-            alerts::backtest_status,
+            backtests::backtest_status,
         )
         .add(
             Method::DELETE,
             "/api/v1/rules/backtests/{id}",
             Requires(Admin),
-            alerts::cancel_backtest,
+            backtests::cancel_backtest,
         )
         .add(
             Method::GET,
             "/api/v1/rules/{id}",
             Requires(Admin),
-            alerts::get_rule,
+            rules::get_rule,
         )
         .add(
             Method::PUT,
             "/api/v1/rules/{id}",
             Requires(Admin),
-            alerts::update_rule,
+            rules::update_rule,
         )
         .add(
             Method::DELETE,
             "/api/v1/rules/{id}",
             Requires(Admin),
-            alerts::delete_rule,
+            rules::delete_rule,
         )
         .add(
             Method::GET,
             "/api/v1/rules/{id}/versions",
             Requires(Admin),
-            alerts::rule_versions,
+            rules::rule_versions,
         )
         .add(
             Method::GET,
@@ -213,19 +221,19 @@ fn api_table() -> Table {
             Method::GET,
             "/api/v1/silences",
             Requires(Read),
-            alerts::list_silences,
+            silences::list_silences,
         )
         .add(
             Method::POST,
             "/api/v1/silences",
             Requires(Respond),
-            alerts::create_silence,
+            silences::create_silence,
         )
         .add(
             Method::DELETE,
             "/api/v1/silences/{id}",
             Requires(Respond),
-            alerts::expire_silence,
+            silences::expire_silence,
         )
         .add(
             Method::GET,

@@ -3,7 +3,6 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -12,10 +11,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use model::audit::{AuditEvent, Outcome};
 use model::{Credential, ErrorKind, Principal};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::auth::{ClientAddr, SessionContext, cookie};
+use crate::extract::ApiJson;
 use crate::login_guard::MAX_USERNAME_BYTES;
+use crate::wire::{ErrorBody, LoggedIn, SessionInfo, StatusBody};
 use crate::{ApiError, AppState, audit};
 
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -24,18 +24,7 @@ fn random_id() -> String {
     URL_SAFE_NO_PAD.encode(model::token::random_bytes::<32>())
 }
 
-pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(v)| v).map_err(|e| {
-        let kind = if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ErrorKind::PayloadTooLarge
-        } else {
-            ErrorKind::InvalidArgument
-        };
-        ApiError::new(kind, e.body_text())
-    })
-}
-
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
     username: String,
     password: String,
@@ -102,13 +91,16 @@ async fn verify_password(
 /// `POST /api/v1/auth/login`. Unknown users, wrong passwords and disabled users get
 /// the same answer after the same work (a hash verification), so neither the
 /// response nor its timing tells whether an account exists.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    security(()),
+    responses((status = 200, body = LoggedIn, description = "signed in; the session cookie is set"),
+        (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ClientAddr(source): ClientAddr,
     headers: HeaderMap,
-    body: Result<Json<LoginRequest>, JsonRejection>,
+    ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    let req = json_body(body)?;
     check_username(&req.username)?;
     reserve_attempt(&state, &req.username, source.as_deref())?;
     let user = state.access.user_for_login(&req.username).await?;
@@ -168,13 +160,13 @@ pub async fn login(
     )
     .await;
     let tenant = state.access.tenant_by_id(user.tenant_id).await?;
-    let body = Json(json!({
-        "username": user.username,
-        "tenant": tenant.name,
-        "role": user.role.as_str(),
-        "instance_admin": user.instance_admin,
-        "csrf_token": csrf,
-    }));
+    let body = Json(LoggedIn {
+        username: user.username,
+        tenant: tenant.name,
+        role: user.role.as_str().to_string(),
+        instance_admin: user.instance_admin,
+        csrf_token: csrf,
+    });
     let mut response = body.into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
@@ -184,6 +176,8 @@ pub async fn login(
 }
 
 /// `POST /api/v1/auth/logout`: ends the session server-side.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
+    responses((status = 200, body = StatusBody), (status = 400, body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
@@ -207,7 +201,10 @@ pub async fn logout(
         .tenant(principal.tenant_id),
     )
     .await;
-    let mut response = Json(json!({"status": "logged out"})).into_response();
+    let mut response = Json(StatusBody {
+        status: "logged out".into(),
+    })
+    .into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&state, "", None));
@@ -215,20 +212,22 @@ pub async fn logout(
 }
 
 /// `GET /api/v1/auth/session`: who am I, and the CSRF token for state changes.
+#[utoipa::path(get, path = "/api/v1/auth/session", tag = "auth",
+    responses((status = 200, body = SessionInfo), (status = 401, body = ErrorBody)))]
 pub async fn current(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     session: Option<Extension<SessionContext>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<SessionInfo>, ApiError> {
     let tenant = state.access.tenant_by_id(principal.tenant_id).await?;
-    Ok(Json(json!({
-        "tenant": tenant.name,
-        "principal": principal.credential,
-        "csrf_token": session.map(|Extension(s)| s.csrf_token),
-    })))
+    Ok(Json(SessionInfo {
+        tenant: tenant.name,
+        principal: serde_json::to_value(&principal.credential).unwrap_or_default(),
+        csrf_token: session.map(|Extension(s)| s.csrf_token),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct PasswordChange {
     current_password: String,
     new_password: String,
@@ -246,12 +245,13 @@ pub fn check_new_password(password: &str) -> Result<(), ApiError> {
 
 /// `POST /api/v1/auth/password`: change one's own password; ends every session of
 /// the user, this one included.
+#[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth", request_body = PasswordChange,
+    responses((status = 200, body = StatusBody), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)))]
 pub async fn change_password(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    body: Result<Json<PasswordChange>, JsonRejection>,
+    ApiJson(req): ApiJson<PasswordChange>,
 ) -> Result<Response, ApiError> {
-    let req = json_body(body)?;
     let Credential::Session {
         username, user_id, ..
     } = &principal.credential
@@ -308,7 +308,10 @@ pub async fn change_password(
         .tenant(principal.tenant_id),
     )
     .await;
-    let mut response = Json(json!({"status": "password changed; log in again"})).into_response();
+    let mut response = Json(StatusBody {
+        status: "password changed; log in again".into(),
+    })
+    .into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&state, "", None));

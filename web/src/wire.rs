@@ -12,7 +12,7 @@ pub fn rfc3339(t: &DateTime<Utc>) -> String {
 }
 
 /// One stored log record, exactly as committed.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Hit {
     /// The record's sequence id (decimal string).
     pub id: String,
@@ -21,7 +21,9 @@ pub struct Hit {
     pub severity_text: String,
     pub severity_number: i16,
     pub body: String,
+    #[schema(value_type = Object)]
     pub attributes: Map<String, Value>,
+    #[schema(value_type = Object)]
     pub resource: Map<String, Value>,
     pub scope: Scope,
     pub trace_id: Option<String>,
@@ -29,7 +31,7 @@ pub struct Hit {
     pub flags: u32,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Scope {
     pub name: String,
     pub version: String,
@@ -58,7 +60,7 @@ impl From<StoredLog> for Hit {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub hits: Vec<Hit>,
     pub total: u64,
@@ -79,14 +81,14 @@ impl From<SearchResult> for SearchResponse {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Bucket {
     pub start: String,
     pub end: String,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistogramResponse {
     pub buckets: Vec<Bucket>,
     pub total: u64,
@@ -111,4 +113,529 @@ impl From<HistogramResult> for HistogramResponse {
             took_ms: result.took.as_millis() as u64,
         }
     }
+}
+
+// ---------------------------------------------------------------------------------
+// Everything below: the shapes of the administrative and alerting API.
+
+use std::collections::HashMap;
+
+use alerting::runtime::{BacktestResult, JobStatus};
+use storage::access::{Tenant, TokenInfo, UserRow};
+use storage::alerts::{AlertRow, RuleRow, RuleVersionRow, SilenceRow, TransitionRow};
+use storage::audit::AuditRecord;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// `{"error": {...}}`: every error answer of the API.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable class: `invalid_argument`, `not_found`, `unavailable`...
+    pub code: String,
+    /// What is wrong, naming the field (4xx); generic for 5xx.
+    pub message: String,
+    /// 5xx only: the id the server logged the details under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+/// A plain acknowledgement (`{"status": "..."}`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatusBody {
+    pub status: String,
+}
+
+/// The evidence of an alert: the events that made it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Evidence {
+    /// Sequence ids of the evidence events (decimal strings; see `GET /api/v1/search`).
+    pub event_ids: Vec<String>,
+    pub count: i64,
+    /// Kubernetes audit ids of the evidence (audit events and correlation signals).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub audit_ids: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alert {
+    pub id: Uuid,
+    pub rule_id: String,
+    pub fingerprint: String,
+    /// `pending`, `firing` or `resolved`.
+    pub state: String,
+    pub severity: String,
+    #[schema(value_type = Object)]
+    pub labels: Value,
+    #[schema(value_type = Object)]
+    pub annotations: Value,
+    pub evidence: Evidence,
+    pub started_at: DateTime<Utc>,
+    pub firing_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub silenced: bool,
+    /// `GET /api/v1/alerts/{id}` only: the state changes, oldest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transitions: Option<Vec<Transition>>,
+}
+
+impl Alert {
+    /// `audit` maps evidence sequence ids to their Kubernetes audit ids.
+    pub fn new(row: &AlertRow, audit: &HashMap<i64, String>) -> Alert {
+        Alert {
+            id: row.id,
+            rule_id: row.rule_id.clone(),
+            fingerprint: row.fingerprint.clone(),
+            state: row.state.clone(),
+            severity: row.severity.clone(),
+            labels: row.labels.clone(),
+            annotations: row.annotations.clone(),
+            evidence: Evidence {
+                event_ids: row.event_ids.iter().map(i64::to_string).collect(),
+                count: row.event_count,
+                audit_ids: row
+                    .event_ids
+                    .iter()
+                    .filter_map(|id| audit.get(id).cloned())
+                    .collect(),
+            },
+            started_at: row.started_at,
+            firing_at: row.firing_at,
+            resolved_at: row.resolved_at,
+            silenced: row.silenced,
+            transitions: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Transition {
+    pub from: Option<String>,
+    pub to: String,
+    pub at: DateTime<Utc>,
+    pub silenced: bool,
+}
+
+impl From<TransitionRow> for Transition {
+    fn from(t: TransitionRow) -> Transition {
+        Transition {
+            from: t.from,
+            to: t.to,
+            at: t.at,
+            silenced: t.silenced,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    pub alerts: Vec<Alert>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleSummary {
+    pub id: String,
+    pub title: String,
+    /// `match`, `threshold` or `sequence`.
+    pub kind: String,
+    pub severity: String,
+    pub enabled: bool,
+    /// `file` (shipped or `--rules-dir`), `api` (this tenant's) or `tuned` (a shipped
+    /// rule with this tenant's tuning).
+    pub source: String,
+    pub version: Option<i32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleList {
+    pub rules: Vec<RuleSummary>,
+}
+
+/// A rule: stored through the API (`yaml`, `version`...) or from a file (`rule`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleDetail {
+    pub id: String,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub yaml: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub updated_by: Option<String>,
+    /// The parsed document of a file rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub rule: Option<Value>,
+}
+
+impl From<RuleRow> for RuleDetail {
+    fn from(row: RuleRow) -> RuleDetail {
+        RuleDetail {
+            id: row.id,
+            source: "api".into(),
+            version: Some(row.version),
+            yaml: Some(row.yaml),
+            updated_at: Some(row.updated_at),
+            updated_by: Some(row.updated_by),
+            rule: None,
+        }
+    }
+}
+
+/// The answer to a rule written or deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleWritten {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
+}
+
+/// One change to a rule.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleVersion {
+    pub version: i32,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    pub changed_by: String,
+    pub changed_at: DateTime<Utc>,
+}
+
+impl From<RuleVersionRow> for RuleVersion {
+    fn from(row: RuleVersionRow) -> RuleVersion {
+        RuleVersion {
+            version: row.version,
+            action: row.action,
+            changed_by: row.changed_by,
+            changed_at: row.changed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RuleVersions {
+    pub id: String,
+    pub versions: Vec<RuleVersion>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Silence {
+    pub id: Uuid,
+    #[schema(value_type = Vec<Object>)]
+    pub matchers: Value,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Maintenance window: a cron schedule (UTC) and each window's length.
+    pub schedule: Option<String>,
+    pub duration_secs: Option<i64>,
+    pub created_by: String,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<SilenceRow> for Silence {
+    fn from(s: SilenceRow) -> Silence {
+        Silence {
+            id: s.id,
+            matchers: s.matchers,
+            starts_at: s.starts_at,
+            ends_at: s.ends_at,
+            schedule: s.schedule,
+            duration_secs: s.duration_secs,
+            created_by: s.created_by,
+            comment: s.comment,
+            created_at: s.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SilenceList {
+    pub silences: Vec<Silence>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SilenceCreated {
+    pub silence: Silence,
+}
+
+/// The answer to an object disabled, revoked or expired.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Changed {
+    pub id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disabled: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expired: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BacktestAlert {
+    pub fingerprint: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub count: u64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HourCount {
+    pub hour: DateTime<Utc>,
+    pub alerts: u64,
+}
+
+/// What a backtest found.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Backtest {
+    pub rule_id: String,
+    pub events_scanned: usize,
+    /// More events matched than one backtest evaluates.
+    pub truncated: bool,
+    pub alerts: Vec<BacktestAlert>,
+    /// Alerts raised per hour (by the hour of their first event).
+    pub per_hour: Vec<HourCount>,
+}
+
+impl From<BacktestResult> for Backtest {
+    fn from(r: BacktestResult) -> Backtest {
+        Backtest {
+            rule_id: r.rule_id,
+            events_scanned: r.events_scanned,
+            truncated: r.truncated,
+            alerts: r
+                .alerts
+                .into_iter()
+                .map(|a| BacktestAlert {
+                    fingerprint: a.fingerprint,
+                    labels: a.labels,
+                    count: a.count,
+                    first_at: a.first_at,
+                    last_at: a.last_at,
+                })
+                .collect(),
+            per_hour: r
+                .per_hour
+                .into_iter()
+                .map(|h| HourCount {
+                    hour: h.hour,
+                    alerts: h.alerts,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A background backtest: progress, then the result.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BacktestJob {
+    pub id: Uuid,
+    pub rule_id: String,
+    /// `running`, `done`, `cancelled` or `failed`.
+    pub state: String,
+    /// 0 to 1.
+    pub progress: f64,
+    pub events_scanned: u64,
+    pub started_at: DateTime<Utc>,
+    pub result: Option<Backtest>,
+    pub error: Option<String>,
+}
+
+impl From<JobStatus> for BacktestJob {
+    fn from(s: JobStatus) -> BacktestJob {
+        BacktestJob {
+            id: s.id,
+            rule_id: s.rule_id,
+            state: s.state.to_string(),
+            progress: s.progress,
+            events_scanned: s.events_scanned,
+            started_at: s.started_at,
+            result: s.result.map(Backtest::from),
+            error: s.error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct User {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub username: String,
+    pub role: String,
+    pub instance_admin: bool,
+}
+
+impl From<UserRow> for User {
+    fn from(u: UserRow) -> User {
+        User {
+            id: u.id,
+            tenant_id: u.tenant_id.0,
+            username: u.username,
+            role: u.role,
+            instance_admin: u.instance_admin,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserCreated {
+    pub id: Uuid,
+    pub username: String,
+    pub role: String,
+}
+
+/// Token metadata (never the secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Token {
+    pub id: Uuid,
+    pub name: String,
+    pub scope: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub last_used_addr: Option<String>,
+}
+
+impl From<TokenInfo> for Token {
+    fn from(t: TokenInfo) -> Token {
+        Token {
+            id: t.id,
+            name: t.name,
+            scope: t.scope,
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            revoked_at: t.revoked_at,
+            last_used_at: t.last_used_at,
+            last_used_addr: t.last_used_addr,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    pub tokens: Vec<Token>,
+}
+
+/// A new token: the secret is shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenCreated {
+    pub id: Uuid,
+    pub token: String,
+    pub scope: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One entry of Palisade's own audit trail (hash-chained).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub tenant_id: Option<Uuid>,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    /// `success`, `failure` or `denied`.
+    pub outcome: String,
+    pub source_addr: Option<String>,
+    #[schema(value_type = Object)]
+    pub details: Value,
+    pub hash: String,
+}
+
+impl From<AuditRecord> for AuditEntry {
+    fn from(r: AuditRecord) -> AuditEntry {
+        AuditEntry {
+            id: r.id,
+            at: r.at,
+            tenant_id: r.event.tenant_id.map(|t| t.0),
+            actor: r.event.actor,
+            action: r.event.action,
+            target: r.event.target,
+            outcome: r.event.outcome.as_str().to_string(),
+            source_addr: r.event.source_addr,
+            details: r.event.details,
+            hash: r.hash,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditList {
+    pub entries: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantBody {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<Tenant> for TenantBody {
+    fn from(t: Tenant) -> TenantBody {
+        TenantBody {
+            id: t.id.0,
+            name: t.name,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantCreated {
+    pub tenant: TenantBody,
+}
+
+/// The signed-in user, after `POST /api/v1/auth/login`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedIn {
+    pub username: String,
+    pub tenant: String,
+    pub role: String,
+    pub instance_admin: bool,
+    /// Send as `X-CSRF-Token` with every state-changing request of this session.
+    pub csrf_token: String,
+}
+
+/// Who is calling: `GET /api/v1/auth/session`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionInfo {
+    pub tenant: String,
+    /// `{"kind": "session", ...}` or `{"kind": "token", ...}`.
+    #[schema(value_type = Object)]
+    pub principal: Value,
+    pub csrf_token: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyChecks {
+    pub database: bool,
+    pub migrations: bool,
+    pub index_caught_up: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    pub checks: ReadyChecks,
 }

@@ -186,16 +186,18 @@ async fn a_port_in_use_is_one_clear_line_and_exit_1() {
 /// Logs written to a pipe or file carry no terminal escape codes.
 #[tokio::test(flavor = "multi_thread")]
 async fn output_to_a_pipe_has_no_escape_codes() {
-    let server = palisade_tests::TestServer::spawn().await.unwrap();
-    // Provoke a warning-level line or two besides the start-up lines.
+    let mut server = palisade_tests::TestServer::spawn().await.unwrap();
     let (status, _) = server
         .get_api("/api/v1/search", &[("q", "x")], Some("wrong-token"))
         .await;
     assert_eq!(status, 401);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Shutting down logs (tracing, on stderr) after everything start-up printed.
+    assert!(server.stop().unwrap().success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
     let lines = server.drain_output();
+    let logged: Vec<&String> = lines.iter().filter(|l| l.starts_with("stderr: ")).collect();
     assert!(
-        lines.iter().filter(|l| l.starts_with("stderr: ")).count() >= 1,
+        logged.iter().any(|l| l.contains("shutting down")),
         "{lines:?}"
     );
     for line in &lines {

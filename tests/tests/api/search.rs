@@ -356,3 +356,68 @@ async fn health_readiness_metrics_and_security_headers() {
     assert!(headers.contains_key("referrer-policy"));
     assert!(!headers.contains_key("access-control-allow-origin"));
 }
+
+/// `GET /api/v1/openapi.json` is a valid OpenAPI 3.1 document by a standard validator
+/// (the PyPI package openapi-spec-validator), served without credentials, and lists
+/// the routes clients use.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_openapi_document_is_valid_openapi_3_1() {
+    let server = TestServer::spawn().await.unwrap();
+    let resp = server
+        .http
+        .get(format!("{}/api/v1/openapi.json", server.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let text = resp.text().await.unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    for path in [
+        "/api/v1/search",
+        "/api/v1/alerts/{id}",
+        "/api/v1/rules/backtests",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+    assert!(doc["components"]["schemas"]["SearchResponse"].is_object());
+    let dir = palisade_tests::TempDir::new("palisade-openapi");
+    let file = dir.0.join("openapi.json");
+    std::fs::write(&file, &text).unwrap();
+    let python = std::env::var("PALISADE_TEST_PYTHON")
+        .expect("PALISADE_TEST_PYTHON: run the suite with scripts/test.sh");
+    let out = std::process::Command::new(python)
+        .args([
+            "-c",
+            "import sys; from openapi_spec_validator import validate; \
+             from openapi_spec_validator.readers import read_from_filename; \
+             from openapi_spec_validator import OpenAPIV31SpecValidator; \
+             spec, _ = read_from_filename(sys.argv[1]); \
+             validate(spec, cls=OpenAPIV31SpecValidator); print('valid')",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("valid"),
+        "openapi-spec-validator: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The validator is not a rubber stamp: a broken copy fails.
+    let mut broken = doc.clone();
+    broken["paths"]["/api/v1/search"]["get"]["responses"] = serde_json::json!("nope");
+    std::fs::write(&file, broken.to_string()).unwrap();
+    let out = std::process::Command::new(std::env::var("PALISADE_TEST_PYTHON").unwrap())
+        .args([
+            "-c",
+            "import sys; from openapi_spec_validator import validate; \
+             from openapi_spec_validator.readers import read_from_filename; \
+             spec, _ = read_from_filename(sys.argv[1]); validate(spec)",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a broken document must not validate");
+}

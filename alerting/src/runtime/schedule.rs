@@ -1,0 +1,167 @@
+//! Scheduling: [`Engine::run_schedule`] ticks every second, evaluates due `threshold`
+//! rules through the typed query core, lets quiet alerts resolve and refreshes
+//! silences.
+
+use super::*;
+
+impl Engine {
+    /// Events of `tenant` matching a rule's query in `[from, to]`, oldest first (at
+    /// most [`MAX_EVALUATED_EVENTS`]).
+    pub async fn candidate_events(
+        &self,
+        tenant: TenantId,
+        rule: &Rule,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> crate::Result<Vec<StoredLog>> {
+        let query_text = rule
+            .selector
+            .query_text
+            .clone()
+            .or_else(|| match &rule.spec {
+                Spec::Sequence { steps, .. } => {
+                    let parts: Vec<String> = steps
+                        .iter()
+                        .filter_map(|s| s.selector.query_text.clone())
+                        .map(|q| format!("({q})"))
+                        .collect();
+                    (parts.len() == steps.len()).then(|| parts.join(" OR "))
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let query = query::parse::parse(&query_text)
+            .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
+        let request = SearchRequest {
+            tenant,
+            query,
+            range: TimeRange { from, to },
+            limit: MAX_EVALUATED_EVENTS,
+            cursor: None,
+            order: Order::Newest,
+        };
+        let mut events = self.search.run(&request).await?.events;
+        events.sort_by_key(|e| (e.record.time, e.seq));
+        Ok(events)
+    }
+
+    async fn evaluate_threshold(
+        &self,
+        tenant: TenantId,
+        rule: &Rule,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Vec<AlertChange>> {
+        let Spec::Threshold { window, also, .. } = &rule.spec else {
+            return Ok(Vec::new());
+        };
+        let longest = also.iter().map(|a| a.window).fold(*window, Duration::max);
+        let from = now - chrono::Duration::from_std(longest).unwrap_or_default();
+        let events = self.candidate_events(tenant, rule, from, now).await?;
+        let refs: Vec<(i64, &LogRecord)> = events.iter().map(|e| (e.seq, &e.record)).collect();
+        let groups = threshold_groups(rule, &refs, now);
+        let holding: Vec<Hit> = groups
+            .iter()
+            .filter(|g| g.holds)
+            .map(|g| {
+                let mut hit = g.hit.clone();
+                hit.count = g.value as u64;
+                hit
+            })
+            .collect();
+        let holding_fps: HashSet<String> = holding.iter().map(|h| h.fingerprint.clone()).collect();
+        let mut changes = self.apply_hits(tenant, rule, holding, now, true);
+        // Groups of this rule that no longer hold: let them go quiet.
+        let timing = timing(rule);
+        let mut active = self.active.lock().expect("active lock");
+        for ((t, fp), entry) in active.iter_mut() {
+            if *t != tenant || entry.row.rule_id != rule.id() || holding_fps.contains(fp) {
+                continue;
+            }
+            let transitions = entry.alert.quiet(now, &timing);
+            if !transitions.is_empty() {
+                sync_row(&mut entry.row, &entry.alert);
+                changes.push(AlertChange {
+                    alert: entry.row.clone(),
+                    is_new: false,
+                    transitions: to_row_transitions(transitions, entry.row.silenced),
+                });
+            }
+        }
+        active.retain(|_, e| e.alert.state != State::Resolved);
+        Ok(changes)
+    }
+
+    /// One scheduler tick at `now`.
+    pub async fn tick(&self, now: DateTime<Utc>) -> crate::Result<()> {
+        self.refresh_silences().await?;
+        let rules = self.rules();
+        let mut changes = Vec::new();
+        // Quiet periods of match and sequence alerts; silence changes.
+        {
+            let mut active = self.active.lock().expect("active lock");
+            for ((tenant, _), entry) in active.iter_mut() {
+                let Some(rule) = rules.find(*tenant, &entry.row.rule_id) else {
+                    continue;
+                };
+                let silenced = self.silenced(*tenant, &labels_of(&entry.row), now);
+                let mut transitions = Vec::new();
+                if rule.doc.kind != Kind::Threshold {
+                    transitions = entry.alert.quiet(now, &timing(&rule));
+                }
+                if !transitions.is_empty() || silenced != entry.row.silenced {
+                    entry.row.silenced = silenced;
+                    sync_row(&mut entry.row, &entry.alert);
+                    changes.push(AlertChange {
+                        alert: entry.row.clone(),
+                        is_new: false,
+                        transitions: to_row_transitions(transitions, silenced),
+                    });
+                }
+            }
+            active.retain(|_, e| e.alert.state != State::Resolved);
+        }
+        // Due threshold rules, per tenant.
+        let tenants = self.tenants.read().expect("tenants lock").clone();
+        for tenant in tenants {
+            for rule in rules.for_tenant(tenant) {
+                let Spec::Threshold { interval, .. } = &rule.spec else {
+                    continue;
+                };
+                let key = (tenant, rule.id().to_string());
+                let due = self.next_due.lock().expect("due lock").get(&key).copied();
+                if due.is_some_and(|d| d > now) {
+                    continue;
+                }
+                self.next_due.lock().expect("due lock").insert(
+                    key,
+                    now + chrono::Duration::from_std(*interval).unwrap_or_default(),
+                );
+                match self.evaluate_threshold(tenant, &rule, now).await {
+                    Ok(c) => changes.extend(c),
+                    Err(err) => {
+                        tracing::warn!(error = %err, rule = rule.id(), "threshold evaluation failed")
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            let saved = self.store.apply(&changes, None).await;
+            self.finish_signals(1, saved.is_ok());
+            saved?;
+        }
+        Ok(())
+    }
+
+    /// Tick every second until `shutdown`.
+    pub async fn run_schedule(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(err) = self.tick(Utc::now()).await {
+                tracing::warn!(error = %err, "rule scheduler tick failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    }
+}
