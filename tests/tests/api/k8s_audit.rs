@@ -281,17 +281,21 @@ async fn otlp_string_kvlist_and_attribute_shapes_become_audit_records() {
     let _ = Auth::None;
 }
 
-async fn post_events(server: &TestServer, items: Vec<Value>) {
+/// POST an EventList of `items` to the webhook as kube-apiserver does.
+async fn post_list(server: &TestServer, items: Vec<Value>) -> reqwest::Response {
     let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items});
-    let resp = server
+    server
         .http
         .post(format!("{}/v1/k8s/audit?cluster=prod", server.otlp_http))
         .bearer_auth(&server.creds.ingest_token)
         .json(&list)
         .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+        .unwrap()
+}
+
+async fn post_events(server: &TestServer, items: Vec<Value>) {
+    assert_eq!(post_list(server, items).await.status(), 200);
 }
 
 async fn alerts_of(server: &TestServer, rule: &str) -> Vec<Value> {
@@ -744,15 +748,7 @@ async fn webhook_and_otlp_share_the_retention_window() {
             )
         };
         // The webhook.
-        let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": [aged("aged-webhook")]});
-        let resp = server
-            .http
-            .post(format!("{}/v1/k8s/audit?cluster=prod", server.otlp_http))
-            .bearer_auth(&server.creds.ingest_token)
-            .json(&list)
-            .send()
-            .await
-            .unwrap();
+        let resp = post_list(&server, vec![aged("aged-webhook")]).await;
         let status = resp.status().as_u16();
         let answer: Value = resp.json().await.unwrap();
         // OTLP: the same event as a Collector's filelog receiver ships it.
