@@ -29,6 +29,13 @@ if [ -n "$missing" ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl curl coreutils >/dev/null
 fi
 
+# --- Prometheus Alertmanager: the real receiver of the paging tests -----------------
+if [ ! -x /usr/bin/prometheus-alertmanager ] && ! command -v alertmanager >/dev/null; then
+  echo "test.sh: installing prometheus-alertmanager"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null
+fi
+# Debian's package starts a system instance on :9093; the tests start their own.
+
 # --- PostgreSQL: the machine's server binaries, a private cluster on loopback -------
 pgbin=""
 if command -v pg_config >/dev/null && [ -x "$(pg_config --bindir)/initdb" ]; then pgbin=$(pg_config --bindir); fi

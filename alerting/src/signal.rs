@@ -20,6 +20,8 @@ use crate::rule::Rule;
 pub const SIGNAL_SCOPE: &str = "palisade.alert";
 /// The audit id of the request that raised a detection, on its signal.
 pub const ATTR_AUDIT_ID: &str = "alert.audit_id";
+/// The rule whose detection a signal records.
+pub const ATTR_RULE: &str = "alert.rule";
 
 /// The `tactic` label value of rules that correlate and therefore emit no signal.
 pub const CORRELATION_TACTIC: &str = "correlation";
@@ -37,7 +39,7 @@ pub fn signal_record(
         return None;
     }
     let mut attributes = Map::new();
-    attributes.insert("alert.rule".into(), json!(rule.id()));
+    attributes.insert(ATTR_RULE.into(), json!(rule.id()));
     attributes.insert("alert.id".into(), json!(alert_id.to_string()));
     let severity = hit
         .labels

@@ -115,7 +115,7 @@ async fn send_all(
         let view = TestServerView::of(server);
         let path = path.to_string();
         tasks.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = palisade_tests::http_client();
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);

@@ -272,7 +272,7 @@ async fn ingest_all(
     let mut tasks = Vec::new();
     for c in 0..clients {
         let next = next.clone();
-        let http = reqwest::Client::new();
+        let http = palisade_tests::http_client();
         let server_view = TestServerView::of(server);
         let grpc_url = server.otlp_grpc.clone();
         tasks.push(tokio::spawn(async move {
@@ -394,7 +394,7 @@ async fn search_latency(server: &TestServer, queries: &[String]) -> anyhow::Resu
 
 async fn probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f64)> {
     let mut samples = Vec::new();
-    let client = reqwest::Client::new();
+    let client = palisade_tests::http_client();
     let view = TestServerView::of(server);
     for p in 0..n {
         let marker = format!("probe{p}x{}", uuid::Uuid::new_v4().simple());
@@ -637,7 +637,7 @@ async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f6
         batch: 500,
     };
     let view = TestServerView::of(server);
-    let client = reqwest::Client::new();
+    let client = palisade_tests::http_client();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let loader = {
         let stop = stop.clone();
@@ -646,7 +646,7 @@ async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f6
             .map(|b| background.request(b).encode_to_vec())
             .collect();
         tokio::spawn(async move {
-            let client = reqwest::Client::new();
+            let client = palisade_tests::http_client();
             let mut tick = tokio::time::interval(Duration::from_millis(50)); // 20 req/s x 500 = 10k/s
             for body in bodies.iter().cycle() {
                 if stop.load(std::sync::atomic::Ordering::Relaxed) {

@@ -320,3 +320,73 @@ async fn rebuild(settings: &Settings, database: &Database) -> anyhow::Result<()>
     );
     Ok(())
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Generate a new key-encryption key and re-wrap every channel's secrets under it
+    /// (the secrets themselves are not decrypted). Writes the new key to --to (default:
+    /// the key file, replaced after the database commits) and prints where it is.
+    Rotate {
+        /// Where to write the new key (0600; must not exist) [default: the key file]
+        #[arg(long)]
+        to: Option<std::path::PathBuf>,
+    },
+}
+
+pub async fn keys(settings: &Settings, cmd: KeysCommand) -> anyhow::Result<()> {
+    let KeysCommand::Rotate { to } = cmd;
+    let current = crate::database::secrets_key(settings)?;
+    let key_file = match &settings.key_source {
+        crate::config::KeySource::File { path, .. } => Some(path.clone()),
+        crate::config::KeySource::Inline(_) => None,
+    };
+    let (staged, target) = match (&to, &key_file) {
+        (Some(path), _) => (path.clone(), path.clone()),
+        (None, Some(path)) => (path.with_extension("key.next"), path.clone()),
+        (None, None) => {
+            bail!("the key comes from the environment or config: give --to FILE for the new key")
+        }
+    };
+    let next = notify::seal::Keyring::generate();
+    // The new key is durable before any secret depends on it.
+    crate::database::write_private(&staged, &next.to_hex())?;
+    let database = open(settings).await?;
+    let store = storage::notify::NotificationStore::new(database.db.clone());
+    let result = async {
+        let channels = store.all_channels().await?;
+        let mut resealed = Vec::with_capacity(channels.len());
+        for c in &channels {
+            if next.wraps(&c.sealed) {
+                continue;
+            }
+            let bytes = current
+                .rewrap(&c.sealed, c.id.as_bytes(), &next)
+                .with_context(|| format!("channel {} ({})", c.name, c.id))?;
+            resealed.push((c.id, bytes));
+        }
+        store.reseal(&resealed).await?;
+        anyhow::Ok(resealed.len())
+    }
+    .await;
+    database.close().await;
+    let count = match result {
+        Ok(n) => n,
+        Err(err) => {
+            let _ = std::fs::remove_file(&staged);
+            return Err(err);
+        }
+    };
+    if staged != target {
+        std::fs::rename(&staged, &target)
+            .with_context(|| format!("cannot move the new key to {}", target.display()))?;
+    }
+    println!(
+        "palisade: {count} channel secret(s) re-wrapped under key {}; the key is in {}",
+        next.id(),
+        target.display()
+    );
+    if to.is_some() {
+        println!("palisade: point --key-file (or PALISADE_KEY_FILE) at it before the next start");
+    }
+    Ok(())
+}

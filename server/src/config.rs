@@ -41,6 +41,18 @@ pub struct GlobalArgs {
     /// Log output format [default: text]
     #[arg(long, env = "PALISADE_LOG_FORMAT", global = true, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// File holding the key-encryption key of channel secrets (64 hex digits)
+    /// [default: <data-dir>/secrets.key, created on first start]
+    #[arg(long, env = "PALISADE_KEY_FILE", global = true)]
+    pub key_file: Option<PathBuf>,
+    /// The key-encryption key itself (64 hex digits), instead of --key-file
+    #[arg(
+        long,
+        env = "PALISADE_KEY_ENCRYPTION_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub key_encryption_key: Option<String>,
 }
 
 /// Options of `serve`.
@@ -93,6 +105,14 @@ pub struct ServeArgs {
     /// Hours after sign-in at which a UI session ends, active or not [default: 12]
     #[arg(long, env = "PALISADE_SESSION_ABSOLUTE_HOURS")]
     pub session_absolute_hours: Option<u64>,
+    /// Base URL people reach the UI at, for links in notifications
+    /// (e.g. https://palisade.example.com)
+    #[arg(long, env = "PALISADE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Networks notifications may be sent to although they are not public, e.g.
+    /// 10.1.0.0/16,127.0.0.0/8 [default: none]
+    #[arg(long, env = "PALISADE_ALLOW_PRIVATE_DESTINATIONS")]
+    pub allow_private_destinations: Option<String>,
 }
 
 /// `flag` with every setting it leaves unset taken from `file`: both are the same
@@ -143,6 +163,21 @@ pub struct Settings {
     pub header_timeout: std::time::Duration,
     /// Open connections per listener.
     pub max_connections: usize,
+    /// Where the key-encryption key comes from.
+    pub key_source: KeySource,
+    /// Base URL of the UI, for deep links in notifications.
+    pub public_url: Option<String>,
+    /// Non-public networks notifications may reach.
+    pub allow_private_destinations: Vec<notify::guard::Net>,
+}
+
+/// Where the key-encryption key of channel secrets comes from.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// A file (created with a new key on first use when it is the default one).
+    File { path: PathBuf, create: bool },
+    /// The key itself (environment or config).
+    Inline(String),
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -165,7 +200,13 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
 }
 
 /// The file keys of [`GlobalArgs`].
-const GLOBAL_KEYS: &[&str] = &["data_dir", "database_url", "log_format"];
+const GLOBAL_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "log_format",
+    "key_file",
+    "key_encryption_key",
+];
 
 impl Settings {
     pub fn resolve(global: &GlobalArgs, serve: &ServeArgs) -> anyhow::Result<Settings> {
@@ -192,11 +233,41 @@ impl Settings {
         if !(1..=3650).contains(&token_expiry_days) {
             bail!("token_expiry_days must be between 1 and 3650");
         }
+        let data_dir = global
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let key_source = match (&global.key_encryption_key, &global.key_file) {
+            (Some(_), Some(_)) => bail!("key_encryption_key and key_file exclude each other"),
+            (Some(key), None) => KeySource::Inline(key.clone()),
+            (None, Some(path)) => KeySource::File {
+                path: path.clone(),
+                create: false,
+            },
+            (None, None) => KeySource::File {
+                path: data_dir.join("secrets.key"),
+                create: true,
+            },
+        };
+        let public_url = serve
+            .public_url
+            .clone()
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty());
+        if let Some(url) = &public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            bail!("public_url: expected an http or https URL, got {url:?}");
+        }
+        let allow_private_destinations = notify::guard::Destinations::parse_allow(
+            serve.allow_private_destinations.as_deref().unwrap_or(""),
+        )
+        .map_err(|e| anyhow::anyhow!("allow_private_destinations: {e}"))?;
         Ok(Settings {
-            data_dir: global
-                .data_dir
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            key_source,
+            public_url,
+            allow_private_destinations,
+            data_dir,
             database_url: global.database_url.clone().filter(|u| !u.is_empty()),
             log_format: global.log_format.unwrap_or(LogFormat::Text),
             http_addr: serve
@@ -251,6 +322,8 @@ mod tests {
             data_dir: Some("/flag".into()),
             database_url: None,
             log_format: None,
+            key_file: None,
+            key_encryption_key: None,
         };
         let serve = ServeArgs {
             otlp_http_addr: Some("127.0.0.1:1".parse().unwrap()),

@@ -124,3 +124,45 @@ pub async fn token_key(data_dir: &Path, access_db: &Db) -> anyhow::Result<TokenK
     }
     Ok(key)
 }
+
+/// The key-encryption key of channel secrets: from the environment or config, or a
+/// file (0600; the default one, `<data-dir>/secrets.key`, is created on first use).
+pub fn secrets_key(settings: &crate::config::Settings) -> anyhow::Result<notify::seal::Keyring> {
+    use crate::config::KeySource;
+    match &settings.key_source {
+        KeySource::Inline(hex) => notify::seal::Keyring::from_hex(hex)
+            .context("key_encryption_key: expected 64 hex digits"),
+        KeySource::File { path, create } => {
+            if !path.exists() && *create {
+                std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+                let key = notify::seal::Keyring::generate();
+                write_private(path, &key.to_hex())?;
+                return Ok(key);
+            }
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("cannot read key file {}", path.display()))?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                bail!(
+                    "{} must not be readable by group or others (chmod 600)",
+                    path.display()
+                );
+            }
+            let text = std::fs::read_to_string(path)?;
+            notify::seal::Keyring::from_hex(&text)
+                .with_context(|| format!("{} is not a 64-hex-digit key", path.display()))
+        }
+    }
+}
+
+/// Write a new private (0600) file; fails if it exists.
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}

@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: API, OTLP/HTTP and OTLP/gRPC listeners, indexer, retention.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply database migrations and exit.
     Migrate,
     /// Rebuild the search index from Postgres (the server must be stopped).
@@ -50,6 +50,9 @@ enum Command {
     /// Validate and test rule files (offline: no server, no database).
     #[command(subcommand)]
     Rules(rules::RulesCommand),
+    /// The key-encryption key of channel secrets.
+    #[command(subcommand)]
+    Keys(commands::KeysCommand),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -76,7 +79,7 @@ fn main() -> std::process::ExitCode {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let cli = Cli::parse();
     let serve_args = match &cli.command {
-        Command::Serve(args) => args.clone(),
+        Command::Serve(args) => (**args).clone(),
         _ => ServeArgs::default(),
     };
     let settings = match Settings::resolve(&cli.global, &serve_args) {
@@ -109,6 +112,7 @@ fn main() -> std::process::ExitCode {
             Command::Tenant(cmd) => commands::tenant(&settings, cmd).await,
             Command::User(cmd) => commands::user(&settings, cmd).await,
             Command::Audit(cmd) => commands::audit(&settings, cmd).await,
+            Command::Keys(cmd) => commands::keys(&settings, cmd).await,
             Command::Rules(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -166,6 +166,7 @@ async fn backtest(
             rules.len()
         );
     }
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();
     let mut body = serde_json::json!({"yaml": yaml, "from": from});
     if let Some(to) = to {

@@ -248,6 +248,30 @@ async fn run_with(
         tokio::task::spawn_blocking(|| model::password::hash(&model::token::random_password(24)))
             .await?
             .into();
+    // Paging: the outbox worker, and the sender the channel test uses.
+    let keys = crate::database::secrets_key(settings)?;
+    let policy = Arc::new(notify::guard::Destinations::new(
+        settings.allow_private_destinations.clone(),
+    ));
+    let notify_config = notify::worker::Config {
+        public_url: settings.public_url.clone(),
+        ..notify::worker::Config::default()
+    };
+    let notifier = Arc::new(notify::worker::Sender {
+        keys,
+        client: notify::worker::client(policy.clone(), notify_config.timeout),
+        policy,
+        logs: logs.clone(),
+        config: notify_config,
+    });
+    let notifications = storage::notify::NotificationStore::new(db.clone());
+    let worker = Arc::new(notify::worker::Worker::new(
+        notifications.clone(),
+        notifier.clone(),
+        notify::worker::NotifyMetrics::register(&registry)?,
+    ));
+    tokio::spawn(worker.run(shutdown.clone()));
+
     let state = AppState {
         db: db.clone(),
         access: access.clone(),
@@ -270,6 +294,8 @@ async fn run_with(
         token_default_days: settings.token_expiry_days,
         engine: engine.clone(),
         backtests: Default::default(),
+        notifications,
+        notifier,
     };
 
     let tls = match &settings.tls {

@@ -46,6 +46,9 @@ pub struct AlertChange {
     pub alert: AlertRow,
     pub is_new: bool,
     pub transitions: Vec<TransitionRow>,
+    /// The notification this change sends to the tenant's channels (`trigger`,
+    /// `resolve`), enqueued in the same transaction.
+    pub notify: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -208,6 +211,11 @@ impl AlertStore {
                 .await?;
             }
         }
+        for change in changes {
+            if let Some(event) = change.notify {
+                crate::notify::enqueue(&mut tx, &change.alert, event).await?;
+            }
+        }
         if let Some((name, seq)) = checkpoint {
             sqlx::query(
                 "INSERT INTO follower_checkpoints (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seq = EXCLUDED.seq",
@@ -219,6 +227,39 @@ impl AlertStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Acknowledge a firing alert: record who and when, and enqueue `acknowledge` to
+    /// the tenant's channels in the same transaction. Acknowledging twice is a no-op.
+    pub async fn acknowledge(&self, tenant: TenantId, id: Uuid, by: &str) -> Result<AlertRow> {
+        let mut tx = self.db.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ALERT_COLUMNS}, acknowledged_at FROM alerts WHERE tenant_id = $1 AND id = $2 FOR UPDATE"
+        )))
+        .bind(tenant.0)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StorageError::NotFound("alert".into()))?;
+        let alert = decode_alert(&row)?;
+        let already: Option<DateTime<Utc>> = row.try_get("acknowledged_at")?;
+        if alert.state == "resolved" {
+            return Err(StorageError::Invalid(
+                "state: a resolved alert cannot be acknowledged".into(),
+            ));
+        }
+        if already.is_none() {
+            sqlx::query(
+                "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $2, updated_at = now() WHERE id = $1",
+            )
+            .bind(id)
+            .bind(by)
+            .execute(&mut *tx)
+            .await?;
+            crate::notify::enqueue(&mut tx, &alert, "acknowledge").await?;
+        }
+        tx.commit().await?;
+        Ok(alert)
     }
 
     pub async fn checkpoint(&self, name: &str) -> Result<Option<i64>> {

@@ -19,6 +19,7 @@ pub mod follow;
 pub mod index;
 pub mod indexer;
 pub mod logs;
+pub mod notify;
 pub mod pg;
 pub mod requests;
 

@@ -241,7 +241,7 @@ impl TestServer {
                 ingest_token: get("ingest_token"),
                 api_token: get("api_token"),
             },
-            http: reqwest::Client::new(),
+            http: http_client(),
             stdout_lines: rx,
             _owned_dir: None,
         };
@@ -700,4 +700,206 @@ impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// A local stand-in for a paging receiver (PagerDuty, Slack, a webhook endpoint):
+/// records every request and answers from a script (default 202).
+pub mod receiver {
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    use axum::response::IntoResponse;
+
+    #[derive(Debug, Clone)]
+    pub struct Received {
+        pub path: String,
+        pub headers: HeaderMap,
+        pub body: Bytes,
+        pub at: std::time::Instant,
+    }
+
+    impl Received {
+        pub fn json(&self) -> serde_json::Value {
+            serde_json::from_slice(&self.body).expect("a JSON body")
+        }
+    }
+
+    #[derive(Default)]
+    struct Inner {
+        received: Vec<Received>,
+        /// (path prefix, status, Retry-After) answers, used once each in order.
+        script: VecDeque<(String, u16, Option<u64>)>,
+    }
+
+    #[derive(Clone)]
+    pub struct Receiver {
+        pub url: String,
+        inner: Arc<Mutex<Inner>>,
+    }
+
+    impl Receiver {
+        pub async fn start() -> Receiver {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            Self::serve(listener).await
+        }
+
+        /// Serve on an existing listener (to come back on a port that was down).
+        pub async fn serve(listener: tokio::net::TcpListener) -> Receiver {
+            let url = format!("http://{}", listener.local_addr().unwrap());
+            let inner = Arc::new(Mutex::new(Inner::default()));
+            let state = inner.clone();
+            let app =
+                axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+                    let state = state.clone();
+                    async move {
+                        let path = uri.path().to_string();
+                        let mut inner = state.lock().unwrap();
+                        inner.received.push(Received {
+                            path: path.clone(),
+                            headers,
+                            body,
+                            at: std::time::Instant::now(),
+                        });
+                        let scripted = inner
+                            .script
+                            .iter()
+                            .position(|(prefix, _, _)| path.starts_with(prefix.as_str()));
+                        match scripted.and_then(|i| inner.script.remove(i)) {
+                            Some((_, status, retry)) => {
+                                let mut resp = (StatusCode::from_u16(status).unwrap(), "scripted")
+                                    .into_response();
+                                if let Some(secs) = retry {
+                                    resp.headers_mut().insert("retry-after", secs.into());
+                                }
+                                resp
+                            }
+                            None => {
+                                (StatusCode::ACCEPTED, r#"{"status":"success"}"#).into_response()
+                            }
+                        }
+                    }
+                });
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            Receiver { url, inner }
+        }
+
+        /// Answer the next request under `prefix` with `status` (and `Retry-After`).
+        pub fn script(&self, prefix: &str, status: u16, retry_after: Option<u64>) {
+            self.inner
+                .lock()
+                .unwrap()
+                .script
+                .push_back((prefix.to_string(), status, retry_after));
+        }
+
+        pub fn received(&self, prefix: &str) -> Vec<Received> {
+            self.inner
+                .lock()
+                .unwrap()
+                .received
+                .iter()
+                .filter(|r| r.path.starts_with(prefix))
+                .cloned()
+                .collect()
+        }
+
+        /// Wait until `n` requests under `prefix` arrived; return them.
+        pub async fn wait(&self, prefix: &str, n: usize, secs: u64) -> Vec<Received> {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+            loop {
+                let got = self.received(prefix);
+                if got.len() >= n {
+                    return got;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{prefix}: {} of {n} requests within {secs} s: {:?}",
+                    got.len(),
+                    got.iter()
+                        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                        .collect::<Vec<_>>()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+    }
+}
+
+/// A real Prometheus Alertmanager (Debian's `prometheus-alertmanager`) on loopback,
+/// with its own storage directory, stopped when dropped.
+pub mod alertmanager {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use crate::TempDir;
+
+    pub struct Alertmanager {
+        pub url: String,
+        child: Child,
+        _dir: TempDir,
+    }
+
+    const CONFIG: &str =
+        "route:\n  receiver: blackhole\n  group_wait: 0s\nreceivers:\n  - name: blackhole\n";
+
+    impl Alertmanager {
+        /// Start one; `None` when the binary is not installed.
+        pub fn start() -> Option<Alertmanager> {
+            let binary = [
+                "/usr/bin/prometheus-alertmanager",
+                "/usr/local/bin/alertmanager",
+            ]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+            let dir = TempDir::new("palisade-alertmanager");
+            std::fs::write(dir.0.join("alertmanager.yml"), CONFIG).unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(binary)
+                .arg(format!(
+                    "--config.file={}",
+                    dir.0.join("alertmanager.yml").display()
+                ))
+                .arg(format!("--storage.path={}", dir.0.join("data").display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .arg("--cluster.listen-address=")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start alertmanager");
+            let am = Alertmanager {
+                url: format!("http://127.0.0.1:{port}"),
+                child,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "alertmanager did not listen");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Some(am)
+        }
+    }
+
+    impl Drop for Alertmanager {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// An HTTP client for tests and the benchmark. reqwest is built without a TLS
+/// provider of its own (the workspace uses ring, as the server does), so one is
+/// installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }

@@ -144,6 +144,7 @@ pub async fn disable_user(
         disabled: Some(true),
         revoked: None,
         expired: None,
+        deleted: None,
     }))
 }
 
@@ -241,6 +242,7 @@ pub async fn revoke_token(
         disabled: None,
         revoked: Some(true),
         expired: None,
+        deleted: None,
     }))
 }
 

@@ -118,3 +118,34 @@ pub async fn get_alert(
     alert.transitions = Some(transitions.into_iter().map(Transition::from).collect());
     Ok(Json(alert))
 }
+
+/// Acknowledge a firing alert: repeat pages stop and PagerDuty is told (`acknowledge`).
+#[utoipa::path(post, path = "/api/v1/alerts/{id}/acknowledge", tag = "alerts",
+    params(("id" = uuid::Uuid, Path, description = "alert id")),
+    responses((status = 200, body = Alert), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    ObjectId(id): ObjectId,
+) -> Result<Json<Alert>, ApiError> {
+    let row = state
+        .engine
+        .store()
+        .acknowledge(p.tenant_id, id, &p.actor())
+        .await?;
+    crate::audit::record(
+        &state,
+        model::audit::AuditEvent::new(
+            p.actor(),
+            "alert.acknowledge",
+            format!("alert:{id}"),
+            model::audit::Outcome::Success,
+        )
+        .tenant(p.tenant_id)
+        .source(source),
+    )
+    .await;
+    let audit = audit_ids(&state, p.tenant_id, std::slice::from_ref(&row)).await?;
+    Ok(Json(Alert::new(&row, &audit)))
+}

@@ -13,6 +13,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod backtests;
+pub mod channels;
 pub mod error;
 pub mod extract;
 pub mod k8s_audit;

@@ -5,7 +5,7 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, alerts, api, backtests, ops, rules, session, silences, wire};
+use crate::{admin, alerts, api, backtests, channels, ops, rules, session, silences, wire};
 
 struct Security;
 
@@ -53,13 +53,17 @@ impl Modify for Security {
         rules::delete_rule, rules::rule_versions,
         backtests::backtest, backtests::start_backtest, backtests::backtest_status,
         backtests::cancel_backtest,
-        alerts::list_alerts, alerts::get_alert,
+        alerts::list_alerts, alerts::get_alert, alerts::acknowledge,
+        channels::list_channels, channels::create_channel, channels::get_channel,
+        channels::update_channel, channels::delete_channel, channels::test_channel,
+        channels::list_notifications, channels::get_notification,
         silences::list_silences, silences::create_silence, silences::expire_silence,
     ),
     components(schemas(wire::ErrorBody, wire::ErrorDetail)),
     tags(
         (name = "search", description = "The query language over stored records"),
         (name = "alerts", description = "Alerts and silences"),
+        (name = "paging", description = "Channels alerts are paged to, and the notification outbox"),
         (name = "rules", description = "Alert rules, tunings and backtests"),
         (name = "admin", description = "Users, tokens, tenants and the audit trail"),
         (name = "auth", description = "Browser sessions"),

@@ -17,7 +17,8 @@ use model::{Access, ErrorKind, Permission};
 use serde::Serialize;
 
 use crate::{
-    ApiError, AppState, admin, alerts, api, auth, backtests, ops, rules, session, silences,
+    ApiError, AppState, admin, alerts, api, auth, backtests, channels, ops, rules, session,
+    silences,
 };
 
 /// One route of a listener and what it needs.
@@ -216,6 +217,60 @@ fn api_table() -> Table {
             "/api/v1/alerts/{id}",
             Requires(Read),
             alerts::get_alert,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/alerts/{id}/acknowledge",
+            Requires(Respond),
+            alerts::acknowledge,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/channels",
+            Requires(Admin),
+            channels::list_channels,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/channels",
+            Requires(Admin),
+            channels::create_channel,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/channels/{id}",
+            Requires(Admin),
+            channels::get_channel,
+        )
+        .add(
+            Method::PUT,
+            "/api/v1/channels/{id}",
+            Requires(Admin),
+            channels::update_channel,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/channels/{id}",
+            Requires(Admin),
+            channels::delete_channel,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/channels/{id}/test",
+            Requires(Admin),
+            channels::test_channel,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/notifications",
+            Requires(Read),
+            channels::list_notifications,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/notifications/{id}",
+            Requires(Read),
+            channels::get_notification,
         )
         .add(
             Method::GET,

@@ -164,5 +164,6 @@ pub async fn expire_silence(
         disabled: None,
         revoked: None,
         expired: Some(true),
+        deleted: None,
     }))
 }

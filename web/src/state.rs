@@ -37,4 +37,8 @@ pub struct AppState {
     pub engine: Arc<alerting::runtime::Engine>,
     /// Background backtests of this process.
     pub backtests: Arc<alerting::runtime::BacktestJobs>,
+    /// Paging channels and the notification outbox.
+    pub notifications: storage::notify::NotificationStore,
+    /// Opens channel secrets, checks destinations and sends (channel tests).
+    pub notifier: Arc<notify::worker::Sender>,
 }

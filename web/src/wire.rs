@@ -376,6 +376,8 @@ pub struct Changed {
     pub revoked: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expired: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -638,4 +640,126 @@ pub struct Readiness {
     /// `ready` or `not_ready`.
     pub status: String,
     pub checks: ReadyChecks,
+}
+
+/// A paging channel (its URL, routing key and secret are never returned).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Channel {
+    pub id: Uuid,
+    pub name: String,
+    /// `pagerduty`, `slack`, `webhook` or `alertmanager`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Scheme and host the channel sends to.
+    pub target: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<storage::notify::ChannelRow> for Channel {
+    fn from(c: storage::notify::ChannelRow) -> Channel {
+        Channel {
+            id: c.id,
+            name: c.name,
+            kind: c.kind,
+            target: c.target,
+            created_at: c.created_at,
+            updated_at: c.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelList {
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelCreated {
+    pub channel: Channel,
+}
+
+/// The receiver's answer to a test notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChannelTest {
+    pub delivered: bool,
+    /// The HTTP status, absent when no answer came.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    /// The first bytes of the answer, or why there was none.
+    pub response: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationBody {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    pub alert_id: Option<Uuid>,
+    /// `trigger`, `acknowledge`, `resolve` or `test`.
+    pub event: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+impl From<storage::notify::NotificationRow> for NotificationBody {
+    fn from(n: storage::notify::NotificationRow) -> NotificationBody {
+        NotificationBody {
+            id: n.id,
+            channel_id: n.channel_id,
+            alert_id: n.alert_id,
+            event: n.event,
+            state: n.state,
+            attempts: n.attempts,
+            created_at: n.created_at,
+            delivered_at: n.delivered_at,
+            next_attempt_at: n.next_attempt_at,
+            last_error: n.last_error,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationList {
+    pub notifications: Vec<NotificationBody>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptBody {
+    pub at: DateTime<Utc>,
+    pub status: Option<i32>,
+    pub latency_ms: i32,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationDetail {
+    #[serde(flatten)]
+    pub notification: NotificationBody,
+    pub attempt_log: Vec<AttemptBody>,
+}
+
+impl NotificationDetail {
+    pub fn new(
+        row: storage::notify::NotificationRow,
+        attempts: Vec<storage::notify::Attempt>,
+    ) -> NotificationDetail {
+        NotificationDetail {
+            notification: NotificationBody::from(row),
+            attempt_log: attempts
+                .into_iter()
+                .map(|a| AttemptBody {
+                    at: a.at,
+                    status: a.status,
+                    latency_ms: a.latency_ms,
+                    error: a.error,
+                })
+                .collect(),
+        }
+    }
 }

@@ -134,6 +134,31 @@ fn severity_rank(severity: &str) -> u8 {
     }
 }
 
+/// The change to save for `row` after `transitions`, with the notification it sends:
+/// `trigger` when the alert starts firing or an open firing alert is raised by
+/// `escalate`, `resolve` when a firing alert resolves; none while silenced.
+fn change(row: &AlertRow, is_new: bool, transitions: Vec<Transition>, raised: bool) -> AlertChange {
+    let fired = transitions.iter().any(|t| t.to == State::Firing);
+    let resolved = transitions
+        .iter()
+        .any(|t| t.to == State::Resolved && t.from == Some(State::Firing));
+    let notify = if row.silenced {
+        None
+    } else if fired || (raised && row.state == State::Firing.as_str()) {
+        Some("trigger")
+    } else if resolved {
+        Some("resolve")
+    } else {
+        None
+    };
+    AlertChange {
+        alert: row.clone(),
+        is_new,
+        transitions: to_row_transitions(transitions, row.silenced),
+        notify,
+    }
+}
+
 fn to_row_transitions(ts: Vec<Transition>, silenced: bool) -> Vec<TransitionRow> {
     ts.into_iter()
         .map(|t| TransitionRow {
@@ -326,18 +351,16 @@ impl Engine {
                 entry.row.annotations = serde_json::to_value(&hit.annotations).unwrap_or_default();
                 entry.row.silenced = silenced;
                 // An escalated event raises the open alert; nothing lowers it.
+                let mut raised = false;
                 if let Some(severity) = hit.labels.get("severity")
                     && severity_rank(severity) > severity_rank(&entry.row.severity)
                 {
                     entry.row.severity = severity.clone();
                     entry.row.labels["severity"] = serde_json::json!(severity);
+                    raised = true;
                 }
                 sync_row(&mut entry.row, &entry.alert);
-                changes.push(AlertChange {
-                    alert: entry.row.clone(),
-                    is_new: false,
-                    transitions: to_row_transitions(transitions, silenced),
-                });
+                changes.push(change(&entry.row, false, transitions, raised));
                 continue;
             }
             let (alert, transitions) = Alert::open(now, &timing, &hit.event_ids, hit.count);
@@ -369,11 +392,7 @@ impl Engine {
                     .expect("signal lock")
                     .push(signal);
             }
-            changes.push(AlertChange {
-                alert: row.clone(),
-                is_new: true,
-                transitions: to_row_transitions(transitions, silenced),
-            });
+            changes.push(change(&row, true, transitions, false));
             active.insert(key, Active { row, alert });
         }
         changes

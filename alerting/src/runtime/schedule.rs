@@ -80,11 +80,7 @@ impl Engine {
             let transitions = entry.alert.quiet(now, &timing);
             if !transitions.is_empty() {
                 sync_row(&mut entry.row, &entry.alert);
-                changes.push(AlertChange {
-                    alert: entry.row.clone(),
-                    is_new: false,
-                    transitions: to_row_transitions(transitions, entry.row.silenced),
-                });
+                changes.push(change(&entry.row, false, transitions, false));
             }
         }
         active.retain(|_, e| e.alert.state != State::Resolved);
@@ -111,11 +107,7 @@ impl Engine {
                 if !transitions.is_empty() || silenced != entry.row.silenced {
                     entry.row.silenced = silenced;
                     sync_row(&mut entry.row, &entry.alert);
-                    changes.push(AlertChange {
-                        alert: entry.row.clone(),
-                        is_new: false,
-                        transitions: to_row_transitions(transitions, silenced),
-                    });
+                    changes.push(change(&entry.row, false, transitions, false));
                 }
             }
             active.retain(|_, e| e.alert.state != State::Resolved);

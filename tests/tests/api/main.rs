@@ -9,6 +9,7 @@ mod ingest;
 mod isolation;
 mod k8s_audit;
 mod k8s_generator;
+mod paging;
 mod resilience;
 mod sdk;
 mod search;

@@ -1,0 +1,441 @@
+//! The outbox delivery worker.
+//!
+//! Loop: claim due notifications with a lease (`storage::notify`), open the channel's
+//! secrets, check the destination again, build the payload, send it through a client
+//! that follows no redirect and connects only to allowed addresses, and record the
+//! attempt. 2xx: delivered. 408, 429, 5xx and network errors: retried with capped
+//! exponential backoff and jitter, never sooner than `Retry-After`. Any other 4xx:
+//! permanent, dead at once. Past [`Config::max_attempts`] or [`Config::give_up_after`]:
+//! dead. A crash mid-send leaves the lease to expire; the row is sent again with the
+//! same id (at least once, at most one duplicate per crash).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use serde_json::{Value, json};
+use storage::logs::LogStore;
+use storage::notify::{Attempt, Due, Next, NotificationStore};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::channel::{Kind, Secrets};
+use crate::guard::{Destinations, GuardedResolver};
+use crate::payload::{Notice, Outgoing, build};
+use crate::seal::Keyring;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// How long a claimed notification is held before another worker may take it.
+    pub lease: Duration,
+    /// Per request: connect, send and read the answer.
+    pub timeout: Duration,
+    pub max_attempts: i32,
+    /// A notification still undelivered this long after it was decided is dead.
+    pub give_up_after: chrono::Duration,
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// Slack: at most one message per this interval per channel.
+    pub slack_pace: Duration,
+    /// Base URL of the UI for deep links (`--public-url`).
+    pub public_url: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            lease: Duration::from_secs(60),
+            timeout: Duration::from_secs(10),
+            max_attempts: 12,
+            give_up_after: chrono::Duration::hours(24),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+            slack_pace: Duration::from_secs(1),
+            public_url: None,
+        }
+    }
+}
+
+/// The HTTP client every outbound notification uses: no redirects, no proxy, the
+/// guarded resolver, a deadline per request.
+pub fn client(policy: Arc<Destinations>, timeout: Duration) -> reqwest::Client {
+    // reqwest is built without a TLS provider of its own: ring, as the listeners use.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .dns_resolver(Arc::new(GuardedResolver { policy }))
+        .user_agent(concat!("palisade/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("the HTTP client builds")
+}
+
+#[derive(Clone)]
+pub struct NotifyMetrics {
+    pub attempts: IntCounterVec,
+    pub notifications: IntGaugeVec,
+}
+
+impl NotifyMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<NotifyMetrics> {
+        let attempts = IntCounterVec::new(
+            Opts::new(
+                "palisade_notification_attempts_total",
+                "Notification delivery attempts, by channel kind and outcome",
+            ),
+            &["kind", "outcome"],
+        )?;
+        let notifications = IntGaugeVec::new(
+            Opts::new(
+                "palisade_notifications",
+                "Notifications in the outbox, by state (pending, delivered, dead)",
+            ),
+            &["state"],
+        )?;
+        registry.register(Box::new(attempts.clone()))?;
+        registry.register(Box::new(notifications.clone()))?;
+        Ok(NotifyMetrics {
+            attempts,
+            notifications,
+        })
+    }
+}
+
+/// The receiver's answer to one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: Option<u16>,
+    pub latency: Duration,
+    pub retry_after: Option<Duration>,
+    /// The first bytes of the body (for the channel test) or the transport error.
+    pub detail: String,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// Whether trying again may succeed: 408, 429, 5xx, or no answer at all.
+    pub fn retryable(&self) -> bool {
+        match self.status {
+            None => true,
+            Some(s) => s == 408 || s == 429 || s >= 500,
+        }
+    }
+}
+
+/// Sends notifications (the worker's, and the channel test's).
+pub struct Sender {
+    pub keys: Keyring,
+    pub policy: Arc<Destinations>,
+    pub client: reqwest::Client,
+    pub logs: Arc<LogStore>,
+    pub config: Config,
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    if let Ok(secs) = value.trim().parse::<u64>() {
+        return Some(Duration::from_secs(secs.min(3600)));
+    }
+    let at = DateTime::parse_from_rfc2822(value.trim()).ok()?;
+    (at.with_timezone(&Utc) - Utc::now()).to_std().ok()
+}
+
+impl Sender {
+    /// The channel's secrets, opened.
+    pub fn secrets(&self, channel: &storage::notify::ChannelRow) -> Result<Secrets, String> {
+        let plain = self
+            .keys
+            .open(&channel.sealed, channel.id.as_bytes())
+            .map_err(|e| format!("channel secrets: {e}"))?;
+        serde_json::from_slice(&plain).map_err(|e| format!("channel secrets: {e}"))
+    }
+
+    /// The deep link to an alert.
+    pub fn link(&self, alert_id: Option<&str>) -> Option<String> {
+        let base = self.config.public_url.as_deref()?.trim_end_matches('/');
+        Some(match alert_id {
+            Some(id) => format!("{base}/alerts/{id}"),
+            None => format!("{base}/alerts"),
+        })
+    }
+
+    /// What a notification about `alert` says: link, first evidence, audit ids and,
+    /// for correlations, the detections they joined.
+    pub async fn notice(
+        &self,
+        tenant: model::TenantId,
+        id: Uuid,
+        event: &str,
+        alert: Value,
+    ) -> Notice {
+        let ids: Vec<i64> = alert["event_ids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_i64).take(3).collect())
+            .unwrap_or_default();
+        let events = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.logs
+                .fetch_by_seqs(tenant, &ids, None)
+                .await
+                .unwrap_or_default()
+        };
+        let mut audit_ids = Vec::new();
+        let mut evidence = Vec::new();
+        let mut joined = Vec::new();
+        for e in &events {
+            let attrs = &e.record.attributes;
+            if let Some(a) = attrs
+                .get(k8saudit::attr::AUDIT_ID)
+                .or_else(|| attrs.get(alerting::signal::ATTR_AUDIT_ID))
+                .and_then(Value::as_str)
+            {
+                audit_ids.push(a.to_string());
+            }
+            if let Some(rule) = attrs
+                .get(alerting::signal::ATTR_RULE)
+                .and_then(Value::as_str)
+            {
+                joined.push(rule.to_string());
+            }
+            evidence.push(json!({
+                "id": e.seq.to_string(),
+                "time": e.record.time,
+                "body": e.record.body,
+                "attributes": attrs,
+            }));
+        }
+        let link = self.link(alert["id"].as_str());
+        let mut alert = alert;
+        if !joined.is_empty() {
+            alert["joined_detections"] = json!(joined);
+        }
+        Notice {
+            id: id.to_string(),
+            event: event.to_string(),
+            alert,
+            link,
+            evidence,
+            audit_ids,
+        }
+    }
+
+    /// Send one request; the destination is checked again first.
+    pub async fn send(&self, out: &Outgoing) -> Answer {
+        let started = Instant::now();
+        if let Err(e) = self.policy.check_url(&out.url) {
+            return Answer {
+                status: None,
+                latency: started.elapsed(),
+                retry_after: None,
+                detail: e,
+            };
+        }
+        let mut request = self.client.post(&out.url).body(out.body.clone());
+        for (name, value) in &out.headers {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = retry_after(resp.headers());
+                let body = resp.bytes().await.unwrap_or_default();
+                let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+                Answer {
+                    status: Some(status),
+                    latency: started.elapsed(),
+                    retry_after,
+                    detail,
+                }
+            }
+            Err(err) => Answer {
+                status: None,
+                latency: started.elapsed(),
+                retry_after: None,
+                // Never the URL: it is a secret.
+                detail: format!("{}", err.without_url()),
+            },
+        }
+    }
+}
+
+/// The worker: one per process; several processes may share the outbox.
+pub struct Worker {
+    pub store: NotificationStore,
+    pub sender: Arc<Sender>,
+    pub metrics: NotifyMetrics,
+    slack_last: Mutex<HashMap<Uuid, Instant>>,
+}
+
+/// Capped exponential backoff with jitter: a delay in `[d/2, d]`,
+/// `d = min(cap, base * 2^attempts)`.
+pub fn backoff(attempts: i32, base: Duration, cap: Duration) -> Duration {
+    let exp = 2u32.saturating_pow(attempts.clamp(0, 30) as u32);
+    let d = base.saturating_mul(exp).min(cap);
+    let jitter = u64::from(u32::from_le_bytes(model::token::random_bytes::<4>()));
+    let half = d / 2;
+    half + Duration::from_nanos(
+        (half.as_nanos() as u64).saturating_mul(jitter) / u64::from(u32::MAX),
+    )
+}
+
+impl Worker {
+    pub fn new(store: NotificationStore, sender: Arc<Sender>, metrics: NotifyMetrics) -> Worker {
+        Worker {
+            store,
+            sender,
+            metrics,
+            slack_last: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Deliver until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut last_gauges = Instant::now() - Duration::from_secs(60);
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let claimed = match self.store.claim_due(32, self.sender.config.lease).await {
+                Ok(due) => due,
+                Err(err) => {
+                    tracing::warn!(error = %err, "notification outbox not readable; retrying");
+                    Vec::new()
+                }
+            };
+            let busy = !claimed.is_empty();
+            // A claimed batch is sent in parallel (one slow receiver does not hold the
+            // others back); the next claim waits for all of it.
+            let mut sends = tokio::task::JoinSet::new();
+            for due in claimed {
+                let worker = self.clone();
+                sends.spawn(async move { worker.deliver(due).await });
+            }
+            while sends.join_next().await.is_some() {}
+            if last_gauges.elapsed() >= Duration::from_secs(5) {
+                if let Ok(counts) = self.store.counts().await {
+                    for state in ["pending", "delivered", "dead"] {
+                        let n = counts
+                            .iter()
+                            .find(|(s, _)| s == state)
+                            .map_or(0, |(_, n)| *n);
+                        self.metrics
+                            .notifications
+                            .with_label_values(&[state])
+                            .set(n);
+                    }
+                }
+                last_gauges = Instant::now();
+            }
+            if !busy {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        }
+    }
+
+    async fn finish(&self, due: &Due, attempt: Option<&Attempt>, next: Next) {
+        if let Err(err) = self.store.finish(due.id, attempt, next).await {
+            // The lease expires and the notification is sent again: at least once.
+            tracing::warn!(error = %err, notification = %due.id, "delivery outcome not saved");
+        }
+    }
+
+    async fn deliver(&self, due: Due) {
+        let sender = &self.sender;
+        let config = &sender.config;
+        let now = Utc::now();
+        let kind = match Kind::parse(&due.channel.kind) {
+            Ok(k) => k,
+            Err(e) => return self.dead(&due, e).await,
+        };
+        let secrets = match sender.secrets(&due.channel) {
+            Ok(s) => s,
+            Err(e) => return self.dead(&due, e).await,
+        };
+        if kind == Kind::Slack {
+            let wait = {
+                let last = self.slack_last.lock().expect("pace lock");
+                last.get(&due.channel.id)
+                    .map(|t| config.slack_pace.saturating_sub(t.elapsed()))
+                    .filter(|d| !d.is_zero())
+            };
+            if let Some(wait) = wait {
+                let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                return self.finish(&due, None, Next::Defer(at)).await;
+            }
+        }
+        let notice = sender
+            .notice(due.tenant_id, due.id, &due.event, due.snapshot.clone())
+            .await;
+        let Some(out) = build(kind, &notice, &secrets, now) else {
+            // Nothing to say on this channel (Alertmanager has no acknowledgement).
+            return self.finish(&due, None, Next::Delivered).await;
+        };
+        if kind == Kind::Slack {
+            self.slack_last
+                .lock()
+                .expect("pace lock")
+                .insert(due.channel.id, Instant::now());
+        }
+        let answer = sender.send(&out).await;
+        let attempt = Attempt {
+            at: now,
+            status: answer.status.map(i32::from),
+            latency_ms: answer.latency.as_millis().min(i32::MAX as u128) as i32,
+            error: (!answer.ok()).then(|| match answer.status {
+                Some(s) => format!(
+                    "HTTP {s}: {}",
+                    answer.detail.chars().take(200).collect::<String>()
+                ),
+                None => answer.detail.clone(),
+            }),
+        };
+        let attempts = due.attempts + 1;
+        let next = if answer.ok() {
+            Next::Delivered
+        } else if !answer.retryable()
+            || attempts >= config.max_attempts
+            || now - due.created_at > config.give_up_after
+        {
+            Next::Dead
+        } else {
+            let wait = backoff(due.attempts, config.backoff_base, config.backoff_cap)
+                .max(answer.retry_after.unwrap_or_default());
+            Next::RetryAt(now + chrono::Duration::from_std(wait).unwrap_or_default())
+        };
+        let outcome = match next {
+            Next::Delivered => "delivered",
+            Next::Dead => "dead",
+            _ => "retry",
+        };
+        self.metrics
+            .attempts
+            .with_label_values(&[kind.as_str(), outcome])
+            .inc();
+        if outcome == "dead" {
+            tracing::warn!(notification = %due.id, channel = %due.channel.name, error = ?attempt.error, "notification dead-lettered");
+        }
+        self.finish(&due, Some(&attempt), next).await;
+    }
+
+    async fn dead(&self, due: &Due, error: String) {
+        tracing::warn!(notification = %due.id, channel = %due.channel.name, %error, "notification dead-lettered");
+        let attempt = Attempt {
+            at: Utc::now(),
+            status: None,
+            latency_ms: 0,
+            error: Some(error),
+        };
+        self.finish(due, Some(&attempt), Next::Dead).await;
+    }
+}

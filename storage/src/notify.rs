@@ -1,0 +1,417 @@
+//! The notification outbox and channels (the SQL only; `notify` decides and sends).
+//!
+//! Rows are enqueued by [`crate::alerts::AlertStore::apply`] in the transaction of the
+//! alert change that causes them, claimed by workers with a lease under
+//! `FOR UPDATE SKIP LOCKED`, and finished as delivered, retried later, or dead.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use model::TenantId;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::alerts::AlertRow;
+use crate::{Db, Result, StorageError};
+
+/// A notification channel; `sealed` holds its secrets, encrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelRow {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub kind: String,
+    /// Scheme and host of the destination (the full URL is secret).
+    pub target: String,
+    pub sealed: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn channel(row: &PgRow) -> Result<ChannelRow> {
+    Ok(ChannelRow {
+        id: row.try_get("id")?,
+        tenant_id: TenantId(row.try_get("tenant_id")?),
+        name: row.try_get("name")?,
+        kind: row.try_get("kind")?,
+        target: row.try_get("target")?,
+        sealed: row.try_get("sealed")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+const CHANNEL_COLUMNS: &str = "id, tenant_id, name, kind, target, sealed, created_at, updated_at";
+
+/// A notification due for delivery, with its channel.
+#[derive(Debug, Clone)]
+pub struct Due {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub alert_id: Option<Uuid>,
+    /// `trigger`, `acknowledge`, `resolve` or `test`.
+    pub event: String,
+    pub snapshot: Value,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub channel: ChannelRow,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub at: DateTime<Utc>,
+    pub status: Option<i32>,
+    pub latency_ms: i32,
+    pub error: Option<String>,
+}
+
+/// What became of a notification after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Next {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    /// Not this time and not counted as an attempt (pacing): try again at.
+    Defer(DateTime<Utc>),
+    Dead,
+}
+
+/// A notification as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotificationRow {
+    pub id: Uuid,
+    pub channel_id: Uuid,
+    pub alert_id: Option<Uuid>,
+    pub event: String,
+    pub state: String,
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+}
+
+fn notification(r: &PgRow) -> Result<NotificationRow> {
+    Ok(NotificationRow {
+        id: r.try_get("id")?,
+        channel_id: r.try_get("channel_id")?,
+        alert_id: r.try_get("alert_id")?,
+        event: r.try_get("event")?,
+        state: r.try_get("state")?,
+        attempts: r.try_get("attempts")?,
+        created_at: r.try_get("created_at")?,
+        delivered_at: r.try_get("delivered_at")?,
+        next_attempt_at: r.try_get("next_attempt_at")?,
+        last_error: r.try_get("last_error")?,
+    })
+}
+
+/// The alert as a notification carries it (stored with the outbox row).
+pub fn snapshot(a: &AlertRow) -> Value {
+    serde_json::json!({
+        "id": a.id, "rule_id": a.rule_id, "fingerprint": a.fingerprint, "state": a.state,
+        "severity": a.severity, "labels": a.labels, "annotations": a.annotations,
+        "event_ids": a.event_ids, "event_count": a.event_count, "started_at": a.started_at,
+        "firing_at": a.firing_at, "resolved_at": a.resolved_at,
+    })
+}
+
+/// Enqueue `event` about alert `a` to every channel of its tenant, inside `tx`.
+pub(crate) async fn enqueue(tx: &mut sqlx::PgConnection, a: &AlertRow, event: &str) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO notifications (id, tenant_id, channel_id, alert_id, event, snapshot) \
+         SELECT gen_random_uuid(), $1, c.id, $2, $3, $4 FROM channels c WHERE c.tenant_id = $1",
+    )
+    .bind(a.tenant_id.0)
+    .bind(a.id)
+    .bind(event)
+    .bind(snapshot(a))
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+#[derive(Debug, Clone)]
+pub struct NotificationStore {
+    db: Db,
+}
+
+impl NotificationStore {
+    pub fn new(db: Db) -> NotificationStore {
+        NotificationStore { db }
+    }
+
+    pub async fn create_channel(&self, c: &ChannelRow) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO channels (id, tenant_id, name, kind, target, sealed) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(c.id)
+        .bind(c.tenant_id.0)
+        .bind(&c.name)
+        .bind(&c.kind)
+        .bind(&c.target)
+        .bind(&c.sealed)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Replace a channel's name, target and secrets (its kind stays).
+    pub async fn update_channel(&self, c: &ChannelRow) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE channels SET name = $3, target = $4, sealed = $5, updated_at = now() \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(c.tenant_id.0)
+        .bind(c.id)
+        .bind(&c.name)
+        .bind(&c.target)
+        .bind(&c.sealed)
+        .execute(&self.db.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("channel".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn delete_channel(&self, tenant: TenantId, id: Uuid) -> Result<()> {
+        let done = sqlx::query("DELETE FROM channels WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant.0)
+            .bind(id)
+            .execute(&self.db.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("channel".into()));
+        }
+        Ok(())
+    }
+
+    pub async fn channels(&self, tenant: TenantId) -> Result<Vec<ChannelRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE tenant_id = $1 ORDER BY name"
+        )))
+        .bind(tenant.0)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(channel)
+        .collect()
+    }
+
+    pub async fn channel(&self, tenant: TenantId, id: Uuid) -> Result<ChannelRow> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels WHERE tenant_id = $1 AND id = $2"
+        )))
+        .bind(tenant.0)
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| StorageError::NotFound("channel".into()))?;
+        channel(&row)
+    }
+
+    /// Every channel of every tenant (key rotation).
+    pub async fn all_channels(&self) -> Result<Vec<ChannelRow>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {CHANNEL_COLUMNS} FROM channels ORDER BY id"
+        )))
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(channel)
+        .collect()
+    }
+
+    /// Replace the sealed secrets of channels (key rotation), all or nothing.
+    pub async fn reseal(&self, sealed: &[(Uuid, Vec<u8>)]) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        for (id, bytes) in sealed {
+            sqlx::query("UPDATE channels SET sealed = $2 WHERE id = $1")
+                .bind(id)
+                .bind(bytes)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Enqueue a test notification to one channel.
+    pub async fn enqueue_test(
+        &self,
+        tenant: TenantId,
+        channel: Uuid,
+        snapshot: &Value,
+    ) -> Result<Uuid> {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO notifications (id, tenant_id, channel_id, event, snapshot) VALUES ($1, $2, $3, 'test', $4)",
+        )
+        .bind(id)
+        .bind(tenant.0)
+        .bind(channel)
+        .bind(snapshot)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Claim up to `limit` due notifications for `lease`. Only the oldest pending
+    /// notification of each (alert, channel) is due, so an alert's pages arrive in
+    /// order; rows another worker holds are skipped.
+    pub async fn claim_due(&self, limit: i64, lease: Duration) -> Result<Vec<Due>> {
+        let rows = sqlx::query(
+            "WITH due AS ( \
+               SELECT n.id FROM notifications n \
+               WHERE n.state = 'pending' AND n.next_attempt_at <= now() \
+                 AND (n.lease_until IS NULL OR n.lease_until < now()) \
+                 AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.state = 'pending' \
+                   AND o.alert_id = n.alert_id AND o.channel_id = n.channel_id AND o.created_at < n.created_at) \
+               ORDER BY n.next_attempt_at, n.created_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+             UPDATE notifications n SET lease_until = now() + make_interval(secs => $2) \
+             FROM due, channels c WHERE n.id = due.id AND c.id = n.channel_id \
+             RETURNING n.id, n.tenant_id, n.alert_id, n.event, n.snapshot, n.attempts, n.created_at, \
+               c.id AS c_id, c.tenant_id AS c_tenant, c.name, c.kind, c.target, c.sealed, \
+               c.created_at AS c_created, c.updated_at AS c_updated",
+        )
+        .bind(limit)
+        .bind(lease.as_secs_f64())
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Due {
+                    id: r.try_get("id")?,
+                    tenant_id: TenantId(r.try_get("tenant_id")?),
+                    alert_id: r.try_get("alert_id")?,
+                    event: r.try_get("event")?,
+                    snapshot: r.try_get("snapshot")?,
+                    attempts: r.try_get("attempts")?,
+                    created_at: r.try_get("created_at")?,
+                    channel: ChannelRow {
+                        id: r.try_get("c_id")?,
+                        tenant_id: TenantId(r.try_get("c_tenant")?),
+                        name: r.try_get("name")?,
+                        kind: r.try_get("kind")?,
+                        target: r.try_get("target")?,
+                        sealed: r.try_get("sealed")?,
+                        created_at: r.try_get("c_created")?,
+                        updated_at: r.try_get("c_updated")?,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    /// Record an attempt (unless deferred) and what comes next, releasing the lease.
+    pub async fn finish(&self, id: Uuid, attempt: Option<&Attempt>, next: Next) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        if let Some(a) = attempt {
+            sqlx::query(
+                "INSERT INTO notification_attempts (notification_id, at, status, latency_ms, error) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(a.at)
+            .bind(a.status)
+            .bind(a.latency_ms)
+            .bind(&a.error)
+            .execute(&mut *tx)
+            .await?;
+        }
+        let counted = i32::from(attempt.is_some());
+        let error = attempt.and_then(|a| a.error.clone());
+        let (state, at) = match next {
+            Next::Delivered => ("delivered", None),
+            Next::RetryAt(t) | Next::Defer(t) => ("pending", Some(t)),
+            Next::Dead => ("dead", None),
+        };
+        sqlx::query(
+            "UPDATE notifications SET state = $2, attempts = attempts + $3, lease_until = NULL, \
+               next_attempt_at = COALESCE($4, next_attempt_at), \
+               delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END, \
+               last_error = COALESCE($5, last_error) WHERE id = $1",
+        )
+        .bind(id)
+        .bind(state)
+        .bind(counted)
+        .bind(at)
+        .bind(error)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Notifications of a tenant, newest first, optionally in one state.
+    pub async fn list(
+        &self,
+        tenant: TenantId,
+        state: Option<&str>,
+        alert: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>> {
+        sqlx::query(
+            "SELECT id, channel_id, alert_id, event, state, attempts, created_at, delivered_at, next_attempt_at, last_error \
+             FROM notifications WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) \
+               AND ($3::uuid IS NULL OR alert_id = $3) ORDER BY created_at DESC LIMIT $4",
+        )
+        .bind(tenant.0)
+        .bind(state)
+        .bind(alert)
+        .bind(limit)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(notification)
+        .collect()
+    }
+
+    /// The attempts of one notification of the tenant, oldest first.
+    pub async fn attempts(&self, tenant: TenantId, id: Uuid) -> Result<Vec<Attempt>> {
+        sqlx::query(
+            "SELECT a.at, a.status, a.latency_ms, a.error FROM notification_attempts a \
+             JOIN notifications n ON n.id = a.notification_id WHERE n.tenant_id = $1 AND n.id = $2 ORDER BY a.id",
+        )
+        .bind(tenant.0)
+        .bind(id)
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Attempt {
+                at: r.try_get("at")?,
+                status: r.try_get("status")?,
+                latency_ms: r.try_get("latency_ms")?,
+                error: r.try_get("error")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Notifications per state, over all tenants (metrics).
+    pub async fn counts(&self) -> Result<Vec<(String, i64)>> {
+        sqlx::query("SELECT state, count(*) AS n FROM notifications GROUP BY state")
+            .fetch_all(&self.db.pool)
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
+            .collect()
+    }
+
+    /// The state of one notification of the tenant.
+    pub async fn get(&self, tenant: TenantId, id: Uuid) -> Result<NotificationRow> {
+        let r = sqlx::query(
+            "SELECT id, channel_id, alert_id, event, state, attempts, created_at, delivered_at, next_attempt_at, last_error \
+             FROM notifications WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.0)
+        .bind(id)
+        .fetch_optional(&self.db.pool)
+        .await?
+        .ok_or_else(|| StorageError::NotFound("notification".into()))?;
+        notification(&r)
+    }
+}

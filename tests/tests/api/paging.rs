@@ -1,0 +1,502 @@
+//! Paging: alerts reach PagerDuty-, Slack- and webhook-like receivers (local
+//! stand-ins that record what they get) and a real Prometheus Alertmanager, exactly
+//! once each, through the Postgres outbox; failures retry or dead-letter.
+//!
+//! Payload shapes follow the receivers' own documentation: PagerDuty Events API v2
+//! (`routing_key`, `event_action`, `dedup_key`, `payload.summary/source/severity`),
+//! Slack incoming webhooks (`text` with mrkdwn, `&`, `<`, `>` escaped), Standard
+//! Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`).
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use hmac::{KeyInit, Mac};
+use palisade_tests::otlp::{kv, record, request, string};
+use palisade_tests::receiver::Receiver;
+use palisade_tests::{Auth, TempDir, TestServer};
+use serde_json::{Value, json};
+
+const RULE: &str = r#"apiVersion: palisade/v1
+id: page-root
+title: Root paged
+severity: high
+kind: match
+query: 'body:"page me" AND attributes.user.name:root'
+group_by: [attributes.user.name]
+resolve_after: 3s
+annotations:
+  summary: 'root asked to be paged <@here> & <https://evil.example|click>'
+"#;
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+async fn server_with(extra: &[&str]) -> (TestServer, TempDir, TempDir) {
+    let rules = TempDir::new("palisade-paging-rules");
+    std::fs::write(rules.0.join("page.yaml"), RULE).unwrap();
+    let data = TempDir::new("palisade-paging");
+    let url = palisade_tests::fresh_database().await.unwrap();
+    let mut args = vec![
+        "--rules-dir",
+        rules.0.to_str().unwrap(),
+        "--no-builtin-rules",
+    ];
+    args.extend_from_slice(extra);
+    let server = TestServer::start(&data.0, Some(url), &args).await.unwrap();
+    (server, data, rules)
+}
+
+fn admin(server: &TestServer) -> Auth {
+    Auth::Token(server.creds.api_token.clone())
+}
+
+async fn channel(server: &TestServer, body: Value) -> Value {
+    let (status, created, _) = server
+        .call("POST", "/api/v1/channels", &admin(server), Some(body))
+        .await;
+    assert_eq!(status, 201, "{created}");
+    created["channel"].clone()
+}
+
+async fn page_root(server: &TestServer) {
+    let resp = server
+        .post_protobuf(&request(
+            "auth",
+            vec![record(
+                "please page me now",
+                9,
+                vec![kv("user.name", string("root"))],
+            )],
+        ))
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+async fn notifications(server: &TestServer, query: &str) -> Vec<Value> {
+    let (status, body, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/notifications?{query}"),
+            &admin(server),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["notifications"].as_array().unwrap().clone()
+}
+
+fn verify_signature(r: &palisade_tests::receiver::Received) {
+    let header = |name: &str| r.headers[name].to_str().unwrap().to_string();
+    let (id, ts) = (header("webhook-id"), header("webhook-timestamp"));
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(SECRET.trim_start_matches("whsec_"))
+        .unwrap();
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(&r.body);
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(
+        header("webhook-signature"),
+        expected,
+        "signature over id.timestamp.body"
+    );
+    let age = chrono::Utc::now().timestamp() - ts.parse::<i64>().unwrap();
+    assert!((0..60).contains(&age), "timestamp is the send time");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_alert_pages_each_channel_once_through_trigger_acknowledge_and_resolve() {
+    let rx = Receiver::start().await;
+    let (server, _data, _rules) = server_with(&[
+        "--allow-private-destinations",
+        "127.0.0.0/8",
+        "--public-url",
+        "https://palisade.example",
+    ])
+    .await;
+    channel(&server, json!({"name": "pd", "type": "pagerduty", "url": format!("{}/pd/v2/enqueue", rx.url), "routing_key": "R0UTINGKEY123"})).await;
+    channel(
+        &server,
+        json!({"name": "slack", "type": "slack", "url": format!("{}/slack/T000/B000", rx.url)}),
+    )
+    .await;
+    let hook = channel(&server, json!({"name": "hook", "type": "webhook", "url": format!("{}/hook", rx.url), "secret": SECRET})).await;
+    // Secrets never come back, and are sealed in the database.
+    let (_, listed, _) = server
+        .call("GET", "/api/v1/channels", &admin(&server), None)
+        .await;
+    let text = listed.to_string();
+    assert_eq!(listed["channels"].as_array().unwrap().len(), 3, "{listed}");
+    for secret in ["R0UTINGKEY123", "whsec_", "/slack/T000", "/pd/v2"] {
+        assert!(!text.contains(secret), "{secret} returned: {text}");
+    }
+    assert_eq!(hook["target"], rx.url.as_str());
+    let pool = sqlx::PgPool::connect(server.database_url.as_deref().unwrap())
+        .await
+        .unwrap();
+    let sealed: Vec<Vec<u8>> = sqlx::query_scalar("SELECT sealed FROM channels")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for bytes in &sealed {
+        assert!(
+            !bytes.windows(12).any(|w| w == b"R0UTINGKEY12"),
+            "routing key in clear"
+        );
+        assert!(!bytes.windows(6).any(|w| w == b"whsec_"), "secret in clear");
+    }
+
+    let started = Instant::now();
+    page_root(&server).await;
+    let pd = rx.wait("/pd/", 1, 20).await;
+    let to_pager = started.elapsed();
+    let trigger = pd[0].json();
+    let (_, alerts, _) = server
+        .call(
+            "GET",
+            "/api/v1/alerts?rule=page-root",
+            &admin(&server),
+            None,
+        )
+        .await;
+    let alert = &alerts["alerts"][0];
+    let fingerprint = alert["fingerprint"].as_str().unwrap().to_string();
+    let alert_id = alert["id"].as_str().unwrap().to_string();
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["routing_key"], "R0UTINGKEY123");
+    assert_eq!(trigger["dedup_key"], fingerprint.as_str());
+    assert_eq!(trigger["payload"]["severity"], "error");
+    assert_eq!(trigger["payload"]["source"], "palisade");
+    assert_eq!(
+        trigger["payload"]["summary"],
+        "root asked to be paged <@here> & <https://evil.example|click>"
+    );
+    assert_eq!(
+        trigger["payload"]["custom_details"]["evidence"][0]["body"],
+        "please page me now"
+    );
+    let link = format!("https://palisade.example/alerts/{alert_id}");
+    assert_eq!(trigger["links"][0]["href"], link.as_str());
+    let slack = rx.wait("/slack/", 1, 10).await;
+    let message = slack[0].json()["text"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("&lt;@here&gt; &amp; &lt;https://evil.example|click&gt;"),
+        "{message}"
+    );
+    assert!(!message.contains("<@here>"), "{message}");
+    assert!(
+        message.contains(&format!("<{link}|Open in Palisade>")),
+        "{message}"
+    );
+    let hooks = rx.wait("/hook", 1, 10).await;
+    verify_signature(&hooks[0]);
+    let body = hooks[0].json();
+    assert_eq!(body["type"], "alert.trigger");
+    assert_eq!(body["alert"]["fingerprint"], fingerprint.as_str());
+    assert_eq!(
+        hooks[0].headers["webhook-id"].to_str().unwrap(),
+        body["id"].as_str().unwrap()
+    );
+
+    // Acknowledged in Palisade: PagerDuty hears it under the same dedup_key.
+    let (status, acked, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{alert_id}/acknowledge"),
+            &admin(&server),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{acked}");
+    let pd = rx.wait("/pd/", 2, 10).await;
+    assert_eq!(
+        pd[1].json(),
+        json!({"routing_key": "R0UTINGKEY123", "event_action": "acknowledge", "dedup_key": fingerprint})
+    );
+    // A second acknowledgement sends nothing more.
+    server
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{alert_id}/acknowledge"),
+            &admin(&server),
+            None,
+        )
+        .await;
+
+    // Quiet for resolve_after: resolve, same dedup_key, in order after the trigger.
+    let pd = rx.wait("/pd/", 3, 30).await;
+    assert_eq!(
+        pd[2].json(),
+        json!({"routing_key": "R0UTINGKEY123", "event_action": "resolve", "dedup_key": fingerprint})
+    );
+    let hooks = rx.wait("/hook", 3, 10).await;
+    let types: Vec<Value> = hooks.iter().map(|h| h.json()["type"].clone()).collect();
+    assert_eq!(
+        types,
+        vec![
+            json!("alert.trigger"),
+            json!("alert.acknowledge"),
+            json!("alert.resolve")
+        ]
+    );
+    for h in &hooks {
+        verify_signature(h);
+    }
+    // Exactly once each: nothing more arrives.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rx.received("/pd/").len(), 3);
+    assert_eq!(rx.received("/slack/").len(), 3);
+    assert_eq!(rx.received("/hook").len(), 3);
+    let all = notifications(&server, &format!("alert={alert_id}")).await;
+    assert_eq!(all.len(), 9, "{all:?}");
+    assert!(
+        all.iter()
+            .all(|n| n["state"] == "delivered" && n["attempts"] == 1),
+        "{all:?}"
+    );
+    let (_, detail, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/notifications/{}", all[0]["id"].as_str().unwrap()),
+            &admin(&server),
+            None,
+        )
+        .await;
+    assert_eq!(detail["attempt_log"][0]["status"], 202, "{detail}");
+    eprintln!(
+        "paging: trigger reached the PagerDuty stand-in {} ms after the OTLP 200",
+        to_pager.as_millis()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_retry_after_retry_after_and_permanent_errors_dead_letter() {
+    let rx = Receiver::start().await;
+    let (server, _data, _rules) =
+        server_with(&["--allow-private-destinations", "127.0.0.0/8"]).await;
+    channel(&server, json!({"name": "busy", "type": "webhook", "url": format!("{}/busy", rx.url), "secret": SECRET})).await;
+    channel(&server, json!({"name": "broken", "type": "webhook", "url": format!("{}/broken", rx.url), "secret": SECRET})).await;
+    // A receiver that is down at first: a port nothing listens on, yet.
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let down_addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    channel(
+        &server,
+        json!({"name": "down", "type": "slack", "url": format!("http://{down_addr}/down")}),
+    )
+    .await;
+    rx.script("/busy", 429, Some(2));
+    rx.script("/broken", 400, None);
+    page_root(&server).await;
+
+    // 429 with Retry-After: 2 -> the second attempt waits at least that long.
+    let busy = rx.wait("/busy", 2, 30).await;
+    let gap = busy[1].at - busy[0].at;
+    assert!(gap >= Duration::from_millis(1900), "retried after {gap:?}");
+    assert_eq!(
+        busy[0].headers["webhook-id"], busy[1].headers["webhook-id"],
+        "same idempotency key"
+    );
+    // 400: tried exactly once, then dead.
+    let dead = loop {
+        let dead = notifications(&server, "state=dead").await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["attempts"], 1);
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("HTTP 400"),
+        "{dead:?}"
+    );
+    assert_eq!(rx.received("/broken").len(), 1);
+    // The receiver comes back: what was waiting is delivered.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let back = Receiver::serve(tokio::net::TcpListener::bind(down_addr).await.unwrap()).await;
+    let delivered = back.wait("/down", 1, 30).await;
+    assert!(
+        delivered[0].json()["text"]
+            .as_str()
+            .unwrap()
+            .contains("Firing")
+    );
+    let pending = notifications(&server, "state=pending").await;
+    assert!(
+        pending.iter().all(|n| n["event"] != "trigger"),
+        "{pending:?}"
+    );
+    // Dead letters are counted in /metrics.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = server
+            .http
+            .get(format!("{}/metrics", server.api))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("palisade_notifications{state=\"dead\"} 1") {
+            assert!(
+                text.contains(
+                    "palisade_notification_attempts_total{kind=\"webhook\",outcome=\"dead\"} 1"
+                ),
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "dead letters not in /metrics");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn destinations_that_are_not_public_are_refused_at_save() {
+    let server = TestServer::spawn().await.unwrap();
+    let corpus = [
+        "http://127.0.0.1/",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0177.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:7f00:1]/",
+        "http://0.0.0.0/",
+        "http://10.0.0.1/",
+        "http://172.16.0.1/",
+        "http://192.168.0.1/",
+        "http://100.64.0.1/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fd00:ec2::254]/",
+        "http://[fe80::1]/",
+        "http://localhost:9/",
+        "file:///etc/passwd",
+        "gopher://example.com/",
+        "http://user:pw@example.com/",
+    ];
+    for url in corpus {
+        let (status, body, _) = server
+            .call(
+                "POST",
+                "/api/v1/channels",
+                &admin(&server),
+                Some(json!({"name": "x", "type": "slack", "url": url})),
+            )
+            .await;
+        assert_eq!(status, 400, "{url}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("url:"),
+            "{url}: {body}"
+        );
+    }
+    // Missing per-type settings name the field.
+    for (body, field) in [
+        (json!({"name": "p", "type": "pagerduty"}), "routing_key"),
+        (
+            json!({"name": "w", "type": "webhook", "url": "https://example.com/h"}),
+            "secret",
+        ),
+        (json!({"name": "s", "type": "slack"}), "url"),
+        (
+            json!({"name": "s", "type": "sms", "url": "https://example.com"}),
+            "type",
+        ),
+    ] {
+        let (status, answer, _) = server
+            .call("POST", "/api/v1/channels", &admin(&server), Some(body))
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{answer}"
+        );
+    }
+}
+
+/// Alertmanager (Debian's prometheus-alertmanager, started on loopback): alerts are
+/// pushed to `POST /api/v2/alerts` and read back from its API.
+#[tokio::test(flavor = "multi_thread")]
+async fn alerts_reach_a_real_alertmanager_and_resolve_there() {
+    let Some(am) = palisade_tests::alertmanager::Alertmanager::start() else {
+        panic!("prometheus-alertmanager is not installed: run the suite with scripts/test.sh");
+    };
+    let (server, _data, _rules) =
+        server_with(&["--allow-private-destinations", "127.0.0.0/8"]).await;
+    channel(
+        &server,
+        json!({"name": "am", "type": "alertmanager", "url": am.url}),
+    )
+    .await;
+    page_root(&server).await;
+    let client = palisade_tests::http_client();
+    let fetch = || async {
+        client
+            .get(format!("{}/api/v2/alerts", am.url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Vec<Value>>()
+            .await
+            .unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let alerts = fetch().await;
+        if let Some(a) = alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "page-root")
+        {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager never got the alert: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(alert["labels"]["severity"], "high");
+    assert_eq!(alert["labels"]["attributes_user_name"], "root");
+    assert_eq!(
+        alert["annotations"]["summary"],
+        "root asked to be paged <@here> & <https://evil.example|click>"
+    );
+    assert_eq!(alert["status"]["state"], "active");
+    let starts = chrono::DateTime::parse_from_rfc3339(alert["startsAt"].as_str().unwrap()).unwrap();
+    assert!((chrono::Utc::now() - starts.with_timezone(&chrono::Utc)).num_seconds() < 60);
+    // resolve_after 3 s: Alertmanager then holds it as ended.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let alerts = fetch().await;
+        let ours = alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == "page-root");
+        let ended = match ours {
+            None => true,
+            Some(a) => {
+                let ends =
+                    chrono::DateTime::parse_from_rfc3339(a["endsAt"].as_str().unwrap()).unwrap();
+                ends.with_timezone(&chrono::Utc) <= chrono::Utc::now()
+            }
+        };
+        if ended {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never resolved in Alertmanager: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

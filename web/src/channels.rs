@@ -1,0 +1,327 @@
+//! `/api/v1/channels` and `/api/v1/notifications`: where a tenant's alerts are paged,
+//! and what became of each page. Channel secrets are sealed at rest and never returned.
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::http::StatusCode;
+use chrono::Utc;
+use model::audit::{AuditEvent, Outcome};
+use model::{ErrorKind, Principal};
+use notify::channel::{Kind, Secrets};
+use serde::Deserialize;
+use serde_json::json;
+use storage::notify::ChannelRow;
+use uuid::Uuid;
+
+use crate::auth::ClientAddr;
+use crate::extract::{ApiJson, ApiQuery, ObjectId};
+use crate::rules::invalid;
+use crate::wire::{
+    Changed, Channel, ChannelCreated, ChannelList, ChannelTest, ErrorBody, NotificationBody,
+    NotificationDetail, NotificationList,
+};
+use crate::{ApiError, AppState, audit};
+
+/// A channel as written: `url`, `routing_key` and `secret` as its type needs.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelRequest {
+    /// Unique in the tenant, 1-64 characters.
+    name: String,
+    /// `pagerduty`, `slack`, `webhook` or `alertmanager`.
+    #[serde(rename = "type")]
+    kind: String,
+    /// The receiver (PagerDuty: optional, the Events API v2 endpoint by default;
+    /// Alertmanager: its base URL).
+    #[serde(default)]
+    url: Option<String>,
+    /// PagerDuty: the integration's routing key.
+    #[serde(default)]
+    routing_key: Option<String>,
+    /// Webhook: the signing secret (`whsec_<base64>` or at least 16 bytes).
+    #[serde(default)]
+    secret: Option<String>,
+}
+
+/// Validate a request into a channel row with its secrets sealed.
+async fn channel_row(
+    state: &AppState,
+    tenant: model::TenantId,
+    id: Uuid,
+    req: ChannelRequest,
+) -> Result<ChannelRow, ApiError> {
+    let name = req.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(invalid("name: 1-64 characters, no control characters"));
+    }
+    let kind = Kind::parse(&req.kind).map_err(invalid)?;
+    let secrets = Secrets::for_kind(kind, req.url, req.routing_key, req.secret).map_err(invalid)?;
+    let url = state
+        .notifier
+        .policy
+        .check_destination(&secrets.url)
+        .await
+        .map_err(invalid)?;
+    let target = match url.port() {
+        Some(port) => format!(
+            "{}://{}:{port}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ),
+        None => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+    };
+    let plain = serde_json::to_vec(&secrets).expect("secrets serialise");
+    let now = Utc::now();
+    Ok(ChannelRow {
+        id,
+        tenant_id: tenant,
+        name,
+        kind: kind.as_str().to_string(),
+        target,
+        sealed: state.notifier.keys.seal(&plain, id.as_bytes()),
+        created_at: now,
+        updated_at: now,
+    })
+}
+
+fn changed(p: &Principal, action: &str, target: String, source: Option<String>) -> AuditEvent {
+    AuditEvent::new(p.actor(), action, target, Outcome::Success)
+        .tenant(p.tenant_id)
+        .source(source)
+}
+
+fn conflict(err: storage::StorageError, name: &str) -> ApiError {
+    match err {
+        storage::StorageError::Conflict(_) => ApiError::new(
+            ErrorKind::Conflict,
+            format!("name: a channel {name:?} exists"),
+        ),
+        other => other.into(),
+    }
+}
+
+/// The tenant's channels (never their secrets).
+#[utoipa::path(get, path = "/api/v1/channels", tag = "paging",
+    responses((status = 200, body = ChannelList)))]
+pub async fn list_channels(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<ChannelList>, ApiError> {
+    let rows = state.notifications.channels(p.tenant_id).await?;
+    Ok(Json(ChannelList {
+        channels: rows.into_iter().map(Channel::from).collect(),
+    }))
+}
+
+/// Add a channel. Its destination is checked now (and again at every send).
+#[utoipa::path(post, path = "/api/v1/channels", tag = "paging", request_body = ChannelRequest,
+    responses((status = 201, body = ChannelCreated), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub async fn create_channel(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    ApiJson(req): ApiJson<ChannelRequest>,
+) -> Result<(StatusCode, Json<ChannelCreated>), ApiError> {
+    let row = channel_row(&state, p.tenant_id, Uuid::now_v7(), req).await?;
+    state
+        .notifications
+        .create_channel(&row)
+        .await
+        .map_err(|e| conflict(e, &row.name))?;
+    audit::record(
+        &state,
+        changed(
+            &p,
+            "channel.create",
+            format!("channel:{}", row.name),
+            source,
+        )
+        .details(json!({"type": row.kind, "target": row.target})),
+    )
+    .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(ChannelCreated {
+            channel: Channel::from(row),
+        }),
+    ))
+}
+
+/// One channel.
+#[utoipa::path(get, path = "/api/v1/channels/{id}", tag = "paging",
+    params(("id" = uuid::Uuid, Path, description = "channel id")),
+    responses((status = 200, body = Channel), (status = 404, body = ErrorBody)))]
+pub async fn get_channel(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ObjectId(id): ObjectId,
+) -> Result<Json<Channel>, ApiError> {
+    Ok(Json(Channel::from(
+        state.notifications.channel(p.tenant_id, id).await?,
+    )))
+}
+
+/// Replace a channel's name and settings (its type stays).
+#[utoipa::path(put, path = "/api/v1/channels/{id}", tag = "paging", request_body = ChannelRequest,
+    params(("id" = uuid::Uuid, Path, description = "channel id")),
+    responses((status = 200, body = Channel), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn update_channel(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    ObjectId(id): ObjectId,
+    ApiJson(req): ApiJson<ChannelRequest>,
+) -> Result<Json<Channel>, ApiError> {
+    let existing = state.notifications.channel(p.tenant_id, id).await?;
+    if existing.kind != req.kind {
+        return Err(invalid(format!(
+            "type: a {} channel stays one; create a new channel instead",
+            existing.kind
+        )));
+    }
+    let mut row = channel_row(&state, p.tenant_id, id, req).await?;
+    row.created_at = existing.created_at;
+    state
+        .notifications
+        .update_channel(&row)
+        .await
+        .map_err(|e| conflict(e, &row.name))?;
+    audit::record(
+        &state,
+        changed(
+            &p,
+            "channel.update",
+            format!("channel:{}", row.name),
+            source,
+        ),
+    )
+    .await;
+    Ok(Json(Channel::from(row)))
+}
+
+/// Delete a channel (its pending notifications go with it).
+#[utoipa::path(delete, path = "/api/v1/channels/{id}", tag = "paging",
+    params(("id" = uuid::Uuid, Path, description = "channel id")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
+pub async fn delete_channel(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    ObjectId(id): ObjectId,
+) -> Result<Json<Changed>, ApiError> {
+    let existing = state.notifications.channel(p.tenant_id, id).await?;
+    state.notifications.delete_channel(p.tenant_id, id).await?;
+    audit::record(
+        &state,
+        changed(
+            &p,
+            "channel.delete",
+            format!("channel:{}", existing.name),
+            source,
+        ),
+    )
+    .await;
+    Ok(Json(Changed {
+        id,
+        disabled: None,
+        revoked: None,
+        expired: None,
+        deleted: Some(true),
+    }))
+}
+
+/// Send a test notification now and return the receiver's answer.
+#[utoipa::path(post, path = "/api/v1/channels/{id}/test", tag = "paging",
+    params(("id" = uuid::Uuid, Path, description = "channel id")),
+    responses((status = 200, body = ChannelTest), (status = 404, body = ErrorBody)))]
+pub async fn test_channel(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    ObjectId(id): ObjectId,
+) -> Result<Json<ChannelTest>, ApiError> {
+    let row = state.notifications.channel(p.tenant_id, id).await?;
+    let sender = &state.notifier;
+    let secrets = sender
+        .secrets(&row)
+        .map_err(|e| ApiError::new(ErrorKind::Internal, e))?;
+    let kind = Kind::parse(&row.kind).map_err(|e| ApiError::new(ErrorKind::Internal, e))?;
+    let now = Utc::now();
+    let alert = json!({
+        "id": null, "rule_id": "palisade-test", "fingerprint": format!("test-{id}"),
+        "state": "firing", "severity": "info", "labels": {"rule": "palisade-test"},
+        "annotations": {"summary": format!("Test notification for channel {} from Palisade", row.name)},
+        "event_ids": [], "event_count": 0, "started_at": now, "firing_at": now, "resolved_at": null,
+    });
+    let notice = sender
+        .notice(p.tenant_id, Uuid::now_v7(), "test", alert)
+        .await;
+    let out = notify::payload::build(kind, &notice, &secrets, now)
+        .ok_or_else(|| invalid("this channel type has no test message"))?;
+    let answer = sender.send(&out).await;
+    audit::record(
+        &state,
+        changed(&p, "channel.test", format!("channel:{}", row.name), source)
+            .details(json!({"status": answer.status})),
+    )
+    .await;
+    Ok(Json(ChannelTest {
+        delivered: answer.ok(),
+        status: answer.status,
+        latency_ms: answer.latency.as_millis() as u64,
+        response: answer.detail,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationQuery {
+    /// `pending`, `delivered` or `dead`.
+    state: Option<String>,
+    /// Only this alert's notifications.
+    alert: Option<Uuid>,
+    /// 1-1000 [default: 100].
+    limit: Option<i64>,
+}
+
+/// Notifications, newest first; `state=dead` is the dead-letter queue.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "paging", params(NotificationQuery),
+    responses((status = 200, body = NotificationList), (status = 400, body = ErrorBody)))]
+pub async fn list_notifications(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiQuery(q): ApiQuery<NotificationQuery>,
+) -> Result<Json<NotificationList>, ApiError> {
+    if let Some(s) = &q.state
+        && !["pending", "delivered", "dead"].contains(&s.as_str())
+    {
+        return Err(invalid(format!(
+            "state: expected pending, delivered or dead, got {s:?}"
+        )));
+    }
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(invalid("limit must be between 1 and 1000"));
+    }
+    let rows = state
+        .notifications
+        .list(p.tenant_id, q.state.as_deref(), q.alert, limit)
+        .await?;
+    Ok(Json(NotificationList {
+        notifications: rows.into_iter().map(NotificationBody::from).collect(),
+    }))
+}
+
+/// One notification with every delivery attempt.
+#[utoipa::path(get, path = "/api/v1/notifications/{id}", tag = "paging",
+    params(("id" = uuid::Uuid, Path, description = "notification id")),
+    responses((status = 200, body = NotificationDetail), (status = 404, body = ErrorBody)))]
+pub async fn get_notification(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ObjectId(id): ObjectId,
+) -> Result<Json<NotificationDetail>, ApiError> {
+    let row = state.notifications.get(p.tenant_id, id).await?;
+    let attempts = state.notifications.attempts(p.tenant_id, id).await?;
+    Ok(Json(NotificationDetail::new(row, attempts)))
+}
