@@ -37,7 +37,7 @@ CREATE TABLE notifications (
     event            text NOT NULL CHECK (event IN ('trigger', 'acknowledge', 'resolve', 'test')),
     -- The alert as it was when the notification was decided.
     snapshot         jsonb NOT NULL,
-    state            text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+    state            text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead', 'skipped')),
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz NOT NULL DEFAULT now(),
     lease_until      timestamptz,
@@ -58,3 +58,11 @@ CREATE TABLE notification_attempts (
     error            text
 );
 CREATE INDEX notification_attempts_of ON notification_attempts (notification_id, at);
+
+-- A tenant's routing tree (notify::routing); none: every alert to every channel.
+CREATE TABLE routing (
+    tenant_id   uuid PRIMARY KEY REFERENCES tenants (id),
+    tree        jsonb NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    updated_by  text NOT NULL
+);

@@ -24,6 +24,7 @@ use uuid::Uuid;
 use crate::channel::{Kind, Secrets};
 use crate::guard::{Destinations, GuardedResolver};
 use crate::payload::{Notice, Outgoing, build};
+use crate::routing::Routing;
 use crate::seal::Keyring;
 
 #[derive(Debug, Clone)]
@@ -272,6 +273,36 @@ pub struct Worker {
     pub sender: Arc<Sender>,
     pub metrics: NotifyMetrics,
     slack_last: Mutex<HashMap<Uuid, Instant>>,
+    /// Routing trees by tenant, re-read after [`ROUTING_TTL`].
+    routing: Mutex<HashMap<model::TenantId, CachedRouting>>,
+}
+
+/// A tenant's routing tree as read at an instant (`None`: no tree).
+type CachedRouting = (Instant, Option<Arc<Routing>>);
+
+/// How long a tenant's routing tree is cached by a worker.
+pub const ROUTING_TTL: Duration = Duration::from_secs(2);
+/// How often repeat pages are looked for.
+pub const REPEAT_SCAN: Duration = Duration::from_secs(1);
+
+fn label_map(labels: &Value, severity: &str) -> std::collections::BTreeMap<String, String> {
+    let mut map: std::collections::BTreeMap<String, String> = labels
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    map.insert("severity".into(), severity.to_string());
+    map
 }
 
 /// Capped exponential backoff with jitter: a delay in `[d/2, d]`,
@@ -293,12 +324,81 @@ impl Worker {
             sender,
             metrics,
             slack_last: Mutex::new(HashMap::new()),
+            routing: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tenant's routing tree (cached), `None` without one. A tree that no longer
+    /// parses (a channel it names was deleted) routes as if there were none, loudly.
+    async fn routing(&self, tenant: model::TenantId) -> Option<Arc<Routing>> {
+        if let Some((at, tree)) = self.routing.lock().expect("routing lock").get(&tenant)
+            && at.elapsed() < ROUTING_TTL
+        {
+            return tree.clone();
+        }
+        let tree = match self.store.routing(tenant).await {
+            Ok(Some(value)) => match serde_json::from_value::<Routing>(value) {
+                Ok(tree) => Some(Arc::new(tree)),
+                Err(err) => {
+                    tracing::error!(%err, tenant = %tenant.0, "stored routing tree unreadable; paging every channel");
+                    None
+                }
+            },
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(%err, "routing not readable; using the cached tree");
+                return self
+                    .routing
+                    .lock()
+                    .expect("routing lock")
+                    .get(&tenant)
+                    .and_then(|(_, t)| t.clone());
+            }
+        };
+        self.routing
+            .lock()
+            .expect("routing lock")
+            .insert(tenant, (Instant::now(), tree.clone()));
+        tree
+    }
+
+    /// Forget a tenant's cached tree (after `PUT /api/v1/routing`).
+    pub fn routing_changed(&self, tenant: model::TenantId) {
+        self.routing.lock().expect("routing lock").remove(&tenant);
+    }
+
+    /// Enqueue repeat pages of firing, unacknowledged alerts whose route has a
+    /// `repeat_interval` that has passed since the last trigger to that channel.
+    async fn repeat(&self) {
+        let candidates = match self.store.repeat_candidates().await {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::warn!(%err, "repeat pages not computed");
+                return;
+            }
+        };
+        for c in candidates {
+            let Some(tree) = self.routing(c.tenant_id).await else {
+                continue;
+            };
+            let labels = label_map(&c.labels, &c.severity);
+            let due = tree.targets(&labels).into_iter().any(|t| {
+                t.channel == c.channel
+                    && t.repeat_interval.is_some_and(|every| {
+                        Utc::now() - c.last_at
+                            >= chrono::Duration::from_std(every).unwrap_or_default()
+                    })
+            });
+            if due && let Err(err) = self.store.enqueue_repeat(c.alert_id, c.channel_id).await {
+                tracing::warn!(%err, "repeat page not enqueued");
+            }
         }
     }
 
     /// Deliver until `shutdown`.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut last_gauges = Instant::now() - Duration::from_secs(60);
+        let mut last_repeat = Instant::now();
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -319,9 +419,13 @@ impl Worker {
                 sends.spawn(async move { worker.deliver(due).await });
             }
             while sends.join_next().await.is_some() {}
+            if last_repeat.elapsed() >= REPEAT_SCAN {
+                self.repeat().await;
+                last_repeat = Instant::now();
+            }
             if last_gauges.elapsed() >= Duration::from_secs(5) {
                 if let Ok(counts) = self.store.counts().await {
-                    for state in ["pending", "delivered", "dead"] {
+                    for state in ["pending", "delivered", "dead", "skipped"] {
                         let n = counts
                             .iter()
                             .find(|(s, _)| s == state)
@@ -362,6 +466,24 @@ impl Worker {
             Ok(s) => s,
             Err(e) => return self.dead(&due, e).await,
         };
+        // Routing: is this channel one this alert goes to, and has its wait passed?
+        if due.event != "test"
+            && let Some(tree) = self.routing(due.tenant_id).await
+        {
+            let labels = label_map(
+                &due.snapshot["labels"],
+                due.snapshot["severity"].as_str().unwrap_or_default(),
+            );
+            let targets = tree.targets(&labels);
+            let Some(target) = targets.iter().find(|t| t.channel == due.channel.name) else {
+                return self.finish(&due, None, Next::Skipped).await;
+            };
+            let ready =
+                due.created_at + chrono::Duration::from_std(target.group_wait).unwrap_or_default();
+            if due.event == "trigger" && due.attempts == 0 && ready > now {
+                return self.finish(&due, None, Next::Defer(ready)).await;
+            }
+        }
         if kind == Kind::Slack {
             let wait = {
                 let last = self.slack_last.lock().expect("pace lock");

@@ -100,10 +100,10 @@ pub struct AlertStore {
     db: Db,
 }
 
-const ALERT_COLUMNS: &str = "id, tenant_id, rule_id, fingerprint, state, severity, labels, annotations, event_ids, \
+pub(crate) const ALERT_COLUMNS: &str = "id, tenant_id, rule_id, fingerprint, state, severity, labels, annotations, event_ids, \
      event_count, started_at, firing_at, resolved_at, last_true_at, silenced";
 
-fn decode_alert(row: &PgRow) -> Result<AlertRow> {
+pub(crate) fn decode_alert(row: &PgRow) -> Result<AlertRow> {
     Ok(AlertRow {
         id: row.try_get("id")?,
         tenant_id: TenantId(row.try_get("tenant_id")?),

@@ -76,6 +76,20 @@ pub enum Next {
     /// Not this time and not counted as an attempt (pacing): try again at.
     Defer(DateTime<Utc>),
     Dead,
+    /// The tenant's routing does not send this alert to this channel.
+    Skipped,
+}
+
+/// A firing alert's last trigger to a channel (`NotificationStore::repeat_candidates`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepeatCandidate {
+    pub tenant_id: TenantId,
+    pub alert_id: Uuid,
+    pub channel_id: Uuid,
+    pub channel: String,
+    pub last_at: DateTime<Utc>,
+    pub labels: Value,
+    pub severity: String,
 }
 
 /// A notification as listed.
@@ -327,6 +341,7 @@ impl NotificationStore {
             Next::Delivered => ("delivered", None),
             Next::RetryAt(t) | Next::Defer(t) => ("pending", Some(t)),
             Next::Dead => ("dead", None),
+            Next::Skipped => ("skipped", None),
         };
         sqlx::query(
             "UPDATE notifications SET state = $2, attempts = attempts + $3, lease_until = NULL, \
@@ -399,6 +414,93 @@ impl NotificationStore {
             .iter()
             .map(|r| Ok((r.try_get("state")?, r.try_get("n")?)))
             .collect()
+    }
+
+    /// The tenant's routing tree, if it has one.
+    pub async fn routing(&self, tenant: TenantId) -> Result<Option<Value>> {
+        Ok(
+            sqlx::query_scalar("SELECT tree FROM routing WHERE tenant_id = $1")
+                .bind(tenant.0)
+                .fetch_optional(&self.db.pool)
+                .await?,
+        )
+    }
+
+    pub async fn put_routing(&self, tenant: TenantId, tree: &Value, by: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO routing (tenant_id, tree, updated_by) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id) DO UPDATE SET tree = EXCLUDED.tree, updated_by = EXCLUDED.updated_by, updated_at = now()",
+        )
+        .bind(tenant.0)
+        .bind(tree)
+        .bind(by)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_routing(&self, tenant: TenantId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM routing WHERE tenant_id = $1")
+            .bind(tenant.0)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Firing, unacknowledged, unsilenced alerts of tenants with a routing tree, with
+    /// the last trigger delivered to each channel: candidates for a repeat page.
+    pub async fn repeat_candidates(&self) -> Result<Vec<RepeatCandidate>> {
+        sqlx::query(
+            "SELECT DISTINCT ON (n.alert_id, n.channel_id) n.tenant_id, n.alert_id, n.channel_id, \
+                    n.created_at AS last_at, c.name AS channel, a.labels, a.severity \
+             FROM notifications n JOIN alerts a ON a.id = n.alert_id JOIN channels c ON c.id = n.channel_id \
+             JOIN routing r ON r.tenant_id = n.tenant_id \
+             WHERE n.event = 'trigger' AND n.state IN ('pending', 'delivered') AND a.state = 'firing' \
+               AND a.acknowledged_at IS NULL AND NOT a.silenced \
+             ORDER BY n.alert_id, n.channel_id, n.created_at DESC",
+        )
+        .fetch_all(&self.db.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RepeatCandidate {
+                tenant_id: TenantId(r.try_get("tenant_id")?),
+                alert_id: r.try_get("alert_id")?,
+                channel_id: r.try_get("channel_id")?,
+                channel: r.try_get("channel")?,
+                last_at: r.try_get("last_at")?,
+                labels: r.try_get("labels")?,
+                severity: r.try_get("severity")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Enqueue a repeat trigger of a still-firing alert to one channel, with the alert
+    /// as it is now.
+    pub async fn enqueue_repeat(&self, alert: Uuid, channel: Uuid) -> Result<()> {
+        let mut tx = self.db.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {} FROM alerts WHERE id = $1 AND state = 'firing' AND acknowledged_at IS NULL FOR UPDATE",
+            crate::alerts::ALERT_COLUMNS
+        )))
+        .bind(alert)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let a = crate::alerts::decode_alert(&row)?;
+            sqlx::query(
+                "INSERT INTO notifications (id, tenant_id, channel_id, alert_id, event, snapshot) VALUES (gen_random_uuid(), $1, $2, $3, 'trigger', $4)",
+            )
+            .bind(a.tenant_id.0)
+            .bind(channel)
+            .bind(a.id)
+            .bind(snapshot(&a))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The state of one notification of the tenant.

@@ -18,7 +18,7 @@ use crate::extract::{ApiJson, ApiQuery, ObjectId};
 use crate::rules::invalid;
 use crate::wire::{
     Changed, Channel, ChannelCreated, ChannelList, ChannelTest, ErrorBody, NotificationBody,
-    NotificationDetail, NotificationList,
+    NotificationDetail, NotificationList, RoutingBody,
 };
 use crate::{ApiError, AppState, audit};
 
@@ -276,7 +276,7 @@ pub async fn test_channel(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
-    /// `pending`, `delivered` or `dead`.
+    /// `pending`, `delivered`, `dead` or `skipped` (not routed to that channel).
     state: Option<String>,
     /// Only this alert's notifications.
     alert: Option<Uuid>,
@@ -293,10 +293,10 @@ pub async fn list_notifications(
     ApiQuery(q): ApiQuery<NotificationQuery>,
 ) -> Result<Json<NotificationList>, ApiError> {
     if let Some(s) = &q.state
-        && !["pending", "delivered", "dead"].contains(&s.as_str())
+        && !["pending", "delivered", "dead", "skipped"].contains(&s.as_str())
     {
         return Err(invalid(format!(
-            "state: expected pending, delivered or dead, got {s:?}"
+            "state: expected pending, delivered, dead or skipped, got {s:?}"
         )));
     }
     let limit = q.limit.unwrap_or(100);
@@ -324,4 +324,69 @@ pub async fn get_notification(
     let row = state.notifications.get(p.tenant_id, id).await?;
     let attempts = state.notifications.attempts(p.tenant_id, id).await?;
     Ok(Json(NotificationDetail::new(row, attempts)))
+}
+
+/// The tenant's routing tree, or `{"route": null}` when every alert goes to every channel.
+#[utoipa::path(get, path = "/api/v1/routing", tag = "paging",
+    responses((status = 200, body = RoutingBody)))]
+pub async fn get_routing(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<RoutingBody>, ApiError> {
+    let tree = state.notifications.routing(p.tenant_id).await?;
+    Ok(Json(RoutingBody {
+        route: tree.and_then(|t| t.get("route").cloned()),
+    }))
+}
+
+/// Replace the routing tree (YAML or JSON, docs/paging.md#routing); every channel it
+/// names must exist.
+#[utoipa::path(put, path = "/api/v1/routing", tag = "paging",
+    request_body(content = String, content_type = "application/yaml", description = "a routing document"),
+    responses((status = 200, body = RoutingBody), (status = 400, body = ErrorBody)))]
+pub async fn put_routing(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    body: axum::body::Bytes,
+) -> Result<Json<RoutingBody>, ApiError> {
+    let text = std::str::from_utf8(&body).map_err(|_| invalid("body: not UTF-8"))?;
+    let names: Vec<String> = state
+        .notifications
+        .channels(p.tenant_id)
+        .await?
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    let routing = notify::routing::Routing::parse(text, &names).map_err(invalid)?;
+    let tree = serde_json::to_value(&routing).expect("routing serialises");
+    state
+        .notifications
+        .put_routing(p.tenant_id, &tree, &p.actor())
+        .await?;
+    audit::record(
+        &state,
+        changed(&p, "routing.update", "routing".into(), source),
+    )
+    .await;
+    Ok(Json(RoutingBody {
+        route: tree.get("route").cloned(),
+    }))
+}
+
+/// Remove the routing tree: every alert goes to every channel again.
+#[utoipa::path(delete, path = "/api/v1/routing", tag = "paging",
+    responses((status = 200, body = RoutingBody)))]
+pub async fn delete_routing(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+) -> Result<Json<RoutingBody>, ApiError> {
+    state.notifications.delete_routing(p.tenant_id).await?;
+    audit::record(
+        &state,
+        changed(&p, "routing.delete", "routing".into(), source),
+    )
+    .await;
+    Ok(Json(RoutingBody { route: None }))
 }

@@ -57,6 +57,7 @@ impl Modify for Security {
         channels::list_channels, channels::create_channel, channels::get_channel,
         channels::update_channel, channels::delete_channel, channels::test_channel,
         channels::list_notifications, channels::get_notification,
+        channels::get_routing, channels::put_routing, channels::delete_routing,
         silences::list_silences, silences::create_silence, silences::expire_silence,
     ),
     components(schemas(wire::ErrorBody, wire::ErrorDetail)),

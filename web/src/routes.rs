@@ -262,6 +262,24 @@ fn api_table() -> Table {
         )
         .add(
             Method::GET,
+            "/api/v1/routing",
+            Requires(Admin),
+            channels::get_routing,
+        )
+        .add(
+            Method::PUT,
+            "/api/v1/routing",
+            Requires(Admin),
+            channels::put_routing,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/routing",
+            Requires(Admin),
+            channels::delete_routing,
+        )
+        .add(
+            Method::GET,
             "/api/v1/notifications",
             Requires(Read),
             channels::list_notifications,

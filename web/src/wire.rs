@@ -697,7 +697,8 @@ pub struct NotificationBody {
     pub alert_id: Option<Uuid>,
     /// `trigger`, `acknowledge`, `resolve` or `test`.
     pub event: String,
-    /// `pending`, `delivered` or `dead`.
+    /// `pending`, `delivered`, `dead` or `skipped` (the routing sends this alert
+    /// elsewhere).
     pub state: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
@@ -762,4 +763,11 @@ impl NotificationDetail {
                 .collect(),
         }
     }
+}
+
+/// A routing tree (`null`: every alert to every channel).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoutingBody {
+    #[schema(value_type = Option<Object>)]
+    pub route: Option<Value>,
 }

@@ -31,8 +31,12 @@ annotations:
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 async fn server_with(extra: &[&str]) -> (TestServer, TempDir, TempDir) {
+    server_with_rule(RULE, extra).await
+}
+
+async fn server_with_rule(rule: &str, extra: &[&str]) -> (TestServer, TempDir, TempDir) {
     let rules = TempDir::new("palisade-paging-rules");
-    std::fs::write(rules.0.join("page.yaml"), RULE).unwrap();
+    std::fs::write(rules.0.join("page.yaml"), rule).unwrap();
     let data = TempDir::new("palisade-paging");
     let url = palisade_tests::fresh_database().await.unwrap();
     let mut args = vec![
@@ -499,4 +503,267 @@ async fn alerts_reach_a_real_alertmanager_and_resolve_there() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// kill -9 after the alert change committed and before its page was delivered: after
+/// restart the page is delivered, with at most one duplicate, under the same id.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_committed_before_a_kill_9_is_delivered_after_restart() {
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = reserved.local_addr().unwrap();
+    drop(reserved);
+    let rules = TempDir::new("palisade-paging-rules");
+    std::fs::write(rules.0.join("page.yaml"), RULE).unwrap();
+    let data = TempDir::new("palisade-paging-crash");
+    let url = palisade_tests::fresh_database().await.unwrap();
+    let args = [
+        "--rules-dir",
+        rules.0.to_str().unwrap(),
+        "--no-builtin-rules",
+        "--allow-private-destinations",
+        "127.0.0.0/8",
+    ];
+    let mut server = TestServer::start(&data.0, Some(url.clone()), &args)
+        .await
+        .unwrap();
+    channel(&server, json!({"name": "hook", "type": "webhook", "url": format!("http://{addr}/hook"), "secret": SECRET})).await;
+    page_root(&server).await;
+    // Committed and tried (the receiver is down), not delivered.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pending = notifications(&server, "state=pending").await;
+        if pending.iter().any(|n| n["attempts"].as_i64() >= Some(1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no attempt recorded: {pending:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.kill9();
+    let rx = Receiver::serve(tokio::net::TcpListener::bind(addr).await.unwrap()).await;
+    let server = TestServer::start(&data.0, Some(url), &args).await.unwrap();
+    let got = rx.wait("/hook", 1, 60).await;
+    verify_signature(&got[0]);
+    assert_eq!(got[0].json()["type"], "alert.trigger");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got = rx.received("/hook");
+    assert!(got.len() <= 2, "{} deliveries", got.len());
+    let ids: std::collections::BTreeSet<_> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "one notification, one id");
+    let delivered = notifications(&server, "state=delivered").await;
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+}
+
+/// `palisade keys rotate` re-wraps channel secrets under a new key; the server keeps
+/// sending with the new key, and a server started with the old key cannot open them.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_rotate_rewraps_channel_secrets() {
+    let rx = Receiver::start().await;
+    let (mut server, data, _rules) =
+        server_with(&["--allow-private-destinations", "127.0.0.0/8"]).await;
+    let hook = channel(&server, json!({"name": "hook", "type": "webhook", "url": format!("{}/hook", rx.url), "secret": SECRET})).await;
+    let old_key = std::fs::read_to_string(data.0.join("secrets.key")).unwrap();
+    assert!(server.stop().unwrap().success());
+    let url = server.database_url.clone().unwrap();
+    let out = std::process::Command::new(palisade_tests::palisade_bin())
+        .args([
+            "keys",
+            "rotate",
+            "--data-dir",
+            data.0.to_str().unwrap(),
+            "--database-url",
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(said.contains("1 channel secret(s) re-wrapped"), "{said}");
+    let new_key = std::fs::read_to_string(data.0.join("secrets.key")).unwrap();
+    assert_ne!(old_key.trim(), new_key.trim());
+    let server = TestServer::start(
+        &data.0,
+        Some(url.clone()),
+        &[
+            "--allow-private-destinations",
+            "127.0.0.0/8",
+            "--no-builtin-rules",
+        ],
+    )
+    .await
+    .unwrap();
+    let (status, answer, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/channels/{}/test", hook["id"].as_str().unwrap()),
+            &admin(&server),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["delivered"], true, "{answer}");
+    verify_signature(&rx.wait("/hook", 1, 10).await[0]);
+    drop(server);
+    // The old key no longer opens them: the test endpoint fails, without detail.
+    let old = TempDir::new("palisade-old-key");
+    std::fs::write(old.0.join("k"), old_key).unwrap();
+    std::process::Command::new("chmod")
+        .args(["600", old.0.join("k").to_str().unwrap()])
+        .status()
+        .unwrap();
+    let server = TestServer::start(
+        &data.0,
+        Some(url),
+        &[
+            "--allow-private-destinations",
+            "127.0.0.0/8",
+            "--no-builtin-rules",
+            "--key-file",
+            old.0.join("k").to_str().unwrap(),
+        ],
+    )
+    .await
+    .unwrap();
+    let (status, answer, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/channels/{}/test", hook["id"].as_str().unwrap()),
+            &admin(&server),
+            None,
+        )
+        .await;
+    assert_eq!(status, 500, "{answer}");
+    assert!(answer["error"]["request_id"].is_string(), "{answer}");
+}
+
+/// A routing tree: high alerts to PagerDuty, repeated every 2 s until acknowledged, and
+/// (`continue`) this rule's alerts to the webhook after a 3 s group wait; the root's
+/// Slack channel gets nothing because a child route took the alert.
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_sends_by_labels_waits_repeats_and_acknowledgement_stops_repeats() {
+    let rx = Receiver::start().await;
+    let rule = RULE.replace("resolve_after: 3s", "resolve_after: 1h");
+    let (server, _data, _rules) =
+        server_with_rule(&rule, &["--allow-private-destinations", "127.0.0.0/8"]).await;
+    channel(&server, json!({"name": "pd", "type": "pagerduty", "url": format!("{}/pd", rx.url), "routing_key": "RK"})).await;
+    channel(
+        &server,
+        json!({"name": "slack", "type": "slack", "url": format!("{}/slack", rx.url)}),
+    )
+    .await;
+    channel(&server, json!({"name": "hook", "type": "webhook", "url": format!("{}/hook", rx.url), "secret": SECRET})).await;
+    let tree = r#"
+route:
+  channels: [slack]
+  routes:
+    - matchers: [{label: severity, op: "=~", value: "critical|high"}]
+      channels: [pd]
+      repeat_interval: 2s
+      continue: true
+    - matchers: [{label: rule, op: "=", value: page-root}]
+      channels: [hook]
+      group_wait: 3s
+"#;
+    let resp = server
+        .http
+        .put(format!("{}/api/v1/routing", server.api))
+        .bearer_auth(&server.creds.api_token)
+        .body(tree)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    // A tree naming an unknown channel is refused, naming the place.
+    let resp = server
+        .http
+        .put(format!("{}/api/v1/routing", server.api))
+        .bearer_auth(&server.creds.api_token)
+        .body("route: {channels: [nope]}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("route.channels"),
+        "{err}"
+    );
+
+    let paged = Instant::now();
+    page_root(&server).await;
+    let pd = rx.wait("/pd", 2, 20).await;
+    assert_eq!(pd[0].json()["event_action"], "trigger");
+    assert_eq!(pd[1].json()["event_action"], "trigger", "repeated");
+    assert_eq!(pd[0].json()["dedup_key"], pd[1].json()["dedup_key"]);
+    let gap = pd[1].at - pd[0].at;
+    assert!(gap >= Duration::from_millis(1900), "repeat after {gap:?}");
+    let hook = rx.wait("/hook", 1, 20).await;
+    assert!(
+        hook[0].at - paged >= Duration::from_secs(3),
+        "group_wait: {:?}",
+        hook[0].at - paged
+    );
+    assert!(
+        rx.received("/slack").is_empty(),
+        "the root's channel got a page"
+    );
+    let (_, alerts, _) = server
+        .call(
+            "GET",
+            "/api/v1/alerts?rule=page-root",
+            &admin(&server),
+            None,
+        )
+        .await;
+    let id = alerts["alerts"][0]["id"].as_str().unwrap().to_string();
+    let (status, _, _) = server
+        .call(
+            "POST",
+            &format!("/api/v1/alerts/{id}/acknowledge"),
+            &admin(&server),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let acked_at = loop {
+        if let Some(r) = rx
+            .received("/pd")
+            .iter()
+            .find(|r| r.json()["event_action"] == "acknowledge")
+        {
+            break r.at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no acknowledge reached PagerDuty"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let later = rx
+        .received("/pd")
+        .iter()
+        .filter(|r| {
+            r.at > acked_at + Duration::from_millis(500) && r.json()["event_action"] == "trigger"
+        })
+        .count();
+    assert_eq!(later, 0, "repeats continued after the acknowledgement");
+    let skipped = notifications(&server, "state=skipped").await;
+    assert!(
+        skipped.iter().any(|n| n["event"] == "trigger"),
+        "{skipped:?}"
+    );
 }

@@ -1,0 +1,275 @@
+//! Routing: which channels an alert pages, how long the first page waits, and how
+//! often an unacknowledged firing alert pages again.
+//!
+//! A tenant without a routing tree pages every channel at once, once per event. With
+//! one, like Alertmanager's: the root route matches every alert; its `routes` are tried
+//! in order, an alert goes to the first child whose `matchers` all match (and on to
+//! the next ones when that child says `continue: true`), recursively; when no child
+//! matches, the route itself takes it. Settings not given on a route are inherited
+//! from its parent. `group_wait` delays the first page of an alert (critical alerts
+//! never wait); `repeat_interval` pages a firing, unacknowledged alert again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use alerting::silence::Matcher;
+use serde::{Deserialize, Serialize};
+
+/// The routing document (`PUT /api/v1/routing`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Routing {
+    pub route: Route,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// All must match (`label`, `op` one of `=`, `!=`, `=~`, `!~`, `value`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matchers: Vec<Matcher>,
+    /// Channel names; inherited when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<String>>,
+    /// Keep trying the following sibling routes after this one matched.
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    /// How long the first page of an alert waits (`30s`); critical alerts never wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_wait: Option<String>,
+    /// Page a firing, unacknowledged alert again after this long (`4h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_interval: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<Route>,
+}
+
+/// Where one alert goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub channel: String,
+    pub group_wait: Duration,
+    pub repeat_interval: Option<Duration>,
+}
+
+fn duration(field: &str, text: &Option<String>) -> Result<Option<Duration>, String> {
+    text.as_deref()
+        .map(|t| {
+            query::time::parse_duration(t)
+                .ok()
+                .and_then(|d| d.to_std().ok())
+                .ok_or_else(|| format!("{field}: {t:?} is not a duration like 30s or 4h"))
+        })
+        .transpose()
+}
+
+/// The smallest `repeat_interval` allowed (a page storm guard).
+pub const MIN_REPEAT: Duration = Duration::from_secs(1);
+/// Deepest route nesting.
+pub const MAX_DEPTH: usize = 8;
+
+impl Routing {
+    /// Parse YAML or JSON and validate against the tenant's channel names.
+    pub fn parse(text: &str, channels: &[String]) -> Result<Routing, String> {
+        let routing: Routing = serde_saphyr::from_str(text)
+            .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())?;
+        routing.validate(channels)?;
+        Ok(routing)
+    }
+
+    pub fn validate(&self, channels: &[String]) -> Result<(), String> {
+        fn walk(
+            route: &Route,
+            path: &str,
+            depth: usize,
+            channels: &[String],
+        ) -> Result<(), String> {
+            if depth > MAX_DEPTH {
+                return Err(format!("{path}: routes nest deeper than {MAX_DEPTH}"));
+            }
+            for m in &route.matchers {
+                m.validate().map_err(|e| format!("{path}.matchers: {e}"))?;
+            }
+            for name in route.channels.iter().flatten() {
+                if !channels.contains(name) {
+                    return Err(format!("{path}.channels: no channel named {name:?}"));
+                }
+            }
+            duration(&format!("{path}.group_wait"), &route.group_wait)?;
+            if let Some(d) = duration(&format!("{path}.repeat_interval"), &route.repeat_interval)?
+                && d < MIN_REPEAT
+            {
+                return Err(format!("{path}.repeat_interval: at least 1s"));
+            }
+            for (i, child) in route.routes.iter().enumerate() {
+                walk(child, &format!("{path}.routes[{i}]"), depth + 1, channels)?;
+            }
+            Ok(())
+        }
+        if !self.route.matchers.is_empty() {
+            return Err("route.matchers: the root route matches every alert".into());
+        }
+        if self.route.channels.as_ref().is_none_or(Vec::is_empty) {
+            return Err("route.channels: the root route needs at least one channel".into());
+        }
+        walk(&self.route, "route", 0, channels)
+    }
+
+    /// Where an alert with `labels` (including `severity`) goes.
+    pub fn targets(&self, labels: &BTreeMap<String, String>) -> Vec<Target> {
+        #[derive(Clone)]
+        struct Inherited {
+            channels: Vec<String>,
+            wait: Duration,
+            repeat: Option<Duration>,
+        }
+        fn settle(route: &Route, parent: &Inherited) -> Inherited {
+            Inherited {
+                channels: route
+                    .channels
+                    .clone()
+                    .unwrap_or_else(|| parent.channels.clone()),
+                wait: duration("", &route.group_wait)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(parent.wait),
+                repeat: duration("", &route.repeat_interval)
+                    .ok()
+                    .flatten()
+                    .or(parent.repeat),
+            }
+        }
+        fn walk(
+            route: &Route,
+            settings: &Inherited,
+            labels: &BTreeMap<String, String>,
+            out: &mut Vec<Target>,
+        ) {
+            let mut matched_child = false;
+            for child in &route.routes {
+                if child.matchers.iter().all(|m| m.matches(labels)) {
+                    matched_child = true;
+                    walk(child, &settle(child, settings), labels, out);
+                    if !child.continue_ {
+                        break;
+                    }
+                }
+            }
+            if !matched_child {
+                for channel in &settings.channels {
+                    if !out.iter().any(|t| &t.channel == channel) {
+                        out.push(Target {
+                            channel: channel.clone(),
+                            group_wait: settings.wait,
+                            repeat_interval: settings.repeat,
+                        });
+                    }
+                }
+            }
+        }
+        let root = settle(
+            &self.route,
+            &Inherited {
+                channels: Vec::new(),
+                wait: Duration::ZERO,
+                repeat: None,
+            },
+        );
+        let mut out = Vec::new();
+        walk(&self.route, &root, labels, &mut out);
+        if labels.get("severity").map(String::as_str) == Some("critical") {
+            for t in &mut out {
+                t.group_wait = Duration::ZERO;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TREE: &str = r#"
+route:
+  channels: [slack]
+  group_wait: 30s
+  routes:
+    - matchers: [{label: severity, op: "=~", value: "critical|high"}]
+      channels: [pagerduty]
+      repeat_interval: 4h
+      continue: true
+    - matchers: [{label: rule, op: "=~", value: "K8S-.*"}]
+      channels: [security]
+"#;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn names(targets: &[Target]) -> Vec<&str> {
+        targets.iter().map(|t| t.channel.as_str()).collect()
+    }
+
+    #[test]
+    fn alerts_follow_the_tree_with_continue_and_inheritance() {
+        let channels: Vec<String> = ["slack", "pagerduty", "security"]
+            .map(String::from)
+            .to_vec();
+        let routing = Routing::parse(TREE, &channels).unwrap();
+        let high_k8s = routing.targets(&labels(&[("severity", "high"), ("rule", "K8S-001")]));
+        assert_eq!(names(&high_k8s), ["pagerduty", "security"]);
+        assert_eq!(
+            high_k8s[0].repeat_interval,
+            Some(Duration::from_secs(4 * 3600))
+        );
+        assert_eq!(high_k8s[1].group_wait, Duration::from_secs(30), "inherited");
+        let low = routing.targets(&labels(&[("severity", "low"), ("rule", "custom")]));
+        assert_eq!(names(&low), ["slack"]);
+        let critical = routing.targets(&labels(&[("severity", "critical"), ("rule", "custom")]));
+        assert_eq!(names(&critical), ["pagerduty"]);
+        assert_eq!(
+            critical[0].group_wait,
+            Duration::ZERO,
+            "critical never waits"
+        );
+    }
+
+    #[test]
+    fn bad_trees_name_the_place() {
+        let channels = vec!["slack".to_string()];
+        for (tree, fragment) in [
+            (
+                "route: {channels: [nope]}",
+                "route.channels: no channel named \"nope\"",
+            ),
+            (
+                "route: {channels: []}",
+                "route.channels: the root route needs",
+            ),
+            (
+                "route: {channels: [slack], routes: [{matchers: [{label: a, op: '=~', value: '('}]}]}",
+                "route.routes[0].matchers",
+            ),
+            (
+                "route: {channels: [slack], group_wait: soon}",
+                "route.group_wait",
+            ),
+            (
+                "route: {channels: [slack], repeat_interval: 0s}",
+                "route.repeat_interval",
+            ),
+            (
+                "route: {channels: [slack], matchers: [{label: a, op: '=', value: b}]}",
+                "route.matchers",
+            ),
+            ("route: {channels: [slack], extra: 1}", "unknown field"),
+        ] {
+            let err = Routing::parse(tree, &channels).unwrap_err();
+            assert!(err.contains(fragment), "{tree}: {err}");
+        }
+    }
+}
