@@ -10,6 +10,7 @@
 //! Usage: `cargo run --release -p palisade-bench -- --records 1000000`
 
 mod k8s;
+mod paging;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use palisade_tests::{PrivateCluster, TempDir, TestServer};
 use prost::Message;
 
 #[derive(Debug, Parser)]
-struct Args {
+pub(crate) struct Args {
     /// Records to ingest.
     #[arg(long, default_value_t = 1_000_000)]
     records: usize,
@@ -48,7 +49,8 @@ struct Args {
     palisade: PathBuf,
     /// `ingest` (ingest and search), `rules` (ingest with 0 vs 100 match rules,
     /// and match-to-firing latency) or `k8s` (audit events through normalisation and
-    /// the built-in detection pack, beside plain logs).
+    /// the built-in detection pack, beside plain logs) or `paging` (alerts through the
+    /// notification outbox to a webhook receiver: latency under load, throughput).
     #[arg(long, default_value = "ingest")]
     mode: String,
 }
@@ -133,9 +135,9 @@ fn body(rng: &mut Rng, i: usize) -> String {
 /// A deterministic workload of `records` records in requests of `batch`, generated
 /// on demand (batch `b` is always the same), so 10M records never sit in memory.
 #[derive(Debug, Clone, Copy)]
-struct Workload {
-    records: usize,
-    batch: usize,
+pub(crate) struct Workload {
+    pub(crate) records: usize,
+    pub(crate) batch: usize,
 }
 
 impl Workload {
@@ -430,6 +432,9 @@ async fn main() -> anyhow::Result<()> {
     if args.mode == "k8s" {
         return k8s::k8s_bench(args).await;
     }
+    if args.mode == "paging" {
+        return paging::paging_bench(args).await;
+    }
     let palisade = std::fs::canonicalize(&args.palisade).with_context(|| {
         format!(
             "{} not found: cargo build --release --bin palisade",
@@ -638,25 +643,7 @@ async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f6
     };
     let view = TestServerView::of(server);
     let client = palisade_tests::http_client();
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let loader = {
-        let stop = stop.clone();
-        let view = TestServerView::of(server);
-        let bodies: Vec<Vec<u8>> = (0..background.requests())
-            .map(|b| background.request(b).encode_to_vec())
-            .collect();
-        tokio::spawn(async move {
-            let client = palisade_tests::http_client();
-            let mut tick = tokio::time::interval(Duration::from_millis(50)); // 20 req/s x 500 = 10k/s
-            for body in bodies.iter().cycle() {
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    break;
-                }
-                tick.tick().await;
-                let _ = view.send(&client, body.clone()).await;
-            }
-        })
-    };
+    let background = Background::start(server, background);
     let mut samples = Vec::new();
     for p in 0..n {
         let id = format!("p{p}x{}", uuid::Uuid::new_v4().simple());
@@ -691,9 +678,43 @@ async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f6
         }
         samples.push(acked.elapsed().as_secs_f64() * 1000.0);
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let _ = loader.await;
+    background.stop().await;
     Ok(summary(samples))
+}
+
+/// About 10,000 records/s of background ingest (20 requests of 500 per second) until
+/// stopped.
+pub(crate) struct Background {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Background {
+    pub(crate) fn start(server: &TestServer, workload: Workload) -> Background {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let view = TestServerView::of(server);
+        let bodies: Vec<Vec<u8>> = (0..workload.requests())
+            .map(|b| workload.request(b).encode_to_vec())
+            .collect();
+        let task = tokio::spawn(async move {
+            let client = palisade_tests::http_client();
+            let mut tick = tokio::time::interval(Duration::from_millis(50));
+            for body in bodies.iter().cycle() {
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+                tick.tick().await;
+                let _ = view.send(&client, body.clone()).await;
+            }
+        });
+        Background { stop, task }
+    }
+
+    pub(crate) async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
+    }
 }
 
 fn print_rules(args: &Args, rates: &[(&str, f64, f64)], p50: f64, p99: f64) {
