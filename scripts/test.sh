@@ -20,6 +20,8 @@ if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opent
     openapi-spec-validator==0.9.0
 fi
 export PALISADE_TEST_PYTHON="$venv/bin/python"
+# A signing secret the paging tests read from the environment (channels file).
+export PALISADE_TEST_HOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 # --- Command-line peers used by the TLS tests ----------------------------------------
 missing=""

@@ -55,8 +55,10 @@ pub(crate) async fn paging_bench(args: Args) -> anyhow::Result<()> {
             "POST",
             "/api/v1/channels",
             &palisade_tests::Auth::Token(server.creds.api_token.clone()),
-            Some(json!({"name": "bench", "type": "webhook", "url": format!("{}/hook", rx.url),
-                "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})),
+            Some(
+                json!({"name": "bench", "type": "webhook", "url": format!("{}/hook", rx.url),
+                "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}),
+            ),
         )
         .await;
     anyhow::ensure!(status == 201, "channel not created: {body}");
@@ -76,7 +78,10 @@ pub(crate) async fn paging_bench(args: Args) -> anyhow::Result<()> {
     }
     let (direct_p50, direct_p99) = summary(direct);
 
-    eprintln!("bench: OTLP 200 to receiver, {} probes under load", args.probes);
+    eprintln!(
+        "bench: OTLP 200 to receiver, {} probes under load",
+        args.probes
+    );
     let background = Background::start(
         &server,
         Workload {
@@ -93,7 +98,10 @@ pub(crate) async fn paging_bench(args: Args) -> anyhow::Result<()> {
             if rx.received("/hook").iter().any(|r| carries(r, &id)) {
                 break;
             }
-            anyhow::ensure!(acked.elapsed() < Duration::from_secs(30), "probe page never arrived");
+            anyhow::ensure!(
+                acked.elapsed() < Duration::from_secs(30),
+                "probe page never arrived"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         samples.push(acked.elapsed().as_secs_f64() * 1000.0);
@@ -111,11 +119,15 @@ pub(crate) async fn paging_bench(args: Args) -> anyhow::Result<()> {
                 record("probealert", 9, vec![kv("probe.id", string(&id))])
             })
             .collect();
-        view.send(&client, request("probe", records).encode_to_vec()).await?;
+        view.send(&client, request("probe", records).encode_to_vec())
+            .await?;
     }
     let want = before + args.probes.div_ceil(100) * 100;
     while rx.received("/hook").len() < want {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "pages never all arrived");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "pages never all arrived"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let through = (want - before) as f64 / started.elapsed().as_secs_f64();

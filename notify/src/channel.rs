@@ -106,3 +106,53 @@ pub fn signing_key(secret: &str) -> Vec<u8> {
         .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok())
         .unwrap_or_else(|| secret.as_bytes().to_vec())
 }
+
+/// A channel as an admin gives it (API body or config file).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+/// Validate a channel, check its destination now, and seal its secrets: the row to
+/// store. Errors name the field.
+pub async fn prepare(
+    spec: ChannelSpec,
+    id: uuid::Uuid,
+    tenant: model::TenantId,
+    policy: &crate::guard::Destinations,
+    keys: &crate::seal::Keyring,
+) -> Result<storage::notify::ChannelRow, String> {
+    let name = spec.name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err("name: 1-64 characters, no control characters".into());
+    }
+    let kind = Kind::parse(&spec.kind)?;
+    let secrets = Secrets::for_kind(kind, spec.url, spec.routing_key, spec.secret)?;
+    let url = policy.check_destination(&secrets.url).await?;
+    let host = url.host_str().unwrap_or_default();
+    let target = match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    };
+    let plain = serde_json::to_vec(&secrets).expect("secrets serialise");
+    let now = chrono::Utc::now();
+    Ok(storage::notify::ChannelRow {
+        id,
+        tenant_id: tenant,
+        name,
+        kind: kind.as_str().to_string(),
+        target,
+        sealed: keys.seal(&plain, id.as_bytes()),
+        created_at: now,
+        updated_at: now,
+    })
+}

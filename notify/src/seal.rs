@@ -80,20 +80,27 @@ impl Keyring {
         Aes256Gcm::new_from_slice(&self.kek).expect("32-byte key")
     }
 
-    /// Encrypt `plain`, bound to `context` (the channel id).
-    pub fn seal(&self, plain: &[u8], context: &[u8]) -> Vec<u8> {
-        let dek = model::token::random_bytes::<32>();
-        let (dek_nonce, value_nonce) = (nonce(), nonce());
+    /// Encrypt a data key under this key: (nonce, wrapped key).
+    fn wrap(&self, dek: &[u8; 32], context: &[u8]) -> ([u8; NONCE_LEN], Vec<u8>) {
+        let dek_nonce = nonce();
         let wrapped = self
             .cipher()
             .encrypt(
                 &nonce_of(&dek_nonce),
                 Payload {
-                    msg: &dek,
+                    msg: dek,
                     aad: context,
                 },
             )
             .expect("encryption does not fail");
+        (dek_nonce, wrapped)
+    }
+
+    /// Encrypt `plain`, bound to `context` (the channel id).
+    pub fn seal(&self, plain: &[u8], context: &[u8]) -> Vec<u8> {
+        let dek = model::token::random_bytes::<32>();
+        let (dek_nonce, wrapped) = self.wrap(&dek, context);
+        let value_nonce = nonce();
         let value = Aes256Gcm::new_from_slice(&dek)
             .expect("32-byte key")
             .encrypt(
@@ -160,17 +167,7 @@ impl Keyring {
         next: &Keyring,
     ) -> Result<Vec<u8>, SealError> {
         let dek = self.unwrap_dek(sealed, context)?;
-        let dek_nonce = nonce();
-        let wrapped = next
-            .cipher()
-            .encrypt(
-                &nonce_of(&dek_nonce),
-                Payload {
-                    msg: &dek,
-                    aad: context,
-                },
-            )
-            .expect("encryption does not fail");
+        let (dek_nonce, wrapped) = next.wrap(&dek, context);
         let mut out = Vec::with_capacity(sealed.len());
         out.push(VERSION);
         out.extend_from_slice(&next.id);

@@ -113,6 +113,10 @@ pub struct ServeArgs {
     /// 10.1.0.0/16,127.0.0.0/8 [default: none]
     #[arg(long, env = "PALISADE_ALLOW_PRIVATE_DESTINATIONS")]
     pub allow_private_destinations: Option<String>,
+    /// YAML file of paging channels and routing per tenant, applied at start
+    /// (docs/paging.md#configuration-file)
+    #[arg(long, env = "PALISADE_CHANNELS_FILE")]
+    pub channels_file: Option<PathBuf>,
 }
 
 /// `flag` with every setting it leaves unset taken from `file`: both are the same
@@ -169,6 +173,8 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Non-public networks notifications may reach.
     pub allow_private_destinations: Vec<notify::guard::Net>,
+    /// Channels and routing applied at start.
+    pub channels_file: Option<PathBuf>,
 }
 
 /// Where the key-encryption key of channel secrets comes from.
@@ -265,6 +271,7 @@ impl Settings {
         .map_err(|e| anyhow::anyhow!("allow_private_destinations: {e}"))?;
         Ok(Settings {
             key_source,
+            channels_file: serve.channels_file.clone(),
             public_url,
             allow_private_destinations,
             data_dir,

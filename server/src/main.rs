@@ -5,6 +5,7 @@ mod commands;
 mod config;
 mod conn;
 mod database;
+mod paging;
 mod progress;
 mod rules;
 mod serve;

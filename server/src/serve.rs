@@ -265,6 +265,10 @@ async fn run_with(
         config: notify_config,
     });
     let notifications = storage::notify::NotificationStore::new(db.clone());
+    if let Some(path) = &settings.channels_file {
+        let written = crate::paging::apply(path, &access, &notifications, &notifier).await?;
+        println!("palisade: {written} channel(s) from {}", path.display());
+    }
     let worker = Arc::new(notify::worker::Worker::new(
         notifications.clone(),
         notifier.clone(),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use chrono::Utc;
 use model::audit::{AuditEvent, Outcome};
 use model::{ErrorKind, Principal};
-use notify::channel::{Kind, Secrets};
+use notify::channel::{ChannelSpec, Kind};
 use serde::Deserialize;
 use serde_json::json;
 use storage::notify::ChannelRow;
@@ -50,44 +50,56 @@ async fn channel_row(
     id: Uuid,
     req: ChannelRequest,
 ) -> Result<ChannelRow, ApiError> {
-    let name = req.name.trim().to_string();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-        return Err(invalid("name: 1-64 characters, no control characters"));
-    }
-    let kind = Kind::parse(&req.kind).map_err(invalid)?;
-    let secrets = Secrets::for_kind(kind, req.url, req.routing_key, req.secret).map_err(invalid)?;
-    let url = state
-        .notifier
-        .policy
-        .check_destination(&secrets.url)
-        .await
-        .map_err(invalid)?;
-    let target = match url.port() {
-        Some(port) => format!(
-            "{}://{}:{port}",
-            url.scheme(),
-            url.host_str().unwrap_or_default()
-        ),
-        None => format!("{}://{}", url.scheme(), url.host_str().unwrap_or_default()),
+    let spec = ChannelSpec {
+        name: req.name,
+        kind: req.kind,
+        url: req.url,
+        routing_key: req.routing_key,
+        secret: req.secret,
     };
-    let plain = serde_json::to_vec(&secrets).expect("secrets serialise");
-    let now = Utc::now();
-    Ok(ChannelRow {
+    notify::channel::prepare(
+        spec,
         id,
-        tenant_id: tenant,
-        name,
-        kind: kind.as_str().to_string(),
-        target,
-        sealed: state.notifier.keys.seal(&plain, id.as_bytes()),
-        created_at: now,
-        updated_at: now,
-    })
+        tenant,
+        &state.notifier.policy,
+        &state.notifier.keys,
+    )
+    .await
+    .map_err(invalid)
 }
 
 fn changed(p: &Principal, action: &str, target: String, source: Option<String>) -> AuditEvent {
     AuditEvent::new(p.actor(), action, target, Outcome::Success)
         .tenant(p.tenant_id)
         .source(source)
+}
+
+/// Store a new or changed channel and audit it (name taken: 409 naming the field).
+async fn save(
+    state: &AppState,
+    p: &Principal,
+    row: &ChannelRow,
+    new: bool,
+    source: Option<String>,
+) -> Result<(), ApiError> {
+    let stored = if new {
+        state.notifications.create_channel(row).await
+    } else {
+        state.notifications.update_channel(row).await
+    };
+    stored.map_err(|e| conflict(e, &row.name))?;
+    let action = if new {
+        "channel.create"
+    } else {
+        "channel.update"
+    };
+    audit::record(
+        state,
+        changed(p, action, format!("channel:{}", row.name), source)
+            .details(json!({"type": row.kind, "target": row.target})),
+    )
+    .await;
+    Ok(())
 }
 
 fn conflict(err: storage::StorageError, name: &str) -> ApiError {
@@ -123,22 +135,7 @@ pub async fn create_channel(
     ApiJson(req): ApiJson<ChannelRequest>,
 ) -> Result<(StatusCode, Json<ChannelCreated>), ApiError> {
     let row = channel_row(&state, p.tenant_id, Uuid::now_v7(), req).await?;
-    state
-        .notifications
-        .create_channel(&row)
-        .await
-        .map_err(|e| conflict(e, &row.name))?;
-    audit::record(
-        &state,
-        changed(
-            &p,
-            "channel.create",
-            format!("channel:{}", row.name),
-            source,
-        )
-        .details(json!({"type": row.kind, "target": row.target})),
-    )
-    .await;
+    save(&state, &p, &row, true, source).await?;
     Ok((
         StatusCode::CREATED,
         Json(ChannelCreated {
@@ -181,21 +178,7 @@ pub async fn update_channel(
     }
     let mut row = channel_row(&state, p.tenant_id, id, req).await?;
     row.created_at = existing.created_at;
-    state
-        .notifications
-        .update_channel(&row)
-        .await
-        .map_err(|e| conflict(e, &row.name))?;
-    audit::record(
-        &state,
-        changed(
-            &p,
-            "channel.update",
-            format!("channel:{}", row.name),
-            source,
-        ),
-    )
-    .await;
+    save(&state, &p, &row, false, source).await?;
     Ok(Json(Channel::from(row)))
 }
 

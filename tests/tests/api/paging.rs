@@ -88,6 +88,12 @@ async fn notifications(server: &TestServer, query: &str) -> Vec<Value> {
     body["notifications"].as_array().unwrap().clone()
 }
 
+async fn test_channel(server: &TestServer, channel: &Value) -> (u16, Value) {
+    let path = format!("/api/v1/channels/{}/test", channel["id"].as_str().unwrap());
+    let (status, answer, _) = server.call("POST", &path, &admin(server), None).await;
+    (status, answer)
+}
+
 fn verify_signature(r: &palisade_tests::receiver::Received) {
     let header = |name: &str| r.headers[name].to_str().unwrap().to_string();
     let (id, ts) = (header("webhook-id"), header("webhook-timestamp"));
@@ -601,14 +607,7 @@ async fn keys_rotate_rewraps_channel_secrets() {
     )
     .await
     .unwrap();
-    let (status, answer, _) = server
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{}/test", hook["id"].as_str().unwrap()),
-            &admin(&server),
-            None,
-        )
-        .await;
+    let (status, answer) = test_channel(&server, &hook).await;
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["delivered"], true, "{answer}");
     verify_signature(&rx.wait("/hook", 1, 10).await[0]);
@@ -633,14 +632,7 @@ async fn keys_rotate_rewraps_channel_secrets() {
     )
     .await
     .unwrap();
-    let (status, answer, _) = server
-        .call(
-            "POST",
-            &format!("/api/v1/channels/{}/test", hook["id"].as_str().unwrap()),
-            &admin(&server),
-            None,
-        )
-        .await;
+    let (status, answer) = test_channel(&server, &hook).await;
     assert_eq!(status, 500, "{answer}");
     assert!(answer["error"]["request_id"].is_string(), "{answer}");
 }
@@ -765,5 +757,97 @@ route:
     assert!(
         skipped.iter().any(|n| n["event"] == "trigger"),
         "{skipped:?}"
+    );
+}
+
+/// Channels and routing from `--channels-file`: created at start with secrets taken
+/// from the environment, updated in place on the next start, and a bad file stops
+/// start-up naming the place.
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_and_routing_come_from_a_configuration_file() {
+    let rx = Receiver::start().await;
+    let config = TempDir::new("palisade-channels-file");
+    let file = config.0.join("channels.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "tenants:\n  default:\n    channels:\n      - {{name: hook, type: webhook, url: \"{}/hook\", secret_env: PALISADE_TEST_HOOK_SECRET}}\n      - {{name: chat, type: slack, url: \"{}/slack\"}}\n    routing:\n      route: {{channels: [hook]}}\n",
+            rx.url, rx.url
+        ),
+    )
+    .unwrap();
+    // The server inherits the test's environment; the secret is read from it.
+    hook_secret_is_exported();
+    let file_arg = file.to_str().unwrap().to_string();
+    let (server, data, _rules) = server_with(&[
+        "--allow-private-destinations",
+        "127.0.0.0/8",
+        "--channels-file",
+        &file_arg,
+    ])
+    .await;
+    let (_, listed, _) = server
+        .call("GET", "/api/v1/channels", &admin(&server), None)
+        .await;
+    let names: Vec<&str> = listed["channels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["chat", "hook"], "{listed}");
+    let (_, routing, _) = server
+        .call("GET", "/api/v1/routing", &admin(&server), None)
+        .await;
+    assert_eq!(routing["route"]["channels"], json!(["hook"]), "{routing}");
+    page_root(&server).await;
+    let hooks = rx.wait("/hook", 1, 20).await;
+    verify_signature(&hooks[0]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        rx.received("/slack").is_empty(),
+        "routing sent the page to chat too"
+    );
+    let hook_id = listed["channels"][1]["id"].clone();
+    let url = server.database_url.clone().unwrap();
+    drop(server);
+    // A broken file: start-up fails, naming file, tenant, entry and field.
+    std::fs::write(&file, "tenants:\n  default:\n    channels:\n      - {name: x, type: slack, url: \"http://169.254.169.254/\"}\n").unwrap();
+    let out = std::process::Command::new(palisade_tests::palisade_bin())
+        .args([
+            "serve",
+            "--data-dir",
+            data.0.to_str().unwrap(),
+            "--database-url",
+            &url,
+            "--channels-file",
+            &file_arg,
+            "--http-addr",
+            "127.0.0.1:0",
+            "--otlp-http-addr",
+            "127.0.0.1:0",
+            "--otlp-grpc-addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("tenants.default.channels[0].url:"),
+        "{stderr}"
+    );
+    // The channel made from the file kept its id across the restart.
+    assert!(hook_id.is_string());
+}
+
+/// The secret the channels-file test reads from the environment: exported for the
+/// whole test run by scripts/test.sh (setting it from a multi-threaded test would be
+/// unsafe).
+fn hook_secret_is_exported() {
+    assert_eq!(
+        std::env::var("PALISADE_TEST_HOOK_SECRET").as_deref(),
+        Ok(SECRET),
+        "run the suite with scripts/test.sh (it exports PALISADE_TEST_HOOK_SECRET)"
     );
 }
