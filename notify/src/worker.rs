@@ -114,6 +114,9 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// The first bytes of the body (for the channel test) or the transport error.
     pub detail: String,
+    /// The destination policy refused the URL: nothing was sent, and retrying cannot
+    /// help.
+    pub refused: bool,
 }
 
 impl Answer {
@@ -123,6 +126,9 @@ impl Answer {
 
     /// Whether trying again may succeed: 408, 429, 5xx, or no answer at all.
     pub fn retryable(&self) -> bool {
+        if self.refused {
+            return false;
+        }
         match self.status {
             None => true,
             Some(s) => s == 408 || s == 429 || s >= 500,
@@ -237,6 +243,7 @@ impl Sender {
                 latency: started.elapsed(),
                 retry_after: None,
                 detail: e,
+                refused: true,
             };
         }
         let mut request = self.client.post(&out.url).body(out.body.clone());
@@ -254,6 +261,7 @@ impl Sender {
                     latency: started.elapsed(),
                     retry_after,
                     detail,
+                    refused: false,
                 }
             }
             Err(err) => Answer {
@@ -262,6 +270,7 @@ impl Sender {
                 retry_after: None,
                 // Never the URL: it is a secret.
                 detail: format!("{}", err.without_url()),
+                refused: false,
             },
         }
     }

@@ -484,3 +484,68 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, silenced: bool) -> AlertRow {
+        let now = Utc::now();
+        AlertRow {
+            id: Uuid::nil(),
+            tenant_id: TenantId(Uuid::nil()),
+            rule_id: "r".into(),
+            fingerprint: "f".into(),
+            state: state.into(),
+            severity: "high".into(),
+            labels: serde_json::json!({}),
+            annotations: serde_json::json!({}),
+            event_ids: vec![1],
+            event_count: 1,
+            started_at: now,
+            firing_at: None,
+            resolved_at: None,
+            last_true_at: now,
+            silenced,
+        }
+    }
+
+    fn to(from: Option<State>, to: State) -> Transition {
+        Transition {
+            from,
+            to,
+            at: Utc::now(),
+        }
+    }
+
+    /// Which alert changes page: firing, escalation while firing, resolution of a
+    /// firing alert; nothing while silenced or pending.
+    #[test]
+    fn pages_follow_the_alert_lifecycle() {
+        let fired = change(&row("firing", false), true, vec![to(None, State::Firing)], false);
+        assert_eq!(fired.notify, Some("trigger"));
+        let pending = change(&row("pending", false), true, vec![to(None, State::Pending)], false);
+        assert_eq!(pending.notify, None);
+        let raised = change(&row("firing", false), false, vec![], true);
+        assert_eq!(raised.notify, Some("trigger"), "escalate pages again");
+        let raised_pending = change(&row("pending", false), false, vec![], true);
+        assert_eq!(raised_pending.notify, None);
+        let resolved = change(
+            &row("resolved", false),
+            false,
+            vec![to(Some(State::Firing), State::Resolved)],
+            false,
+        );
+        assert_eq!(resolved.notify, Some("resolve"));
+        let never_fired = change(
+            &row("resolved", false),
+            false,
+            vec![to(Some(State::Pending), State::Resolved)],
+            false,
+        );
+        assert_eq!(never_fired.notify, None, "a pending alert that resolves paged nobody");
+        let silenced = change(&row("firing", true), true, vec![to(None, State::Firing)], false);
+        assert_eq!(silenced.notify, None);
+        assert!(silenced.transitions[0].silenced);
+    }
+}

@@ -851,3 +851,49 @@ fn hook_secret_is_exported() {
         "run the suite with scripts/test.sh (it exports PALISADE_TEST_HOOK_SECRET)"
     );
 }
+
+/// A destination allowed when the channel was saved but refused by the policy in force
+/// when a page is sent (here: the operator withdrew `--allow-private-destinations`) is
+/// never called; the page is dead at once, saying why.
+#[tokio::test(flavor = "multi_thread")]
+async fn destinations_are_checked_again_at_send_time() {
+    let rx = Receiver::start().await;
+    let (mut server, data, rules) =
+        server_with(&["--allow-private-destinations", "127.0.0.0/8"]).await;
+    channel(&server, json!({"name": "hook", "type": "webhook", "url": format!("{}/hook", rx.url), "secret": SECRET})).await;
+    let url = server.database_url.clone().unwrap();
+    assert!(server.stop().unwrap().success());
+    let server = TestServer::start(
+        &data.0,
+        Some(url),
+        &[
+            "--rules-dir",
+            rules.0.to_str().unwrap(),
+            "--no-builtin-rules",
+        ],
+    )
+    .await
+    .unwrap();
+    page_root(&server).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let dead = loop {
+        let dead = notifications(&server, "state=dead").await;
+        if !dead.is_empty() {
+            break dead;
+        }
+        assert!(Instant::now() < deadline, "never dead-lettered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dead[0]["attempts"], 1, "{dead:?}");
+    assert!(
+        dead[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
+        "{dead:?}"
+    );
+    assert!(
+        rx.received("/hook").is_empty(),
+        "the refused destination was called"
+    );
+}
