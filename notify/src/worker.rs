@@ -289,6 +289,9 @@ pub struct Worker {
 /// A tenant's routing tree as read at an instant (`None`: no tree).
 type CachedRouting = (Instant, Option<Arc<Routing>>);
 
+/// Notifications claimed (and sent in parallel) at a time.
+pub const CLAIM: i64 = 64;
+
 /// How long a tenant's routing tree is cached by a worker.
 pub const ROUTING_TTL: Duration = Duration::from_secs(2);
 /// How often repeat pages are looked for.
@@ -412,7 +415,7 @@ impl Worker {
             if shutdown.is_cancelled() {
                 return;
             }
-            let claimed = match self.store.claim_due(32, self.sender.config.lease).await {
+            let claimed = match self.store.claim_due(CLAIM, self.sender.config.lease).await {
                 Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(error = %err, "notification outbox not readable; retrying");

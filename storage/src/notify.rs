@@ -320,23 +320,9 @@ impl NotificationStore {
             .collect()
     }
 
-    /// Record an attempt (unless deferred) and what comes next, releasing the lease.
+    /// Record an attempt (unless deferred) and what comes next, releasing the lease:
+    /// one statement, one commit.
     pub async fn finish(&self, id: Uuid, attempt: Option<&Attempt>, next: Next) -> Result<()> {
-        let mut tx = self.db.pool.begin().await?;
-        if let Some(a) = attempt {
-            sqlx::query(
-                "INSERT INTO notification_attempts (notification_id, at, status, latency_ms, error) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(a.at)
-            .bind(a.status)
-            .bind(a.latency_ms)
-            .bind(&a.error)
-            .execute(&mut *tx)
-            .await?;
-        }
-        let counted = i32::from(attempt.is_some());
-        let error = attempt.and_then(|a| a.error.clone());
         let (state, at) = match next {
             Next::Delivered => ("delivered", None),
             Next::RetryAt(t) | Next::Defer(t) => ("pending", Some(t)),
@@ -344,19 +330,24 @@ impl NotificationStore {
             Next::Skipped => ("skipped", None),
         };
         sqlx::query(
-            "UPDATE notifications SET state = $2, attempts = attempts + $3, lease_until = NULL, \
+            "WITH attempt AS ( \
+               INSERT INTO notification_attempts (notification_id, at, status, latency_ms, error) \
+               SELECT $1, $6, $7, $8, $5 WHERE $3 = 1) \
+             UPDATE notifications SET state = $2, attempts = attempts + $3, lease_until = NULL, \
                next_attempt_at = COALESCE($4, next_attempt_at), \
                delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END, \
                last_error = COALESCE($5, last_error) WHERE id = $1",
         )
         .bind(id)
         .bind(state)
-        .bind(counted)
+        .bind(i32::from(attempt.is_some()))
         .bind(at)
-        .bind(error)
-        .execute(&mut *tx)
+        .bind(attempt.and_then(|a| a.error.clone()))
+        .bind(attempt.map(|a| a.at))
+        .bind(attempt.and_then(|a| a.status))
+        .bind(attempt.map(|a| a.latency_ms))
+        .execute(&self.db.pool)
         .await?;
-        tx.commit().await?;
         Ok(())
     }
 

@@ -522,9 +522,19 @@ mod tests {
     /// firing alert; nothing while silenced or pending.
     #[test]
     fn pages_follow_the_alert_lifecycle() {
-        let fired = change(&row("firing", false), true, vec![to(None, State::Firing)], false);
+        let fired = change(
+            &row("firing", false),
+            true,
+            vec![to(None, State::Firing)],
+            false,
+        );
         assert_eq!(fired.notify, Some("trigger"));
-        let pending = change(&row("pending", false), true, vec![to(None, State::Pending)], false);
+        let pending = change(
+            &row("pending", false),
+            true,
+            vec![to(None, State::Pending)],
+            false,
+        );
         assert_eq!(pending.notify, None);
         let raised = change(&row("firing", false), false, vec![], true);
         assert_eq!(raised.notify, Some("trigger"), "escalate pages again");
@@ -543,8 +553,16 @@ mod tests {
             vec![to(Some(State::Pending), State::Resolved)],
             false,
         );
-        assert_eq!(never_fired.notify, None, "a pending alert that resolves paged nobody");
-        let silenced = change(&row("firing", true), true, vec![to(None, State::Firing)], false);
+        assert_eq!(
+            never_fired.notify, None,
+            "a pending alert that resolves paged nobody"
+        );
+        let silenced = change(
+            &row("firing", true),
+            true,
+            vec![to(None, State::Firing)],
+            false,
+        );
         assert_eq!(silenced.notify, None);
         assert!(silenced.transitions[0].silenced);
     }
