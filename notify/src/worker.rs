@@ -254,7 +254,15 @@ impl Sender {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = retry_after(resp.headers());
-                let body = resp.bytes().await.unwrap_or_default();
+                // Only the first bytes of the answer are read: a receiver cannot make
+                // the worker buffer an unbounded body.
+                let mut resp = resp;
+                let mut body = Vec::new();
+                while body.len() < MAX_ANSWER_BYTES
+                    && let Ok(Some(chunk)) = resp.chunk().await
+                {
+                    body.extend_from_slice(&chunk);
+                }
                 let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
                 Answer {
                     status: Some(status),
@@ -288,6 +296,9 @@ pub struct Worker {
 
 /// A tenant's routing tree as read at an instant (`None`: no tree).
 type CachedRouting = (Instant, Option<Arc<Routing>>);
+
+/// How much of a receiver's answer is read.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// Notifications claimed (and sent in parallel) at a time.
 pub const CLAIM: i64 = 64;
