@@ -75,6 +75,24 @@ async fn page_root(server: &TestServer) {
     assert_eq!(resp.status(), 200);
 }
 
+async fn page_root_alerts(server: &TestServer) -> Value {
+    let path = "/api/v1/alerts?rule=page-root";
+    let (status, alerts, _) = server.call("GET", path, &admin(server), None).await;
+    assert_eq!(status, 200, "{alerts}");
+    alerts
+}
+
+async fn put_routing(server: &TestServer, tree: &str) -> reqwest::Response {
+    server
+        .http
+        .put(format!("{}/api/v1/routing", server.api))
+        .bearer_auth(&server.creds.api_token)
+        .body(tree.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn notifications(server: &TestServer, query: &str) -> Vec<Value> {
     let (status, body, _) = server
         .call(
@@ -163,14 +181,7 @@ async fn an_alert_pages_each_channel_once_through_trigger_acknowledge_and_resolv
     let pd = rx.wait("/pd/", 1, 20).await;
     let to_pager = started.elapsed();
     let trigger = pd[0].json();
-    let (_, alerts, _) = server
-        .call(
-            "GET",
-            "/api/v1/alerts?rule=page-root",
-            &admin(&server),
-            None,
-        )
-        .await;
+    let alerts = page_root_alerts(&server).await;
     let alert = &alerts["alerts"][0];
     let fingerprint = alert["fingerprint"].as_str().unwrap().to_string();
     let alert_id = alert["id"].as_str().unwrap().to_string();
@@ -665,24 +676,10 @@ route:
       channels: [hook]
       group_wait: 3s
 "#;
-    let resp = server
-        .http
-        .put(format!("{}/api/v1/routing", server.api))
-        .bearer_auth(&server.creds.api_token)
-        .body(tree)
-        .send()
-        .await
-        .unwrap();
+    let resp = put_routing(&server, tree).await;
     assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
     // A tree naming an unknown channel is refused, naming the place.
-    let resp = server
-        .http
-        .put(format!("{}/api/v1/routing", server.api))
-        .bearer_auth(&server.creds.api_token)
-        .body("route: {channels: [nope]}")
-        .send()
-        .await
-        .unwrap();
+    let resp = put_routing(&server, "route: {channels: [nope]}").await;
     assert_eq!(resp.status(), 400);
     let err: Value = resp.json().await.unwrap();
     assert!(
@@ -711,14 +708,7 @@ route:
         rx.received("/slack").is_empty(),
         "the root's channel got a page"
     );
-    let (_, alerts, _) = server
-        .call(
-            "GET",
-            "/api/v1/alerts?rule=page-root",
-            &admin(&server),
-            None,
-        )
-        .await;
+    let alerts = page_root_alerts(&server).await;
     let id = alerts["alerts"][0]["id"].as_str().unwrap().to_string();
     let (status, _, _) = server
         .call(
