@@ -508,11 +508,18 @@ impl Worker {
             }
         }
         if kind == Kind::Slack {
+            // Check and reserve the channel's next slot under one lock: notifications
+            // of one claim are sent in parallel.
             let wait = {
-                let last = self.slack_last.lock().expect("pace lock");
-                last.get(&due.channel.id)
-                    .map(|t| config.slack_pace.saturating_sub(t.elapsed()))
-                    .filter(|d| !d.is_zero())
+                let mut last = self.slack_last.lock().expect("pace lock");
+                let now = Instant::now();
+                match last.get(&due.channel.id).map(|t| *t + config.slack_pace) {
+                    Some(free) if free > now => Some(free - now),
+                    _ => {
+                        last.insert(due.channel.id, now);
+                        None
+                    }
+                }
             };
             if let Some(wait) = wait {
                 let at = now + chrono::Duration::from_std(wait).unwrap_or_default();
@@ -526,12 +533,6 @@ impl Worker {
             // Nothing to say on this channel (Alertmanager has no acknowledgement).
             return self.finish(&due, None, Next::Delivered).await;
         };
-        if kind == Kind::Slack {
-            self.slack_last
-                .lock()
-                .expect("pace lock")
-                .insert(due.channel.id, Instant::now());
-        }
         let answer = sender.send(&out).await;
         let attempt = Attempt {
             at: now,

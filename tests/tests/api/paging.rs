@@ -887,3 +887,43 @@ async fn destinations_are_checked_again_at_send_time() {
         "the refused destination was called"
     );
 }
+
+/// Slack is paced: three alerts at once reach one Slack channel about a second apart.
+#[tokio::test(flavor = "multi_thread")]
+async fn slack_messages_are_paced_per_channel() {
+    let rx = Receiver::start().await;
+    let rule = RULE
+        .replace(
+            "query: 'body:\"page me\" AND attributes.user.name:root'",
+            "query: 'body:\"page me\"'",
+        )
+        .replace(
+            "group_by: [attributes.user.name]",
+            "group_by: [attributes.n]",
+        );
+    let (server, _data, _rules) =
+        server_with_rule(&rule, &["--allow-private-destinations", "127.0.0.0/8"]).await;
+    channel(
+        &server,
+        json!({"name": "chat", "type": "slack", "url": format!("{}/slack", rx.url)}),
+    )
+    .await;
+    let records = (0..3)
+        .map(|i| record("page me", 9, vec![kv("n", string(&i.to_string()))]))
+        .collect();
+    assert_eq!(
+        server
+            .post_protobuf(&request("auth", records))
+            .await
+            .status(),
+        200
+    );
+    let got = rx.wait("/slack", 3, 30).await;
+    for pair in got.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(900),
+            "two messages {gap:?} apart"
+        );
+    }
+}
