@@ -359,13 +359,18 @@ pub async fn put_routing(
 
 /// Remove the routing tree: every alert goes to every channel again.
 #[utoipa::path(delete, path = "/api/v1/routing", tag = "paging",
-    responses((status = 200, body = RoutingBody)))]
+    responses((status = 200, body = RoutingBody), (status = 404, body = ErrorBody)))]
 pub async fn delete_routing(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
 ) -> Result<Json<RoutingBody>, ApiError> {
-    state.notifications.delete_routing(p.tenant_id).await?;
+    if !state.notifications.delete_routing(p.tenant_id).await? {
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            "no routing tree: every alert already goes to every channel",
+        ));
+    }
     audit::record(
         &state,
         changed(&p, "routing.delete", "routing".into(), source),
