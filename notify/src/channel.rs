@@ -2,6 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest accepted channel URL.
+pub const MAX_URL_BYTES: usize = 2048;
+/// Longest accepted signing secret.
+pub const MAX_SECRET_BYTES: usize = 1024;
+/// Channels one tenant may have (every alert event is a row per channel).
+pub const MAX_CHANNELS_PER_TENANT: usize = 64;
+
 /// PagerDuty's Events API v2 endpoint (the default URL of a `pagerduty` channel).
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
@@ -57,6 +64,12 @@ impl Secrets {
     ) -> Result<Secrets, String> {
         let nonempty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
         let (url, routing_key, secret) = (nonempty(url), nonempty(routing_key), nonempty(secret));
+        if url.as_ref().is_some_and(|u| u.len() > MAX_URL_BYTES) {
+            return Err(format!("url: at most {MAX_URL_BYTES} bytes"));
+        }
+        if secret.as_ref().is_some_and(|s| s.len() > MAX_SECRET_BYTES) {
+            return Err(format!("secret: at most {MAX_SECRET_BYTES} bytes"));
+        }
         let url = match (kind, url) {
             (_, Some(url)) => url,
             (Kind::PagerDuty, None) => PAGERDUTY_EVENTS_URL.to_string(),

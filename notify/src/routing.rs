@@ -67,6 +67,9 @@ fn duration(field: &str, text: &Option<String>) -> Result<Option<Duration>, Stri
 pub const MIN_REPEAT: Duration = Duration::from_secs(1);
 /// Deepest route nesting.
 pub const MAX_DEPTH: usize = 8;
+/// Most routes in a tree, and matchers on one route.
+pub const MAX_ROUTES: usize = 256;
+pub const MAX_MATCHERS: usize = 32;
 
 impl Routing {
     /// Parse YAML or JSON and validate against the tenant's channel names.
@@ -87,6 +90,9 @@ impl Routing {
             if depth > MAX_DEPTH {
                 return Err(format!("{path}: routes nest deeper than {MAX_DEPTH}"));
             }
+            if route.matchers.len() > MAX_MATCHERS {
+                return Err(format!("{path}.matchers: at most {MAX_MATCHERS}"));
+            }
             for m in &route.matchers {
                 m.validate().map_err(|e| format!("{path}.matchers: {e}"))?;
             }
@@ -105,6 +111,12 @@ impl Routing {
                 walk(child, &format!("{path}.routes[{i}]"), depth + 1, channels)?;
             }
             Ok(())
+        }
+        fn count(route: &Route) -> usize {
+            1 + route.routes.iter().map(count).sum::<usize>()
+        }
+        if count(&self.route) > MAX_ROUTES {
+            return Err(format!("route: at most {MAX_ROUTES} routes"));
         }
         if !self.route.matchers.is_empty() {
             return Err("route.matchers: the root route matches every alert".into());

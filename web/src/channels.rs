@@ -134,6 +134,13 @@ pub async fn create_channel(
     ClientAddr(source): ClientAddr,
     ApiJson(req): ApiJson<ChannelRequest>,
 ) -> Result<(StatusCode, Json<ChannelCreated>), ApiError> {
+    let existing = state.notifications.channels(p.tenant_id).await?.len();
+    if existing >= notify::channel::MAX_CHANNELS_PER_TENANT {
+        return Err(invalid(format!(
+            "a tenant has at most {} channels",
+            notify::channel::MAX_CHANNELS_PER_TENANT
+        )));
+    }
     let row = channel_row(&state, p.tenant_id, Uuid::now_v7(), req).await?;
     save(&state, &p, &row, true, source).await?;
     Ok((

@@ -419,6 +419,44 @@ async fn destinations_that_are_not_public_are_refused_at_save() {
             "{url}: {body}"
         );
     }
+    // Past the bounds: URL and secret length, routes in a tree.
+    let long = format!("https://example.com/{}", "a".repeat(2100));
+    for (body, field) in [
+        (
+            json!({"name": "l", "type": "slack", "url": long}),
+            "url: at most",
+        ),
+        (
+            json!({"name": "w", "type": "webhook", "url": "https://example.com/h", "secret": "s".repeat(1100)}),
+            "secret: at most",
+        ),
+    ] {
+        let (status, answer, _) = server
+            .call("POST", "/api/v1/channels", &admin(&server), Some(body))
+            .await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(field),
+            "{answer}"
+        );
+    }
+    let many = format!(
+        "route: {{channels: [x], routes: [{}]}}",
+        vec!["{}"; 300].join(",")
+    );
+    let resp = put_routing(&server, &many).await;
+    assert_eq!(resp.status(), 400);
+    let answer: Value = resp.json().await.unwrap();
+    assert!(
+        answer["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 256 routes"),
+        "{answer}"
+    );
     // Missing per-type settings name the field.
     for (body, field) in [
         (json!({"name": "p", "type": "pagerduty"}), "routing_key"),
