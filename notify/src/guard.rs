@@ -192,6 +192,30 @@ impl Destinations {
     }
 }
 
+/// The resolver's refusal: every address a name resolves to is forbidden.
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// The resolver's refusal in an error's source chain, if any.
+pub fn refusal<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(r) = e.downcast_ref::<Refused>() {
+            return Some(r);
+        }
+        cur = e.source();
+    }
+    None
+}
+
 /// The resolver the delivery client connects through: names resolve as usual, and
 /// any address the policy refuses is dropped (no address left: the send fails).
 #[derive(Debug, Clone)]
@@ -209,7 +233,11 @@ impl reqwest::dns::Resolve for GuardedResolver {
                 .filter(|a| policy.allows(a.ip()))
                 .collect();
             if found.is_empty() {
-                return Err(format!("{host} resolves to no allowed address").into());
+                return Err(Box::new(Refused(format!(
+                    "{host} resolves to no allowed address (loopback, private, link-local, \
+                     metadata or reserved); an operator may allow it with --allow-private-destinations"
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
         })

@@ -23,6 +23,25 @@ pub struct Notice {
     pub evidence: Vec<Value>,
     /// Kubernetes audit ids of the evidence.
     pub audit_ids: Vec<String>,
+    /// Set when the routing groups this page (`group_by`): the group's label values
+    /// and the other alerts it carries (snapshots, oldest first).
+    pub group: Option<Group>,
+}
+
+/// A grouped page's group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    pub labels: Value,
+    pub others: Vec<Value>,
+}
+
+impl Notice {
+    /// Every alert this page is about: its own, then the group's others.
+    pub fn alerts(&self) -> Vec<&Value> {
+        std::iter::once(&self.alert)
+            .chain(self.group.iter().flat_map(|g| g.others.iter()))
+            .collect()
+    }
 }
 
 /// One HTTP request to make.
@@ -132,6 +151,9 @@ pub fn slack_escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Alerts listed by name in a grouped Slack message.
+pub const SLACK_GROUP_LINES: usize = 10;
+
 /// A Slack incoming-webhook message.
 pub fn slack(n: &Notice, secrets: &Secrets) -> Outgoing {
     let a = &n.alert;
@@ -148,7 +170,35 @@ pub fn slack(n: &Notice, secrets: &Secrets) -> Outgoing {
         slack_escape(&text(a, "rule_id")),
         slack_escape(&summary(a))
     )];
-    if n.event == "trigger" {
+    if let Some(group) = n.group.as_ref().filter(|g| !g.others.is_empty()) {
+        let by = group
+            .labels
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        lines[0] = format!(
+            "*{head}*: {} alerts ({})",
+            group.others.len() + 1,
+            slack_escape(&by)
+        );
+        let all = n.alerts();
+        for other in all.iter().take(SLACK_GROUP_LINES) {
+            lines.push(format!(
+                "• [{}] `{}`: {}",
+                slack_escape(&text(other, "severity").to_uppercase()),
+                slack_escape(&text(other, "rule_id")),
+                slack_escape(&summary(other))
+            ));
+        }
+        if all.len() > SLACK_GROUP_LINES {
+            lines.push(format!("…and {} more", all.len() - SLACK_GROUP_LINES));
+        }
+    } else if n.event == "trigger" {
         for e in n.evidence.iter().take(3) {
             let body = e["body"].as_str().unwrap_or_default();
             lines.push(format!("> {}", slack_escape(&truncate(body, 300))));
@@ -190,6 +240,10 @@ pub fn webhook_body(n: &Notice) -> Value {
         "link": n.link,
         "audit_ids": n.audit_ids,
         "evidence": n.evidence,
+        "group": n.group.as_ref().map(|g| json!({
+            "labels": g.labels,
+            "alerts": n.alerts(),
+        })),
     })
 }
 
@@ -263,27 +317,33 @@ fn string_map(v: &Value) -> Map<String, Value> {
         .unwrap_or_default()
 }
 
-/// How long a pushed firing alert stays firing in Alertmanager without a resolve.
-pub const ALERTMANAGER_HOLD_HOURS: i64 = 24;
+/// How long a pushed firing alert stays firing in Alertmanager without another push
+/// (the worker re-pushes firing alerts every [`crate::worker::ALERTMANAGER_REFRESH`]).
+pub const ALERTMANAGER_HOLD_HOURS: i64 = 4;
 
-/// Alertmanager `POST /api/v2/alerts` (`url` is Alertmanager's base URL).
-pub fn alertmanager(n: &Notice, secrets: &Secrets, now: DateTime<Utc>) -> Outgoing {
-    let a = &n.alert;
+/// One alert as Alertmanager takes it (`link` is the alert's deep link).
+fn alertmanager_alert(
+    a: &Value,
+    event: &str,
+    audit_ids: &[String],
+    link: Option<&str>,
+    now: DateTime<Utc>,
+) -> Value {
     let mut labels = string_map(&a["labels"]);
     labels.insert("alertname".into(), json!(text(a, "rule_id")));
     labels.insert("severity".into(), json!(text(a, "severity")));
     labels.insert("palisade_fingerprint".into(), json!(text(a, "fingerprint")));
     let mut annotations = string_map(&a["annotations"]);
     annotations.insert("summary".into(), json!(summary(a)));
-    if !n.audit_ids.is_empty() {
-        annotations.insert("audit_ids".into(), json!(n.audit_ids.join(",")));
+    if !audit_ids.is_empty() {
+        annotations.insert("audit_ids".into(), json!(audit_ids.join(",")));
     }
     let starts = a
         .get("firing_at")
         .filter(|t| !t.is_null())
         .unwrap_or(&a["started_at"])
         .clone();
-    let ends = match n.event.as_str() {
+    let ends = match event {
         "resolve" => a["resolved_at"]
             .as_str()
             .map(str::to_string)
@@ -296,13 +356,40 @@ pub fn alertmanager(n: &Notice, secrets: &Secrets, now: DateTime<Utc>) -> Outgoi
         "startsAt": starts,
         "endsAt": ends,
     });
-    if let Some(link) = &n.link {
+    if let Some(link) = link {
         alert["generatorURL"] = json!(link);
+    }
+    alert
+}
+
+/// Alertmanager `POST /api/v2/alerts` (`url` is Alertmanager's base URL): every alert
+/// of the page in one request.
+pub fn alertmanager(n: &Notice, secrets: &Secrets, now: DateTime<Utc>) -> Outgoing {
+    let base_link = n
+        .link
+        .as_deref()
+        .and_then(|l| l.rsplit_once("/alerts/").map(|(base, _)| base));
+    let mut alerts = vec![alertmanager_alert(
+        &n.alert,
+        &n.event,
+        &n.audit_ids,
+        n.link.as_deref(),
+        now,
+    )];
+    for other in n.group.iter().flat_map(|g| g.others.iter()) {
+        let link = base_link.map(|b| format!("{b}/alerts/{}", text(other, "id")));
+        alerts.push(alertmanager_alert(
+            other,
+            &n.event,
+            &[],
+            link.as_deref(),
+            now,
+        ));
     }
     Outgoing {
         url: format!("{}/api/v2/alerts", secrets.url.trim_end_matches('/')),
         headers: vec![("content-type".into(), "application/json".into())],
-        body: json!([alert]).to_string().into_bytes(),
+        body: json!(alerts).to_string().into_bytes(),
     }
 }
 
@@ -333,7 +420,44 @@ mod tests {
             link: Some("https://palisade.example/alerts/a1".into()),
             evidence: vec![json!({"body": "exec <script>"})],
             audit_ids: vec!["e1".into()],
+            group: None,
         }
+    }
+
+    #[test]
+    fn grouped_pages_carry_every_alert() {
+        let mut n = notice("trigger");
+        let mut other = n.alert.clone();
+        other["id"] = json!("a2");
+        other["fingerprint"] = json!("fp2");
+        other["annotations"]["summary"] = json!("second <b>");
+        n.group = Some(Group {
+            labels: json!({"tactic": "execution"}),
+            others: vec![other],
+        });
+        let secrets = Secrets {
+            url: "https://hooks.example/x".into(),
+            routing_key: None,
+            secret: Some("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()),
+        };
+        let slack: Value = serde_json::from_slice(&slack(&n, &secrets).body).unwrap();
+        let text = slack["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("*Firing*: 2 alerts (tactic=execution)"),
+            "{text}"
+        );
+        assert!(text.contains("second &lt;b&gt;"), "{text}");
+        let hook = webhook_body(&n);
+        assert_eq!(hook["group"]["alerts"].as_array().unwrap().len(), 2);
+        assert_eq!(hook["group"]["labels"]["tactic"], "execution");
+        let am: Value = serde_json::from_slice(
+            &alertmanager(&n, &secrets, "2026-11-30T10:05:00Z".parse().unwrap()).body,
+        )
+        .unwrap();
+        assert_eq!(am.as_array().unwrap().len(), 2);
+        assert_eq!(am[1]["labels"]["palisade_fingerprint"], "fp2");
+        assert_eq!(am[1]["generatorURL"], "https://palisade.example/alerts/a2");
+        assert!(webhook_body(&notice("trigger"))["group"].is_null());
     }
 
     #[test]

@@ -8,6 +8,13 @@
 //! matches, the route itself takes it. Settings not given on a route are inherited
 //! from its parent. `group_wait` delays the first page of an alert (critical alerts
 //! never wait); `repeat_interval` pages a firing, unacknowledged alert again.
+//!
+//! `group_by` (label names) makes one page of the alerts that share those labels'
+//! values on a channel: when the first page of a group is due it carries every other
+//! pending page of the group; later alerts of the group wait until `group_interval`
+//! (default 5m) has passed since the group's last page. PagerDuty channels are never
+//! grouped: each alert keeps its own `dedup_key` (PagerDuty groups into incidents
+//! itself).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -40,6 +47,13 @@ pub struct Route {
     /// Page a firing, unacknowledged alert again after this long (`4h`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_interval: Option<String>,
+    /// Alerts sharing these labels' values make one page; inherited when absent,
+    /// `[]` turns grouping off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_by: Option<Vec<String>>,
+    /// How long after a group's page its next alerts wait (`5m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_interval: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<Route>,
 }
@@ -50,7 +64,16 @@ pub struct Target {
     pub channel: String,
     pub group_wait: Duration,
     pub repeat_interval: Option<Duration>,
+    /// Empty: every alert is paged alone.
+    pub group_by: Vec<String>,
+    pub group_interval: Duration,
 }
+
+/// `group_interval` when a tree does not say.
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+/// Most labels in a `group_by`, and alerts carried by one grouped page.
+pub const MAX_GROUP_BY: usize = 16;
+pub const MAX_GROUP_SIZE: i64 = 100;
 
 fn duration(field: &str, text: &Option<String>) -> Result<Option<Duration>, String> {
     text.as_deref()
@@ -102,6 +125,15 @@ impl Routing {
                 }
             }
             duration(&format!("{path}.group_wait"), &route.group_wait)?;
+            duration(&format!("{path}.group_interval"), &route.group_interval)?;
+            if let Some(by) = &route.group_by {
+                if by.len() > MAX_GROUP_BY {
+                    return Err(format!("{path}.group_by: at most {MAX_GROUP_BY} labels"));
+                }
+                if let Some(bad) = by.iter().find(|l| l.is_empty() || l.len() > 256) {
+                    return Err(format!("{path}.group_by: {bad:?} is not a label name"));
+                }
+            }
             if let Some(d) = duration(&format!("{path}.repeat_interval"), &route.repeat_interval)?
                 && d < MIN_REPEAT
             {
@@ -134,6 +166,8 @@ impl Routing {
             channels: Vec<String>,
             wait: Duration,
             repeat: Option<Duration>,
+            group_by: Vec<String>,
+            group_interval: Duration,
         }
         fn settle(route: &Route, parent: &Inherited) -> Inherited {
             Inherited {
@@ -149,6 +183,14 @@ impl Routing {
                     .ok()
                     .flatten()
                     .or(parent.repeat),
+                group_by: route
+                    .group_by
+                    .clone()
+                    .unwrap_or_else(|| parent.group_by.clone()),
+                group_interval: duration("", &route.group_interval)
+                    .ok()
+                    .flatten()
+                    .unwrap_or(parent.group_interval),
             }
         }
         fn walk(
@@ -174,6 +216,8 @@ impl Routing {
                             channel: channel.clone(),
                             group_wait: settings.wait,
                             repeat_interval: settings.repeat,
+                            group_by: settings.group_by.clone(),
+                            group_interval: settings.group_interval,
                         });
                     }
                 }
@@ -185,6 +229,8 @@ impl Routing {
                 channels: Vec::new(),
                 wait: Duration::ZERO,
                 repeat: None,
+                group_by: Vec::new(),
+                group_interval: DEFAULT_GROUP_INTERVAL,
             },
         );
         let mut out = Vec::new();
@@ -247,6 +293,47 @@ route:
             critical[0].group_wait,
             Duration::ZERO,
             "critical never waits"
+        );
+        assert!(critical[0].group_by.is_empty(), "no grouping unless asked");
+        assert_eq!(critical[0].group_interval, DEFAULT_GROUP_INTERVAL);
+    }
+
+    #[test]
+    fn group_settings_inherit_and_an_empty_list_turns_grouping_off() {
+        let channels: Vec<String> = ["a", "b"].map(String::from).to_vec();
+        let tree = r#"
+route:
+  channels: [a]
+  group_by: [namespace]
+  group_interval: 1m
+  routes:
+    - matchers: [{label: team, op: "=", value: db}]
+      channels: [b]
+    - matchers: [{label: team, op: "=", value: web}]
+      group_by: []
+"#;
+        let routing = Routing::parse(tree, &channels).unwrap();
+        let db = routing.targets(&labels(&[("team", "db")]));
+        assert_eq!(db[0].group_by, ["namespace"]);
+        assert_eq!(db[0].group_interval, Duration::from_secs(60));
+        let web = routing.targets(&labels(&[("team", "web")]));
+        assert!(web[0].group_by.is_empty());
+        let too_many = format!(
+            "route: {{channels: [a], group_by: [{}]}}",
+            (0..=MAX_GROUP_BY)
+                .map(|i| format!("l{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert!(
+            Routing::parse(&too_many, &channels)
+                .unwrap_err()
+                .contains("route.group_by")
+        );
+        assert!(
+            Routing::parse("route: {channels: [a], group_interval: x}", &channels)
+                .unwrap_err()
+                .contains("route.group_interval")
         );
     }
 

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::channel::{Kind, Secrets};
 use crate::guard::{Destinations, GuardedResolver};
-use crate::payload::{Notice, Outgoing, build};
-use crate::routing::Routing;
+use crate::payload::{Group, Notice, Outgoing, build};
+use crate::routing::{MAX_GROUP_SIZE, Routing, Target};
 use crate::seal::Keyring;
 
 #[derive(Debug, Clone)]
@@ -181,6 +181,7 @@ impl Sender {
         id: Uuid,
         event: &str,
         alert: Value,
+        group: Option<Group>,
     ) -> Notice {
         let ids: Vec<i64> = alert["event_ids"]
             .as_array()
@@ -231,6 +232,7 @@ impl Sender {
             link,
             evidence,
             audit_ids,
+            group,
         }
     }
 
@@ -272,14 +274,35 @@ impl Sender {
                     refused: false,
                 }
             }
-            Err(err) => Answer {
-                status: None,
-                latency: started.elapsed(),
-                retry_after: None,
-                // Never the URL: it is a secret.
-                detail: format!("{}", err.without_url()),
-                refused: false,
-            },
+            Err(err) => {
+                let err = err.without_url();
+                // The resolver refused every address of the name: as permanent as a
+                // refused literal address.
+                if let Some(refused) = crate::guard::refusal(&err) {
+                    return Answer {
+                        status: None,
+                        latency: started.elapsed(),
+                        retry_after: None,
+                        detail: refused.to_string(),
+                        refused: true,
+                    };
+                }
+                let mut detail = err.to_string();
+                let mut source = std::error::Error::source(&err);
+                while let Some(s) = source {
+                    detail.push_str(": ");
+                    detail.push_str(&s.to_string());
+                    source = s.source();
+                }
+                Answer {
+                    status: None,
+                    latency: started.elapsed(),
+                    retry_after: None,
+                    // Never the URL: it is a secret.
+                    detail,
+                    refused: false,
+                }
+            }
         }
     }
 }
@@ -307,6 +330,37 @@ pub const CLAIM: i64 = 64;
 pub const ROUTING_TTL: Duration = Duration::from_secs(2);
 /// How often repeat pages are looked for.
 pub const REPEAT_SCAN: Duration = Duration::from_secs(1);
+/// How often a firing alert is pushed to Alertmanager again, so that it stays firing
+/// there (each push holds it for [`crate::payload::ALERTMANAGER_HOLD_HOURS`]).
+pub const ALERTMANAGER_REFRESH: chrono::Duration = chrono::Duration::hours(1);
+
+/// Whether a firing alert's last trigger to a channel (`c`) calls for another now:
+/// its route (`targets`, the tree's answer for the alert) repeats it, or the channel
+/// is an Alertmanager whose copy would otherwise expire.
+pub fn repeat_due(
+    c: &storage::notify::RepeatCandidate,
+    targets: &[Target],
+    now: DateTime<Utc>,
+) -> bool {
+    let since = now - c.last_at;
+    let routed = targets.iter().find(|t| t.channel == c.channel);
+    if c.routed && routed.is_none() {
+        return false;
+    }
+    let repeat = routed
+        .and_then(|t| t.repeat_interval)
+        .is_some_and(|every| since >= chrono::Duration::from_std(every).unwrap_or_default());
+    repeat || (c.kind == "alertmanager" && since >= ALERTMANAGER_REFRESH)
+}
+
+/// A group's key on a channel: its labels' values, as a JSON object.
+fn group_labels(by: &[String], labels: &std::collections::BTreeMap<String, String>) -> Value {
+    Value::Object(
+        by.iter()
+            .map(|l| (l.clone(), json!(labels.get(l).cloned().unwrap_or_default())))
+            .collect(),
+    )
+}
 
 fn label_map(labels: &Value, severity: &str) -> std::collections::BTreeMap<String, String> {
     let mut map: std::collections::BTreeMap<String, String> = labels
@@ -391,7 +445,8 @@ impl Worker {
     }
 
     /// Enqueue repeat pages of firing, unacknowledged alerts whose route has a
-    /// `repeat_interval` that has passed since the last trigger to that channel.
+    /// `repeat_interval` that has passed since the last trigger to that channel, and
+    /// refresh firing alerts in Alertmanager before their `endsAt`.
     async fn repeat(&self) {
         let candidates = match self.store.repeat_candidates().await {
             Ok(c) => c,
@@ -400,19 +455,18 @@ impl Worker {
                 return;
             }
         };
+        let now = Utc::now();
         for c in candidates {
-            let Some(tree) = self.routing(c.tenant_id).await else {
-                continue;
+            let targets = match c.routed {
+                true => match self.routing(c.tenant_id).await {
+                    Some(tree) => tree.targets(&label_map(&c.labels, &c.severity)),
+                    None => Vec::new(),
+                },
+                false => Vec::new(),
             };
-            let labels = label_map(&c.labels, &c.severity);
-            let due = tree.targets(&labels).into_iter().any(|t| {
-                t.channel == c.channel
-                    && t.repeat_interval.is_some_and(|every| {
-                        Utc::now() - c.last_at
-                            >= chrono::Duration::from_std(every).unwrap_or_default()
-                    })
-            });
-            if due && let Err(err) = self.store.enqueue_repeat(c.alert_id, c.channel_id).await {
+            if repeat_due(&c, &targets, now)
+                && let Err(err) = self.store.enqueue_repeat(c.alert_id, c.channel_id).await
+            {
                 tracing::warn!(%err, "repeat page not enqueued");
             }
         }
@@ -434,6 +488,7 @@ impl Worker {
                 }
             };
             let busy = !claimed.is_empty();
+            let claimed = self.one_per_group(claimed).await;
             // A claimed batch is sent in parallel (one slow receiver does not hold the
             // others back); the next claim waits for all of it.
             let mut sends = tokio::task::JoinSet::new();
@@ -448,7 +503,7 @@ impl Worker {
             }
             if last_gauges.elapsed() >= Duration::from_secs(5) {
                 if let Ok(counts) = self.store.counts().await {
-                    for state in ["pending", "delivered", "dead", "skipped"] {
+                    for state in ["pending", "grouped", "delivered", "dead", "skipped"] {
                         let n = counts
                             .iter()
                             .find(|(s, _)| s == state)
@@ -468,6 +523,64 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// The route target of `due` when its page would lead a group: its group's key.
+    async fn group_slot(&self, due: &Due) -> Option<String> {
+        if due.group_key.is_some()
+            || due.attempts > 0
+            || !matches!(due.event.as_str(), "trigger" | "resolve")
+            || due.channel.kind == Kind::PagerDuty.as_str()
+        {
+            return None;
+        }
+        let tree = self.routing(due.tenant_id).await?;
+        let labels = label_map(
+            &due.snapshot["labels"],
+            due.snapshot["severity"].as_str().unwrap_or_default(),
+        );
+        let target = tree
+            .targets(&labels)
+            .into_iter()
+            .find(|t| t.channel == due.channel.name)?;
+        (!target.group_by.is_empty()).then(|| group_labels(&target.group_by, &labels).to_string())
+    }
+
+    /// Of the claimed notifications that would lead the same group (channel, event,
+    /// key), keep the oldest and give the others back: it carries them.
+    async fn one_per_group(&self, claimed: Vec<Due>) -> Vec<Due> {
+        let mut leaders: HashMap<(Uuid, String, String), usize> = HashMap::new();
+        let mut keep = Vec::with_capacity(claimed.len());
+        let mut give_back = Vec::new();
+        for due in claimed {
+            match self.group_slot(&due).await {
+                Some(key) => {
+                    let slot = (due.channel.id, due.event.clone(), key);
+                    match leaders.get(&slot) {
+                        Some(&i) => {
+                            let leader: &mut Due = &mut keep[i];
+                            if due.created_at < leader.created_at {
+                                give_back.push(std::mem::replace(leader, due).id);
+                            } else {
+                                give_back.push(due.id);
+                            }
+                        }
+                        None => {
+                            leaders.insert(slot, keep.len());
+                            keep.push(due);
+                        }
+                    }
+                }
+                None => keep.push(due),
+            }
+        }
+        if !give_back.is_empty()
+            && let Err(err) = self.store.release(&give_back).await
+        {
+            // Their leases expire; they are grouped or sent on their own later.
+            tracing::warn!(%err, "claimed notifications not given back");
+        }
+        keep
     }
 
     async fn finish(&self, due: &Due, attempt: Option<&Attempt>, next: Next) {
@@ -490,6 +603,15 @@ impl Worker {
             Err(e) => return self.dead(&due, e).await,
         };
         // Routing: is this channel one this alert goes to, and has its wait passed?
+        let mut group = due.group_key.as_deref().map(|key| Group {
+            labels: serde_json::from_str(key).unwrap_or_default(),
+            others: due
+                .members
+                .as_ref()
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        });
         if due.event != "test"
             && let Some(tree) = self.routing(due.tenant_id).await
         {
@@ -505,6 +627,71 @@ impl Worker {
                 due.created_at + chrono::Duration::from_std(target.group_wait).unwrap_or_default();
             if due.event == "trigger" && due.attempts == 0 && ready > now {
                 return self.finish(&due, None, Next::Defer(ready)).await;
+            }
+            // Grouping: the first due page of a group carries the group's others.
+            if !target.group_by.is_empty()
+                && kind != Kind::PagerDuty
+                && matches!(due.event.as_str(), "trigger" | "resolve")
+                && due.group_key.is_none()
+                && due.attempts == 0
+            {
+                let group_labels = group_labels(&target.group_by, &labels);
+                let key = group_labels.to_string();
+                if due.event == "trigger" {
+                    match self.store.last_group_page(due.channel.id, &key).await {
+                        Ok(Some(last)) => {
+                            let next = last
+                                + chrono::Duration::from_std(target.group_interval)
+                                    .unwrap_or_default();
+                            if next > now {
+                                return self.finish(&due, None, Next::Defer(next)).await;
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(err) => {
+                            tracing::warn!(%err, "group's last page not readable; retrying");
+                            let at = now + chrono::Duration::seconds(1);
+                            return self.finish(&due, None, Next::Defer(at)).await;
+                        }
+                    }
+                }
+                let values: Vec<String> = group_labels
+                    .as_object()
+                    .map(|m| {
+                        m.values()
+                            .map(|v| v.as_str().unwrap_or_default().to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let names: Vec<String> = group_labels
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                match self
+                    .store
+                    .absorb(
+                        due.id,
+                        due.channel.id,
+                        &due.event,
+                        &key,
+                        &names,
+                        &values,
+                        MAX_GROUP_SIZE - 1,
+                    )
+                    .await
+                {
+                    Ok(others) => {
+                        group = Some(Group {
+                            labels: group_labels,
+                            others,
+                        })
+                    }
+                    Err(err) => {
+                        tracing::warn!(%err, "group not formed; retrying");
+                        let at = now + chrono::Duration::seconds(1);
+                        return self.finish(&due, None, Next::Defer(at)).await;
+                    }
+                }
             }
         }
         if kind == Kind::Slack {
@@ -527,7 +714,13 @@ impl Worker {
             }
         }
         let notice = sender
-            .notice(due.tenant_id, due.id, &due.event, due.snapshot.clone())
+            .notice(
+                due.tenant_id,
+                due.id,
+                &due.event,
+                due.snapshot.clone(),
+                group,
+            )
             .await;
         let Some(out) = build(kind, &notice, &secrets, now) else {
             // Nothing to say on this channel (Alertmanager has no acknowledgement).
@@ -583,5 +776,70 @@ impl Worker {
             error: Some(error),
         };
         self.finish(due, Some(&attempt), Next::Dead).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::notify::RepeatCandidate;
+
+    fn candidate(kind: &str, routed: bool, minutes_ago: i64) -> RepeatCandidate {
+        RepeatCandidate {
+            tenant_id: model::TenantId(Uuid::nil()),
+            alert_id: Uuid::nil(),
+            channel_id: Uuid::nil(),
+            channel: "c".into(),
+            kind: kind.into(),
+            routed,
+            last_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            labels: json!({}),
+            severity: "high".into(),
+        }
+    }
+
+    fn target(repeat: Option<u64>) -> Target {
+        Target {
+            channel: "c".into(),
+            group_wait: Duration::ZERO,
+            repeat_interval: repeat.map(Duration::from_secs),
+            group_by: Vec::new(),
+            group_interval: crate::routing::DEFAULT_GROUP_INTERVAL,
+        }
+    }
+
+    #[test]
+    fn repeats_follow_the_route_and_alertmanager_is_refreshed_before_it_expires() {
+        let now = Utc::now();
+        // A route's repeat_interval.
+        assert!(repeat_due(
+            &candidate("slack", true, 5),
+            &[target(Some(240))],
+            now
+        ));
+        assert!(!repeat_due(
+            &candidate("slack", true, 3),
+            &[target(Some(240))],
+            now
+        ));
+        assert!(!repeat_due(
+            &candidate("slack", true, 500),
+            &[target(None)],
+            now
+        ));
+        // Alertmanager: pushed again every hour, tree or not, so a long-firing alert
+        // does not reach its endsAt there.
+        assert!(repeat_due(&candidate("alertmanager", false, 61), &[], now));
+        assert!(!repeat_due(&candidate("alertmanager", false, 59), &[], now));
+        assert!(repeat_due(
+            &candidate("alertmanager", true, 61),
+            &[target(None)],
+            now
+        ));
+        // A tree that no longer routes the alert to the channel: nothing.
+        assert!(!repeat_due(&candidate("alertmanager", true, 61), &[], now));
+        assert!(
+            ALERTMANAGER_REFRESH < chrono::Duration::hours(crate::payload::ALERTMANAGER_HOLD_HOURS)
+        );
     }
 }

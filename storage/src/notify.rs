@@ -56,6 +56,10 @@ pub struct Due {
     pub snapshot: Value,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
+    /// Set once this notification leads a group (`absorb`): the group's key and the
+    /// snapshots of the other alerts it carries.
+    pub group_key: Option<String>,
+    pub members: Option<Value>,
     pub channel: ChannelRow,
 }
 
@@ -87,6 +91,10 @@ pub struct RepeatCandidate {
     pub alert_id: Uuid,
     pub channel_id: Uuid,
     pub channel: String,
+    /// The channel's kind (`alertmanager` channels are refreshed without a tree).
+    pub kind: String,
+    /// Whether the tenant has a routing tree.
+    pub routed: bool,
     pub last_at: DateTime<Utc>,
     pub labels: Value,
     pub severity: String,
@@ -105,6 +113,8 @@ pub struct NotificationRow {
     pub delivered_at: Option<DateTime<Utc>>,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// The notification that carried this one in a grouped page.
+    pub grouped_into: Option<Uuid>,
 }
 
 fn notification(r: &PgRow) -> Result<NotificationRow> {
@@ -119,8 +129,12 @@ fn notification(r: &PgRow) -> Result<NotificationRow> {
         delivered_at: r.try_get("delivered_at")?,
         next_attempt_at: r.try_get("next_attempt_at")?,
         last_error: r.try_get("last_error")?,
+        grouped_into: r.try_get("grouped_into")?,
     })
 }
+
+const NOTIFICATION_COLUMNS: &str = "id, channel_id, alert_id, event, state, attempts, created_at, \
+     delivered_at, next_attempt_at, last_error, grouped_into";
 
 /// The alert as a notification carries it (stored with the outbox row).
 pub fn snapshot(a: &AlertRow) -> Value {
@@ -282,12 +296,14 @@ impl NotificationStore {
                SELECT n.id FROM notifications n \
                WHERE n.state = 'pending' AND n.next_attempt_at <= now() \
                  AND (n.lease_until IS NULL OR n.lease_until < now()) \
-                 AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.state = 'pending' \
-                   AND o.alert_id = n.alert_id AND o.channel_id = n.channel_id AND o.created_at < n.created_at) \
+                 AND NOT EXISTS (SELECT 1 FROM notifications o LEFT JOIN notifications l ON l.id = o.grouped_into \
+                   WHERE o.alert_id = n.alert_id AND o.channel_id = n.channel_id AND o.created_at < n.created_at \
+                     AND (o.state = 'pending' OR (o.state = 'grouped' AND l.state = 'pending'))) \
                ORDER BY n.next_attempt_at, n.created_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
              UPDATE notifications n SET lease_until = now() + make_interval(secs => $2) \
              FROM due, channels c WHERE n.id = due.id AND c.id = n.channel_id \
              RETURNING n.id, n.tenant_id, n.alert_id, n.event, n.snapshot, n.attempts, n.created_at, \
+               n.group_key, n.members, \
                c.id AS c_id, c.tenant_id AS c_tenant, c.name, c.kind, c.target, c.sealed, \
                c.created_at AS c_created, c.updated_at AS c_updated",
         )
@@ -305,6 +321,8 @@ impl NotificationStore {
                     snapshot: r.try_get("snapshot")?,
                     attempts: r.try_get("attempts")?,
                     created_at: r.try_get("created_at")?,
+                    group_key: r.try_get("group_key")?,
+                    members: r.try_get("members")?,
                     channel: ChannelRow {
                         id: r.try_get("c_id")?,
                         tenant_id: TenantId(r.try_get("c_tenant")?),
@@ -332,7 +350,12 @@ impl NotificationStore {
         sqlx::query(
             "WITH attempt AS ( \
                INSERT INTO notification_attempts (notification_id, at, status, latency_ms, error) \
-               SELECT $1, $6, $7, $8, $5 WHERE $3 = 1) \
+               SELECT $1, $6, $7, $8, $5 WHERE $3 = 1), \
+             members AS ( \
+               UPDATE notifications SET state = $2, \
+                 delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END, \
+                 last_error = COALESCE($5, last_error) \
+               WHERE grouped_into = $1 AND state = 'grouped' AND $2 IN ('delivered', 'dead')) \
              UPDATE notifications SET state = $2, attempts = attempts + $3, lease_until = NULL, \
                next_attempt_at = COALESCE($4, next_attempt_at), \
                delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END, \
@@ -359,11 +382,11 @@ impl NotificationStore {
         alert: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<NotificationRow>> {
-        sqlx::query(
-            "SELECT id, channel_id, alert_id, event, state, attempts, created_at, delivered_at, next_attempt_at, last_error \
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {NOTIFICATION_COLUMNS} \
              FROM notifications WHERE tenant_id = $1 AND ($2::text IS NULL OR state = $2) \
-               AND ($3::uuid IS NULL OR alert_id = $3) ORDER BY created_at DESC LIMIT $4",
-        )
+               AND ($3::uuid IS NULL OR alert_id = $3) ORDER BY created_at DESC LIMIT $4"
+        )))
         .bind(tenant.0)
         .bind(state)
         .bind(alert)
@@ -438,16 +461,19 @@ impl NotificationStore {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Firing, unacknowledged, unsilenced alerts of tenants with a routing tree, with
-    /// the last trigger delivered to each channel: candidates for a repeat page.
+    /// Firing, unacknowledged, unsilenced alerts, with the last trigger sent to each
+    /// channel: candidates for a repeat page (tenants with a routing tree) or an
+    /// Alertmanager refresh (every tenant).
     pub async fn repeat_candidates(&self) -> Result<Vec<RepeatCandidate>> {
         sqlx::query(
             "SELECT DISTINCT ON (n.alert_id, n.channel_id) n.tenant_id, n.alert_id, n.channel_id, \
-                    n.created_at AS last_at, c.name AS channel, a.labels, a.severity \
+                    n.created_at AS last_at, c.name AS channel, c.kind, a.labels, a.severity, \
+                    r.tenant_id IS NOT NULL AS routed \
              FROM notifications n JOIN alerts a ON a.id = n.alert_id JOIN channels c ON c.id = n.channel_id \
-             JOIN routing r ON r.tenant_id = n.tenant_id \
-             WHERE n.event = 'trigger' AND n.state IN ('pending', 'delivered') AND a.state = 'firing' \
+             LEFT JOIN routing r ON r.tenant_id = n.tenant_id \
+             WHERE n.event = 'trigger' AND n.state IN ('pending', 'grouped', 'delivered') AND a.state = 'firing' \
                AND a.acknowledged_at IS NULL AND NOT a.silenced \
+               AND (r.tenant_id IS NOT NULL OR c.kind = 'alertmanager') \
              ORDER BY n.alert_id, n.channel_id, n.created_at DESC",
         )
         .fetch_all(&self.db.pool)
@@ -459,12 +485,86 @@ impl NotificationStore {
                 alert_id: r.try_get("alert_id")?,
                 channel_id: r.try_get("channel_id")?,
                 channel: r.try_get("channel")?,
+                kind: r.try_get("kind")?,
+                routed: r.try_get("routed")?,
                 last_at: r.try_get("last_at")?,
                 labels: r.try_get("labels")?,
                 severity: r.try_get("severity")?,
             })
         })
         .collect()
+    }
+
+    /// Give back claimed notifications untouched (another one of the claim will carry
+    /// them in a grouped page).
+    pub async fn release(&self, ids: &[Uuid]) -> Result<()> {
+        sqlx::query(
+            "UPDATE notifications SET lease_until = NULL WHERE id = ANY($1) AND state = 'pending'",
+        )
+        .bind(ids)
+        .execute(&self.db.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// When the group `key` was last paged on `channel`.
+    pub async fn last_group_page(&self, channel: Uuid, key: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(delivered_at) FROM notifications \
+             WHERE channel_id = $1 AND group_key = $2 AND state = 'delivered'",
+        )
+        .bind(channel)
+        .bind(key)
+        .fetch_one(&self.db.pool)
+        .await?)
+    }
+
+    /// Make `leader` (claimed by the caller) carry the other pending `event`
+    /// notifications on `channel` whose alert's `labels` have `values` (`severity` is
+    /// the alert's), up to `limit`, oldest first; an alert whose earlier page to the
+    /// channel is still pending stays out. Returns the members' snapshots, oldest
+    /// first. One statement, one commit.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn absorb(
+        &self,
+        leader: Uuid,
+        channel: Uuid,
+        event: &str,
+        key: &str,
+        labels: &[String],
+        values: &[String],
+        limit: i64,
+    ) -> Result<Vec<Value>> {
+        let members: Value = sqlx::query_scalar(
+            "WITH m AS ( \
+               SELECT n.id FROM notifications n \
+               WHERE n.channel_id = $2 AND n.event = $3 AND n.state = 'pending' AND n.attempts = 0 \
+                 AND n.id <> $1 AND n.members IS NULL \
+                 AND (n.lease_until IS NULL OR n.lease_until < now()) \
+                 AND (SELECT coalesce(bool_and(coalesce(CASE WHEN g.l = 'severity' \
+                        THEN n.snapshot->>'severity' ELSE n.snapshot->'labels'->>g.l END, '') = g.v), true) \
+                      FROM unnest($5::text[], $6::text[]) AS g(l, v)) \
+                 AND NOT EXISTS (SELECT 1 FROM notifications o LEFT JOIN notifications l ON l.id = o.grouped_into \
+                   WHERE o.alert_id = n.alert_id AND o.channel_id = n.channel_id AND o.created_at < n.created_at \
+                     AND (o.state = 'pending' OR (o.state = 'grouped' AND l.state = 'pending'))) \
+               ORDER BY n.created_at LIMIT $7 FOR UPDATE SKIP LOCKED), \
+             taken AS ( \
+               UPDATE notifications n SET state = 'grouped', grouped_into = $1, lease_until = NULL \
+               FROM m WHERE n.id = m.id RETURNING n.snapshot, n.created_at) \
+             UPDATE notifications SET group_key = $4, \
+               members = (SELECT coalesce(jsonb_agg(snapshot ORDER BY created_at), '[]'::jsonb) FROM taken) \
+             WHERE id = $1 RETURNING members",
+        )
+        .bind(leader)
+        .bind(channel)
+        .bind(event)
+        .bind(key)
+        .bind(labels)
+        .bind(values)
+        .bind(limit)
+        .fetch_one(&self.db.pool)
+        .await?;
+        Ok(members.as_array().cloned().unwrap_or_default())
     }
 
     /// Enqueue a repeat trigger of a still-firing alert to one channel, with the alert
@@ -496,10 +596,10 @@ impl NotificationStore {
 
     /// The state of one notification of the tenant.
     pub async fn get(&self, tenant: TenantId, id: Uuid) -> Result<NotificationRow> {
-        let r = sqlx::query(
-            "SELECT id, channel_id, alert_id, event, state, attempts, created_at, delivered_at, next_attempt_at, last_error \
-             FROM notifications WHERE tenant_id = $1 AND id = $2",
-        )
+        let r = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {NOTIFICATION_COLUMNS} \
+             FROM notifications WHERE tenant_id = $1 AND id = $2"
+        )))
         .bind(tenant.0)
         .bind(id)
         .fetch_optional(&self.db.pool)

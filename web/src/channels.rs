@@ -244,7 +244,7 @@ pub async fn test_channel(
         "event_ids": [], "event_count": 0, "started_at": now, "firing_at": now, "resolved_at": null,
     });
     let notice = sender
-        .notice(p.tenant_id, Uuid::now_v7(), "test", alert)
+        .notice(p.tenant_id, Uuid::now_v7(), "test", alert, None)
         .await;
     let out = notify::payload::build(kind, &notice, &secrets, now)
         .ok_or_else(|| invalid("this channel type has no test message"))?;
@@ -266,7 +266,7 @@ pub async fn test_channel(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct NotificationQuery {
-    /// `pending`, `delivered`, `dead` or `skipped` (not routed to that channel).
+    /// `pending`, `grouped`, `delivered`, `dead` or `skipped` (not routed to that channel).
     state: Option<String>,
     /// Only this alert's notifications.
     alert: Option<Uuid>,
@@ -283,10 +283,10 @@ pub async fn list_notifications(
     ApiQuery(q): ApiQuery<NotificationQuery>,
 ) -> Result<Json<NotificationList>, ApiError> {
     if let Some(s) = &q.state
-        && !["pending", "delivered", "dead", "skipped"].contains(&s.as_str())
+        && !["pending", "grouped", "delivered", "dead", "skipped"].contains(&s.as_str())
     {
         return Err(invalid(format!(
-            "state: expected pending, delivered, dead or skipped, got {s:?}"
+            "state: expected pending, grouped, delivered, dead or skipped, got {s:?}"
         )));
     }
     let limit = q.limit.unwrap_or(100);

@@ -697,14 +697,17 @@ pub struct NotificationBody {
     pub alert_id: Option<Uuid>,
     /// `trigger`, `acknowledge`, `resolve` or `test`.
     pub event: String,
-    /// `pending`, `delivered`, `dead` or `skipped` (the routing sends this alert
-    /// elsewhere).
+    /// `pending`, `grouped` (carried by the pending page `grouped_into`),
+    /// `delivered`, `dead` or `skipped` (the routing sends this alert elsewhere).
     pub state: String,
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub next_attempt_at: DateTime<Utc>,
     pub last_error: Option<String>,
+    /// The page that carried this one (routing `group_by`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grouped_into: Option<Uuid>,
 }
 
 impl From<storage::notify::NotificationRow> for NotificationBody {
@@ -720,6 +723,7 @@ impl From<storage::notify::NotificationRow> for NotificationBody {
             delivered_at: n.delivered_at,
             next_attempt_at: n.next_attempt_at,
             last_error: n.last_error,
+            grouped_into: n.grouped_into,
         }
     }
 }
