@@ -8,6 +8,7 @@ pub mod access;
 pub mod audit;
 pub mod error;
 pub mod ids;
+pub mod incident;
 pub mod ip;
 pub mod password;
 pub mod record;

@@ -75,6 +75,15 @@ pub struct Cursor {
 }
 
 impl Cursor {
+    /// The position right after the event at `time` (micros) with sequence id `seq`,
+    /// for callers that page a merged stream (incident timelines).
+    pub fn after(time: i64, seq: i64, order: Order) -> Cursor {
+        Cursor {
+            position: SearchCursor { time, seq },
+            order,
+        }
+    }
+
     pub fn encode(&self) -> String {
         let order = match self.order {
             Order::Newest => "",

@@ -54,6 +54,48 @@ enum Command {
     /// The key-encryption key of channel secrets.
     #[command(subcommand)]
     Keys(commands::KeysCommand),
+    /// Incident exports (offline: no server, no database).
+    #[command(subcommand)]
+    Incident(IncidentCommand),
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum IncidentCommand {
+    /// Check the SHA-256 chain of an incident export (JSON or Markdown, from
+    /// `GET /api/v1/incidents/{id}/export`); exits 1 naming the first entry that does
+    /// not match. Compare the printed head with the `incident.export` record of the
+    /// audit trail to detect an export whose every link was recomputed.
+    Verify {
+        /// The export file.
+        file: std::path::PathBuf,
+    },
+}
+
+fn incident(cmd: IncidentCommand) -> std::process::ExitCode {
+    let IncidentCommand::Verify { file } = cmd;
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("palisade: error: {}: {err}", file.display());
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match web::incidents::export::verify(&text) {
+        Ok(v) => {
+            println!(
+                "{}: intact ({} export, {} entries, head sha256:{})",
+                file.display(),
+                v.format,
+                v.entries,
+                v.head
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("palisade: error: {}: not intact: {err}", file.display());
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {
@@ -91,6 +133,9 @@ fn main() -> std::process::ExitCode {
         }
     };
     init_tracing(settings.log_format);
+    if let Command::Incident(cmd) = cli.command {
+        return incident(cmd);
+    }
     if let Command::Rules(cmd) = cli.command {
         return match rules::run(cmd) {
             Ok(()) => std::process::ExitCode::SUCCESS,
@@ -114,7 +159,9 @@ fn main() -> std::process::ExitCode {
             Command::User(cmd) => commands::user(&settings, cmd).await,
             Command::Audit(cmd) => commands::audit(&settings, cmd).await,
             Command::Keys(cmd) => commands::keys(&settings, cmd).await,
-            Command::Rules(_) => unreachable!("handled before the runtime starts"),
+            Command::Rules(_) | Command::Incident(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match result {

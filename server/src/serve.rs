@@ -276,6 +276,7 @@ async fn run_with(
     ));
     tokio::spawn(worker.run(shutdown.clone()));
 
+    let incidents = storage::incidents::IncidentStore::new(db.clone());
     let state = AppState {
         db: db.clone(),
         access: access.clone(),
@@ -300,6 +301,7 @@ async fn run_with(
         backtests: Default::default(),
         notifications,
         notifier,
+        incidents,
     };
 
     let tls = match &settings.tls {

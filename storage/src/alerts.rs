@@ -95,6 +95,24 @@ pub struct NewSilence<'a> {
     pub comment: &'a str,
 }
 
+/// Record an acknowledgement of `alert` (locked by the caller, not yet acknowledged)
+/// and enqueue its `acknowledge` pages, inside `tx`.
+pub(crate) async fn acknowledge_in(
+    tx: &mut sqlx::PgConnection,
+    alert: &AlertRow,
+    by: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $2, updated_at = now() WHERE id = $1",
+    )
+    .bind(alert.id)
+    .bind(by)
+    .execute(&mut *tx)
+    .await?;
+    crate::notify::enqueue(tx, alert, "acknowledge").await?;
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct AlertStore {
     db: Db,
@@ -215,6 +233,7 @@ impl AlertStore {
             if let Some(event) = change.notify {
                 crate::notify::enqueue(&mut tx, &change.alert, event).await?;
             }
+            crate::incidents::attach(&mut tx, change).await?;
         }
         if let Some((name, seq)) = checkpoint {
             sqlx::query(
@@ -249,14 +268,7 @@ impl AlertStore {
             ));
         }
         if already.is_none() {
-            sqlx::query(
-                "UPDATE alerts SET acknowledged_at = now(), acknowledged_by = $2, updated_at = now() WHERE id = $1",
-            )
-            .bind(id)
-            .bind(by)
-            .execute(&mut *tx)
-            .await?;
-            crate::notify::enqueue(&mut tx, &alert, "acknowledge").await?;
+            acknowledge_in(&mut tx, &alert, by).await?;
         }
         tx.commit().await?;
         Ok(alert)

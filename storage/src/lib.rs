@@ -16,6 +16,7 @@ pub mod audit;
 pub mod embedded;
 pub mod error;
 pub mod follow;
+pub mod incidents;
 pub mod index;
 pub mod indexer;
 pub mod logs;

@@ -16,6 +16,7 @@ pub mod backtests;
 pub mod channels;
 pub mod error;
 pub mod extract;
+pub mod incidents;
 pub mod k8s_audit;
 pub mod login_guard;
 pub mod openapi;

@@ -5,7 +5,9 @@
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::{admin, alerts, api, backtests, channels, ops, rules, session, silences, wire};
+use crate::{
+    admin, alerts, api, backtests, channels, incidents, ops, rules, session, silences, wire,
+};
 
 struct Security;
 
@@ -59,11 +61,17 @@ impl Modify for Security {
         channels::list_notifications, channels::get_notification,
         channels::get_routing, channels::put_routing, channels::delete_routing,
         silences::list_silences, silences::create_silence, silences::expire_silence,
+        incidents::list_incidents, incidents::get_incident, incidents::patch_incident,
+        incidents::acknowledge, incidents::resolve, incidents::reopen, incidents::assign,
+        incidents::add_note, incidents::add_pin, incidents::merge, incidents::split,
+        incidents::get_timeline, incidents::stream_events, incidents::export_incident,
+        incidents::get_settings, incidents::put_settings,
     ),
     components(schemas(wire::ErrorBody, wire::ErrorDetail)),
     tags(
         (name = "search", description = "The query language over stored records"),
         (name = "alerts", description = "Alerts and silences"),
+        (name = "incidents", description = "Incidents, their timelines and exports"),
         (name = "paging", description = "Channels alerts are paged to, and the notification outbox"),
         (name = "rules", description = "Alert rules, tunings and backtests"),
         (name = "admin", description = "Users, tokens, tenants and the audit trail"),

@@ -17,8 +17,8 @@ use model::{Access, ErrorKind, Permission};
 use serde::Serialize;
 
 use crate::{
-    ApiError, AppState, admin, alerts, api, auth, backtests, channels, ops, rules, session,
-    silences,
+    ApiError, AppState, admin, alerts, api, auth, backtests, channels, incidents, ops, rules,
+    session, silences,
 };
 
 /// One route of a listener and what it needs.
@@ -223,6 +223,102 @@ fn api_table() -> Table {
             "/api/v1/alerts/{id}/acknowledge",
             Requires(Respond),
             alerts::acknowledge,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/incidents",
+            Requires(Read),
+            incidents::list_incidents,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/incidents/{id}",
+            Requires(Read),
+            incidents::get_incident,
+        )
+        .add(
+            Method::PATCH,
+            "/api/v1/incidents/{id}",
+            Requires(Respond),
+            incidents::patch_incident,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/acknowledge",
+            Requires(Respond),
+            incidents::acknowledge,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/resolve",
+            Requires(Respond),
+            incidents::resolve,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/reopen",
+            Requires(Respond),
+            incidents::reopen,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/assign",
+            Requires(Respond),
+            incidents::assign,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/notes",
+            Requires(Respond),
+            incidents::add_note,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/pins",
+            Requires(Respond),
+            incidents::add_pin,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/merge",
+            Requires(Respond),
+            incidents::merge,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/incidents/{id}/split",
+            Requires(Respond),
+            incidents::split,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/incidents/{id}/timeline",
+            Requires(Read),
+            incidents::get_timeline,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/incidents/{id}/events",
+            Requires(Read),
+            incidents::stream_events,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/incidents/{id}/export",
+            Requires(Read),
+            incidents::export_incident,
+        )
+        .add(
+            Method::GET,
+            "/api/v1/incident-settings",
+            Requires(Read),
+            incidents::get_settings,
+        )
+        .add(
+            Method::PUT,
+            "/api/v1/incident-settings",
+            Requires(Admin),
+            incidents::put_settings,
         )
         .add(
             Method::GET,

@@ -41,4 +41,6 @@ pub struct AppState {
     pub notifications: storage::notify::NotificationStore,
     /// Opens channel secrets, checks destinations and sends (channel tests).
     pub notifier: Arc<notify::worker::Sender>,
+    /// Incidents and their activity.
+    pub incidents: storage::incidents::IncidentStore,
 }

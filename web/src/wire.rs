@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use model::StoredLog;
 use query::search::{HistogramResult, SearchResult};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 pub fn rfc3339(t: &DateTime<Utc>) -> String {
@@ -774,4 +774,99 @@ impl NotificationDetail {
 pub struct RoutingBody {
     #[schema(value_type = Option<Object>)]
     pub route: Option<Value>,
+}
+
+/// An incident's entity (`actor`/`alice`, `namespace`/`prod`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct EntityBody {
+    pub kind: String,
+    pub value: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Incident {
+    pub id: Uuid,
+    pub title: String,
+    /// `triggered`, `acknowledged` or `resolved`.
+    pub state: String,
+    /// The highest severity of its alerts.
+    pub severity: String,
+    pub assignee: Option<String>,
+    pub entities: Vec<EntityBody>,
+    /// Oldest first.
+    pub alert_ids: Vec<Uuid>,
+    pub opened_at: DateTime<Utc>,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When one of its alerts last fired or changed (the grouping window runs from
+    /// here).
+    pub last_activity_at: DateTime<Utc>,
+    /// Set when this incident was merged into another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<Uuid>,
+}
+
+impl From<storage::incidents::IncidentRow> for Incident {
+    fn from(i: storage::incidents::IncidentRow) -> Incident {
+        Incident {
+            id: i.id,
+            title: i.title,
+            state: i.state,
+            severity: i.severity,
+            assignee: i.assignee,
+            entities: i
+                .entities
+                .into_iter()
+                .map(|e| EntityBody {
+                    kind: e.kind,
+                    value: e.value,
+                })
+                .collect(),
+            alert_ids: i.alert_ids,
+            opened_at: i.opened_at,
+            acknowledged_at: i.acknowledged_at,
+            resolved_at: i.resolved_at,
+            last_activity_at: i.last_activity_at,
+            merged_into: i.merged_into,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentList {
+    pub incidents: Vec<Incident>,
+}
+
+/// One entry of an incident's timeline.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+pub struct TimelineEntry {
+    pub time: DateTime<Utc>,
+    /// `alert_fired`, `alert_state`, `alert_resolved`, `notification`, `state_change`,
+    /// `assignment`, `note`, `pin` or `event` (a correlated event).
+    pub kind: String,
+    /// Who: a user or token, `palisade` for the server, the event's actor for events.
+    pub actor: String,
+    /// What, by kind (docs/incidents.md).
+    #[schema(value_type = Object)]
+    pub payload: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Timeline {
+    pub entries: Vec<TimelineEntry>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A tenant's incident grouping (`GET`/`PUT /api/v1/incident-settings`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentSettingsBody {
+    /// Entity kinds that group alerts; `labels` stands for every kind from a rule's
+    /// group labels [default: actor, namespace, workload, client_ip, labels].
+    pub group_on: Vec<String>,
+    /// An alert joins an open incident active within this window (`30m`).
+    pub window: String,
+    /// Resolve an incident when all its alerts have resolved.
+    pub auto_resolve: bool,
 }
