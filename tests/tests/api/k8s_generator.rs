@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use palisade_tests::{Auth, TestServer};
 use serde_json::{Value, json};
 
-const CLUSTER: &str = "prod-eu-1";
+pub(crate) const CLUSTER: &str = "prod-eu-1";
 
-fn generate(count: usize, seed: u64, attacks: bool) -> Vec<String> {
+pub(crate) fn generate(count: usize, seed: u64, attacks: bool) -> Vec<String> {
     let script = palisade_tests::workspace_root().join("tests/fixtures/gen_k8s_audit.py");
     // Events span the last few minutes, so threshold windows (5-10 min) ending "now" see them.
     let start = (chrono::Utc::now() - chrono::Duration::seconds(230))
@@ -48,7 +48,7 @@ fn generate(count: usize, seed: u64, attacks: bool) -> Vec<String> {
 }
 
 /// Send the lines in batches of 100, alternating OTLP/HTTP JSON and the webhook.
-async fn ship(server: &TestServer, lines: &[String]) {
+pub(crate) async fn ship(server: &TestServer, lines: &[String]) {
     for (i, chunk) in lines.chunks(100).enumerate() {
         let resp = if i % 2 == 0 {
             let records: Vec<Value> = chunk
@@ -100,7 +100,7 @@ async fn ship(server: &TestServer, lines: &[String]) {
     }
 }
 
-async fn all_alerts(server: &TestServer) -> Vec<Value> {
+pub(crate) async fn all_alerts(server: &TestServer) -> Vec<Value> {
     let (status, body, _) = server
         .call(
             "GET",
@@ -115,7 +115,7 @@ async fn all_alerts(server: &TestServer) -> Vec<Value> {
 
 /// Every event before this one has been through the match rules once its alert exists
 /// (the evaluator follows the committed sequence in order).
-async fn send_sentinel_and_wait(server: &TestServer) {
+pub(crate) async fn send_sentinel_and_wait(server: &TestServer) {
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
     let sentinel = json!({"kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
         "auditID": "sentinel-0001", "stage": "ResponseComplete", "verb": "deletecollection",

@@ -5,6 +5,7 @@ mod alerting;
 mod cli;
 mod errors;
 mod hostile;
+mod incidents;
 mod ingest;
 mod isolation;
 mod k8s_audit;
