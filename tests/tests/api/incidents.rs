@@ -9,7 +9,7 @@ use palisade_tests::receiver::Receiver;
 use palisade_tests::{Auth, TempDir, TestServer};
 use serde_json::{Value, json};
 
-use crate::k8s_generator::{CLUSTER, generate, send_sentinel_and_wait, ship};
+use crate::k8s_generator::{generate, send_sentinel_and_wait, ship};
 
 const MALLORY: &str = "temp-contractor@corp.example";
 
@@ -326,7 +326,6 @@ async fn an_attack_becomes_one_incident_with_its_whole_story() {
         .await;
     assert_eq!(status, 400);
     assert!(err["error"]["message"].as_str().unwrap().contains("kinds"));
-    let _ = CLUSTER;
 }
 
 const RULE: &str = r#"apiVersion: palisade/v1

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use palisade_tests::{Auth, TestServer};
 use serde_json::{Value, json};
 
-pub(crate) const CLUSTER: &str = "prod-eu-1";
+const CLUSTER: &str = "prod-eu-1";
 
 pub(crate) fn generate(count: usize, seed: u64, attacks: bool) -> Vec<String> {
     let script = palisade_tests::workspace_root().join("tests/fixtures/gen_k8s_audit.py");

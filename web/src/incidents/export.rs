@@ -117,7 +117,7 @@ fn headline(e: &TimelineEntry) -> String {
         "pin" => format!("pinned event {}: {}", s("event_id"), s("comment")),
         "assignment" => format!("assigned to {}", p["to"].as_str().unwrap_or("nobody")),
         "state_change" => match p["action"].as_str() {
-            Some(action) => format!("{action}"),
+            Some(action) => action.to_string(),
             None => format!("{} → {}: {}", s("from"), s("to"), s("reason")),
         },
         _ => s("body"),

@@ -683,7 +683,7 @@ pub async fn export_incident(
             None => break,
         }
     }
-    let rules = rule_definitions(&state, &p, &incident, &entries).await?;
+    let rules = rule_definitions(&state, &p, &entries).await?;
     let header = json!({
         "incident": Incident::from(incident.clone()),
         "rules": rules,
@@ -730,7 +730,6 @@ pub async fn export_incident(
 async fn rule_definitions(
     state: &AppState,
     p: &Principal,
-    incident: &IncidentRow,
     entries: &[TimelineEntry],
 ) -> Result<Vec<Value>, ApiError> {
     let mut seen = HashSet::new();
@@ -763,7 +762,6 @@ async fn rule_definitions(
             }
         }
     }
-    let _ = incident;
     Ok(out)
 }
 
