@@ -11,6 +11,7 @@
 
 mod k8s;
 mod paging;
+mod timeline;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,7 +51,8 @@ pub(crate) struct Args {
     /// `ingest` (ingest and search), `rules` (ingest with 0 vs 100 match rules,
     /// and match-to-firing latency) or `k8s` (audit events through normalisation and
     /// the built-in detection pack, beside plain logs) or `paging` (alerts through the
-    /// notification outbox to a webhook receiver: latency under load, throughput).
+    /// notification outbox to a webhook receiver: latency under load, throughput) or
+    /// `timeline` (an incident timeline with 1,000 correlated events among `--records`).
     #[arg(long, default_value = "ingest")]
     mode: String,
 }
@@ -264,7 +266,7 @@ fn baseline_tantivy(workload: Workload) -> anyhow::Result<f64> {
     Ok(seq as f64 / indexing.as_secs_f64())
 }
 
-async fn ingest_all(
+pub(crate) async fn ingest_all(
     server: &TestServer,
     workload: Workload,
     clients: usize,
@@ -373,7 +375,7 @@ async fn join_latencies(
     Ok(latencies)
 }
 
-async fn total(server: &TestServer, q: &str) -> anyhow::Result<u64> {
+pub(crate) async fn total(server: &TestServer, q: &str) -> anyhow::Result<u64> {
     let (status, body) = server
         .search(&[("q", q), ("from", "now-1d"), ("limit", "1")])
         .await;
@@ -434,6 +436,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.mode == "paging" {
         return paging::paging_bench(args).await;
+    }
+    if args.mode == "timeline" {
+        return timeline::timeline_bench(args).await;
     }
     let palisade = std::fs::canonicalize(&args.palisade).with_context(|| {
         format!(

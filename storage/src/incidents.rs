@@ -527,6 +527,9 @@ impl IncidentStore {
     /// enqueues their `acknowledge` pages), in one transaction.
     pub async fn acknowledge(&self, tenant: TenantId, id: Uuid, by: &str) -> Result<IncidentRow> {
         let mut tx = self.db.pool.begin().await?;
+        // Alerts before the incident: the order `apply` takes them in (alert rows, then
+        // the incident in `attach`), so the two never wait on each other.
+        let alerts = alerts_of(&mut tx, id).await?;
         let incident = lock(&mut tx, tenant, id).await?;
         match incident.state.as_str() {
             "resolved" => {
@@ -536,7 +539,7 @@ impl IncidentStore {
             }
             "acknowledged" => {}
             _ => {
-                for (alert, acked) in alerts_of(&mut tx, id).await? {
+                for (alert, acked) in alerts {
                     if alert.state != "resolved" && !acked {
                         crate::alerts::acknowledge_in(&mut tx, &alert, by).await?;
                     }
@@ -552,9 +555,10 @@ impl IncidentStore {
     /// repeats stop; the alerts themselves resolve when their rules say so.
     pub async fn resolve(&self, tenant: TenantId, id: Uuid, by: &str) -> Result<IncidentRow> {
         let mut tx = self.db.pool.begin().await?;
+        let alerts = alerts_of(&mut tx, id).await?;
         let incident = lock(&mut tx, tenant, id).await?;
         if incident.state != "resolved" {
-            for (alert, acked) in alerts_of(&mut tx, id).await? {
+            for (alert, acked) in alerts {
                 if alert.state == "resolved" {
                     continue;
                 }

@@ -62,10 +62,10 @@ impl Modify for Security {
         channels::get_routing, channels::put_routing, channels::delete_routing,
         silences::list_silences, silences::create_silence, silences::expire_silence,
         incidents::list_incidents, incidents::get_incident, incidents::patch_incident,
-        incidents::acknowledge, incidents::resolve, incidents::reopen, incidents::assign,
-        incidents::add_note, incidents::add_pin, incidents::merge, incidents::split,
+        incidents::acknowledge_incident, incidents::resolve_incident, incidents::reopen_incident, incidents::assign_incident,
+        incidents::add_note, incidents::add_pin, incidents::merge_incidents, incidents::split_incident,
         incidents::get_timeline, incidents::stream_events, incidents::export_incident,
-        incidents::get_settings, incidents::put_settings,
+        incidents::get_incident_settings, incidents::put_incident_settings,
     ),
     components(schemas(wire::ErrorBody, wire::ErrorDetail)),
     tags(

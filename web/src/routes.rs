@@ -246,25 +246,25 @@ fn api_table() -> Table {
             Method::POST,
             "/api/v1/incidents/{id}/acknowledge",
             Requires(Respond),
-            incidents::acknowledge,
+            incidents::acknowledge_incident,
         )
         .add(
             Method::POST,
             "/api/v1/incidents/{id}/resolve",
             Requires(Respond),
-            incidents::resolve,
+            incidents::resolve_incident,
         )
         .add(
             Method::POST,
             "/api/v1/incidents/{id}/reopen",
             Requires(Respond),
-            incidents::reopen,
+            incidents::reopen_incident,
         )
         .add(
             Method::POST,
             "/api/v1/incidents/{id}/assign",
             Requires(Respond),
-            incidents::assign,
+            incidents::assign_incident,
         )
         .add(
             Method::POST,
@@ -282,13 +282,13 @@ fn api_table() -> Table {
             Method::POST,
             "/api/v1/incidents/{id}/merge",
             Requires(Respond),
-            incidents::merge,
+            incidents::merge_incidents,
         )
         .add(
             Method::POST,
             "/api/v1/incidents/{id}/split",
             Requires(Respond),
-            incidents::split,
+            incidents::split_incident,
         )
         .add(
             Method::GET,
@@ -312,13 +312,13 @@ fn api_table() -> Table {
             Method::GET,
             "/api/v1/incident-settings",
             Requires(Read),
-            incidents::get_settings,
+            incidents::get_incident_settings,
         )
         .add(
             Method::PUT,
             "/api/v1/incident-settings",
             Requires(Admin),
-            incidents::put_settings,
+            incidents::put_incident_settings,
         )
         .add(
             Method::GET,

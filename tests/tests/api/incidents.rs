@@ -627,6 +627,29 @@ async fn exports_verify_and_an_edited_export_does_not() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not intact") && err.contains("entry"), "{err}");
     }
+    // Another tenant sees none of it: every incident route is a 404.
+    assert!(
+        server
+            .run_cli(&["tenant", "create", "beta"])
+            .unwrap()
+            .status
+            .success()
+    );
+    let beta = Auth::Token(server.token("beta", "admin"));
+    for (method, path) in [
+        ("GET", format!("/api/v1/incidents/{id}")),
+        ("GET", format!("/api/v1/incidents/{id}/timeline")),
+        ("GET", format!("/api/v1/incidents/{id}/export")),
+        ("GET", format!("/api/v1/incidents/{id}/events")),
+        ("POST", format!("/api/v1/incidents/{id}/acknowledge")),
+        ("POST", format!("/api/v1/incidents/{id}/notes")),
+    ] {
+        let body = (method == "POST").then(|| json!({"text": "x"}));
+        let (status, answer, _) = server.call(method, &path, &beta, body).await;
+        assert_eq!(status, 404, "{method} {path}: {answer}");
+    }
+    let (_, listed, _) = server.call("GET", "/api/v1/incidents", &beta, None).await;
+    assert_eq!(listed["incidents"], json!([]));
     let (status, err, _) = server
         .call(
             "GET",

@@ -215,21 +215,21 @@ macro_rules! transition {
 }
 
 transition!(
-    acknowledge,
+    acknowledge_incident,
     acknowledge,
     "/api/v1/incidents/{id}/acknowledge",
     "incident.acknowledge",
     "Acknowledge: the incident and its firing alerts (repeat pages stop, PagerDuty gets `acknowledge`)."
 );
 transition!(
-    resolve,
+    resolve_incident,
     resolve,
     "/api/v1/incidents/{id}/resolve",
     "incident.resolve",
     "Resolve by hand: channels get `resolve` for its open alerts and repeats stop."
 );
 transition!(
-    reopen,
+    reopen_incident,
     reopen,
     "/api/v1/incidents/{id}/reopen",
     "incident.reopen",
@@ -247,7 +247,7 @@ pub struct AssignRequest {
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/assign", tag = "incidents",
     params(("id" = uuid::Uuid, Path, description = "incident id")), request_body = AssignRequest,
     responses((status = 200, body = Incident), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn assign(
+pub async fn assign_incident(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
@@ -392,7 +392,7 @@ pub struct MergeRequest {
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/merge", tag = "incidents",
     params(("id" = uuid::Uuid, Path, description = "the surviving incident")), request_body = MergeRequest,
     responses((status = 200, body = Incident), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn merge(
+pub async fn merge_incidents(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
@@ -433,7 +433,7 @@ pub struct SplitRequest {
 #[utoipa::path(post, path = "/api/v1/incidents/{id}/split", tag = "incidents",
     params(("id" = uuid::Uuid, Path, description = "incident id")), request_body = SplitRequest,
     responses((status = 201, body = Incident), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn split(
+pub async fn split_incident(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
@@ -768,7 +768,7 @@ async fn rule_definitions(
 /// The tenant's incident grouping.
 #[utoipa::path(get, path = "/api/v1/incident-settings", tag = "incidents",
     responses((status = 200, body = IncidentSettingsBody)))]
-pub async fn get_settings(
+pub async fn get_incident_settings(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<IncidentSettingsBody>, ApiError> {
@@ -786,7 +786,7 @@ pub const MAX_WINDOW: chrono::Duration = chrono::Duration::days(7);
 /// Set the tenant's incident grouping.
 #[utoipa::path(put, path = "/api/v1/incident-settings", tag = "incidents", request_body = IncidentSettingsBody,
     responses((status = 200, body = IncidentSettingsBody), (status = 400, body = ErrorBody)))]
-pub async fn put_settings(
+pub async fn put_incident_settings(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     ClientAddr(source): ClientAddr,
