@@ -10,14 +10,15 @@ root=$(pwd)
 
 # --- Python OpenTelemetry SDK (real client for the SDK tests) -----------------------
 venv="$root/target/pyenv"
-if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, openapi_spec_validator" 2>/dev/null; then
-  echo "test.sh: installing the OpenTelemetry Python SDK and openapi-spec-validator into $venv"
+if ! "$venv/bin/python" -c "import opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, openapi_spec_validator, selenium" 2>/dev/null; then
+  echo "test.sh: installing the OpenTelemetry Python SDK, openapi-spec-validator and Selenium into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     opentelemetry-sdk==1.45.2 \
     opentelemetry-exporter-otlp-proto-http==1.45.2 \
     opentelemetry-exporter-otlp-proto-grpc==1.45.2 \
-    openapi-spec-validator==0.9.0
+    openapi-spec-validator==0.9.0 \
+    selenium==4.27.1
 fi
 export PALISADE_TEST_PYTHON="$venv/bin/python"
 # A signing secret the paging tests read from the environment (channels file).
@@ -37,6 +38,12 @@ if [ ! -x /usr/bin/prometheus-alertmanager ] && ! command -v alertmanager >/dev/
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager >/dev/null
 fi
 # Debian's package starts a system instance on :9093; the tests start their own.
+
+# --- Headless Chromium and its WebDriver: the real browser of the UI tests ----------
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  echo "test.sh: installing chromium and chromium-driver"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 
 # --- PostgreSQL: the machine's server binaries, a private cluster on loopback -------
 pgbin=""

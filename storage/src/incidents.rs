@@ -523,6 +523,18 @@ impl IncidentStore {
         decode(&row)
     }
 
+    /// The incident an alert of the tenant belongs to.
+    pub async fn for_alert(&self, tenant: TenantId, alert: Uuid) -> Result<Option<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "SELECT ia.incident_id FROM incident_alerts ia JOIN incidents i ON i.id = ia.incident_id \
+             WHERE i.tenant_id = $1 AND ia.alert_id = $2",
+        )
+        .bind(tenant.0)
+        .bind(alert)
+        .fetch_optional(&self.db.pool)
+        .await?)
+    }
+
     /// Acknowledge: the incident and each of its firing, unacknowledged alerts (which
     /// enqueues their `acknowledge` pages), in one transaction.
     pub async fn acknowledge(&self, tenant: TenantId, id: Uuid, by: &str) -> Result<IncidentRow> {

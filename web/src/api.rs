@@ -85,3 +85,35 @@ pub async fn histogram(
 pub async fn not_found() -> ApiError {
     ApiError::new(ErrorKind::NotFound, "no such endpoint")
 }
+
+/// An event id from a path: a positive sequence id.
+pub(crate) fn event_id(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::InvalidArgument,
+            "id: not an event id (a positive integer, as search returns it)",
+        )
+    })
+}
+
+/// One stored event of the tenant, exactly as committed.
+#[utoipa::path(get, path = "/api/v1/events/{id}", tag = "search",
+    params(("id" = String, Path, description = "the event id (as search returns it)")),
+    responses((status = 200, body = crate::wire::Hit), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_event(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Json<crate::wire::Hit>, ApiError> {
+    let seq = event_id(&id)?;
+    let found = state
+        .engine
+        .logs()
+        .fetch_by_seqs(principal.tenant_id, &[seq], None)
+        .await?;
+    let event = found
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "event not found"))?;
+    Ok(Json(crate::wire::Hit::from(event)))
+}

@@ -2,7 +2,8 @@
 //! codes and JSON error shapes.
 //!
 //! Two routers are built from one [`state::AppState`]:
-//! * [`api_router`] on the API listener: `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`;
+//! * [`api_router`] on the API listener: `/api/v1/*`, `/healthz`, `/readyz`, `/metrics`,
+//!   and the web UI ([`ui`]);
 //! * [`otlp_router`] on the OTLP/HTTP listener: `POST /v1/logs`.
 //!
 //! Both carry the security headers of [`security`].
@@ -28,6 +29,7 @@ pub mod security;
 pub mod session;
 pub mod silences;
 pub mod state;
+pub mod ui;
 pub mod wire;
 
 use axum::Router;
@@ -43,6 +45,7 @@ pub const API_BODY_LIMIT: usize = 1024 * 1024;
 /// permission enforced before the handler runs.
 pub fn api_router(state: AppState) -> Router {
     routes::api_routes(state.clone())
+        .merge(ui::router())
         .fallback(api::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(API_BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(

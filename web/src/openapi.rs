@@ -47,7 +47,7 @@ impl Modify for Security {
     paths(
         ops::healthz, ops::readyz, ops::metrics, openapi_json,
         session::login, session::logout, session::current, session::change_password,
-        api::search, api::histogram,
+        api::search, api::histogram, api::get_event,
         admin::list_users, admin::create_user, admin::disable_user,
         admin::list_tokens, admin::create_token, admin::revoke_token,
         admin::list_audit, admin::list_tenants, admin::create_tenant,

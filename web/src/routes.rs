@@ -226,6 +226,12 @@ fn api_table() -> Table {
         )
         .add(
             Method::GET,
+            "/api/v1/events/{id}",
+            Requires(Read),
+            api::get_event,
+        )
+        .add(
+            Method::GET,
             "/api/v1/incidents",
             Requires(Read),
             incidents::list_incidents,

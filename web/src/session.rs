@@ -101,38 +101,61 @@ pub async fn login(
     headers: HeaderMap,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    check_username(&req.username)?;
-    reserve_attempt(&state, &req.username, source.as_deref())?;
-    let user = state.access.user_for_login(&req.username).await?;
+    let signed = sign_in(&state, source, &headers, &req.username, req.password).await?;
+    let mut response = Json(signed.body).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, signed.cookie);
+    Ok(response)
+}
+
+/// A new session: who signed in, and the cookie that carries it.
+pub(crate) struct SignedIn {
+    pub body: LoggedIn,
+    pub cookie: HeaderValue,
+}
+
+/// Check a username and password and open a session (the API's login and the UI's
+/// login form share it).
+pub(crate) async fn sign_in(
+    state: &AppState,
+    source: Option<String>,
+    headers: &HeaderMap,
+    username: &str,
+    password: String,
+) -> Result<SignedIn, ApiError> {
+    check_username(username)?;
+    reserve_attempt(state, username, source.as_deref())?;
+    let user = state.access.user_for_login(username).await?;
     let hash = match &user {
         Some(u) if !u.disabled => u.password_hash.clone(),
         _ => state.dummy_hash.to_string(),
     };
-    let verified = verify_password(&state, req.password.clone(), hash).await?;
+    let verified = verify_password(state, password, hash).await?;
     let user = match user {
         Some(u) if verified && !u.disabled => u,
         other => {
             let mut event = AuditEvent::new(
                 "anonymous",
                 "auth.login",
-                format!("user:{}", req.username),
+                format!("user:{username}"),
                 Outcome::Failure,
             )
             .source(source.clone());
             if let Some(u) = other {
                 event = event.tenant(u.tenant_id);
             }
-            audit::record(&state, event).await;
+            audit::record(state, event).await;
             return Err(ApiError::new(
                 ErrorKind::Unauthenticated,
                 "invalid username or password",
             ));
         }
     };
-    state.login_guard.success(&req.username, source.as_deref());
+    state.login_guard.success(username, source.as_deref());
     // Always a brand-new session id (fixation defence); any session the browser
     // presented is ended.
-    if let Some(old) = cookie(&headers, state.sessions.cookie_name()) {
+    if let Some(old) = cookie(headers, state.sessions.cookie_name()) {
         state.access.delete_session(&old).await?;
     }
     let id = random_id();
@@ -148,7 +171,7 @@ pub async fn login(
         )
         .await?;
     audit::record(
-        &state,
+        state,
         AuditEvent::new(
             format!("user:{}", user.username),
             "auth.login",
@@ -160,19 +183,37 @@ pub async fn login(
     )
     .await;
     let tenant = state.access.tenant_by_id(user.tenant_id).await?;
-    let body = Json(LoggedIn {
-        username: user.username,
-        tenant: tenant.name,
-        role: user.role.as_str().to_string(),
-        instance_admin: user.instance_admin,
-        csrf_token: csrf,
-    });
-    let mut response = body.into_response();
-    response.headers_mut().insert(
-        header::SET_COOKIE,
-        set_cookie(&state, &id, Some(state.sessions.absolute.as_secs())),
-    );
-    Ok(response)
+    Ok(SignedIn {
+        body: LoggedIn {
+            username: user.username,
+            tenant: tenant.name,
+            role: user.role.as_str().to_string(),
+            instance_admin: user.instance_admin,
+            csrf_token: csrf,
+        },
+        cookie: set_cookie(state, &id, Some(state.sessions.absolute.as_secs())),
+    })
+}
+
+/// End a browser session server-side (API logout and the UI's sign-out button).
+pub(crate) async fn sign_out(
+    state: &AppState,
+    principal: &Principal,
+    session_id: &str,
+) -> Result<HeaderValue, ApiError> {
+    state.access.delete_session(session_id).await?;
+    audit::record(
+        state,
+        AuditEvent::new(
+            principal.actor(),
+            "auth.logout",
+            principal.actor(),
+            Outcome::Success,
+        )
+        .tenant(principal.tenant_id),
+    )
+    .await;
+    Ok(set_cookie(state, "", None))
 }
 
 /// `POST /api/v1/auth/logout`: ends the session server-side.
@@ -189,25 +230,12 @@ pub async fn logout(
             "logout ends a browser session; tokens are revoked instead",
         ));
     };
-    state.access.delete_session(&session.id).await?;
-    audit::record(
-        &state,
-        AuditEvent::new(
-            principal.actor(),
-            "auth.logout",
-            principal.actor(),
-            Outcome::Success,
-        )
-        .tenant(principal.tenant_id),
-    )
-    .await;
+    let cleared = sign_out(&state, &principal, &session.id).await?;
     let mut response = Json(StatusBody {
         status: "logged out".into(),
     })
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, set_cookie(&state, "", None));
+    response.headers_mut().insert(header::SET_COOKIE, cleared);
     Ok(response)
 }
 

@@ -14,3 +14,4 @@ mod paging;
 mod resilience;
 mod sdk;
 mod search;
+mod ui;

@@ -279,6 +279,18 @@ pub async fn assign_incident(
     Ok(Json(row.into()))
 }
 
+/// NUL cannot be stored (Postgres text and jsonb refuse it): replaced by U+FFFD, as
+/// ingest does.
+pub(crate) fn no_nul(text: &str) -> String {
+    text.replace('\u{0}', "\u{FFFD}")
+}
+
+/// A note's timeline payload: the Markdown as written and its sanitised HTML.
+pub(crate) fn note_payload(text: &str) -> Value {
+    let text = no_nul(text);
+    json!({"html": markdown::render(&text), "markdown": text})
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
@@ -303,7 +315,7 @@ pub async fn add_note(
             storage::incidents::MAX_NOTE_BYTES
         )));
     }
-    let payload = json!({"markdown": req.text, "html": markdown::render(&req.text)});
+    let payload = note_payload(&req.text);
     let row = state
         .incidents
         .add_activity(p.tenant_id, id, "note", payload, &p.actor())
@@ -362,7 +374,7 @@ pub async fn add_pin(
         return Err(invalid(format!("event_id: no event {seq}")));
     };
     let payload = json!({
-        "event_id": seq.to_string(), "comment": req.comment,
+        "event_id": seq.to_string(), "comment": req.comment.as_deref().map(no_nul),
         "event_time": event.record.time, "body": event.record.body,
     });
     let row = state
