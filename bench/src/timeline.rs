@@ -120,7 +120,7 @@ pub(crate) async fn timeline_bench(args: Args) -> anyhow::Result<()> {
         }
     };
     eprintln!("bench: timeline latency");
-    let page = measure(format!(
+    let page_api = measure(format!(
         "/api/v1/incidents/{incident}/timeline?from=now-1d&limit=200"
     ))
     .await?;
@@ -136,6 +136,41 @@ pub(crate) async fn timeline_bench(args: Args) -> anyhow::Result<()> {
     let search_page = measure(search("200")).await?;
     let search_whole = measure(search("1000")).await?;
 
+    eprintln!("bench: UI page render");
+    let session = server
+        .login(&server.creds.admin_username, &server.creds.admin_password)
+        .await
+        .map_err(|(s, b)| anyhow::anyhow!("login {s}: {b}"))?;
+    let page = |path: String| {
+        let server = &server;
+        let cookie = session.cookie.clone();
+        async move {
+            let mut samples = Vec::new();
+            for _ in 0..args.queries {
+                let t = Instant::now();
+                let resp = server
+                    .http
+                    .get(format!("{}{path}", server.api))
+                    .header("cookie", &cookie)
+                    .send()
+                    .await?;
+                anyhow::ensure!(resp.status() == 200, "{path}: {}", resp.status());
+                let html = resp.text().await?;
+                samples.push(t.elapsed().as_secs_f64() * 1000.0);
+                anyhow::ensure!(html.contains("</html>"));
+            }
+            anyhow::Ok(summary(samples))
+        }
+    };
+    let ui_incident = page(format!("/incidents/{incident}")).await?;
+    let ui_search = page(
+        "/search?q=attributes.user.name:%22intruder%22&from=now-1d&to=now".to_string(),
+    )
+    .await?;
+    let ui_broad = page("/search?q=session&from=now-1d&to=now".to_string()).await?;
+    let api_broad = measure("/api/v1/search?q=session&from=now-1d&limit=100".to_string()).await?;
+    let api_hist = measure("/api/v1/search/histogram?q=session&from=now-1d&buckets=60".to_string()).await?;
+
     println!(
         "## palisade-bench --mode timeline: {} records stored, 1,000 in the incident's window, {} requests each",
         args.records + 1001,
@@ -148,11 +183,26 @@ pub(crate) async fn timeline_bench(args: Args) -> anyhow::Result<()> {
     println!("|---|---|---|");
     println!(
         "| first page (200 entries) | {:.1} ms / {:.1} ms | {:.1} ms / {:.1} ms |",
-        page.0, page.1, search_page.0, search_page.1
+        page_api.0, page_api.1, search_page.0, search_page.1
     );
     println!(
         "| whole window in one page (1,000 events + alert entries) | {:.1} ms / **{:.1} ms** (target ≤ 250 ms) | {:.1} ms / {:.1} ms |",
         whole.0, whole.1, search_whole.0, search_whole.1
+    );
+    println!();
+    println!("| UI page (server-side, whole HTML) | p50 / p99 | baseline (same run) p50 / p99 |");
+    println!("|---|---|---|");
+    println!(
+        "| `/incidents/{{id}}` (200 timeline entries, entities, alerts) | {:.1} ms / **{:.1} ms** (target ≤ 200 ms) | timeline API, same page: {:.1} ms / {:.1} ms |",
+        ui_incident.0, ui_incident.1, page_api.0, page_api.1
+    );
+    println!(
+        "| `/search`, the intruder (100 results + 60-bucket histogram) | {:.1} ms / **{:.1} ms** | search API 200 results: {:.1} ms / {:.1} ms |",
+        ui_search.0, ui_search.1, search_page.0, search_page.1
+    );
+    println!(
+        "| `/search?q=session` (matches about half of all records) | {:.1} ms / **{:.1} ms** | search API: {:.1} ms / {:.1} ms; histogram API: {:.1} ms / {:.1} ms |",
+        ui_broad.0, ui_broad.1, api_broad.0, api_broad.1, api_hist.0, api_hist.1
     );
     Ok(())
 }
