@@ -163,13 +163,13 @@ pub(crate) async fn timeline_bench(args: Args) -> anyhow::Result<()> {
         }
     };
     let ui_incident = page(format!("/incidents/{incident}")).await?;
-    let ui_search = page(
-        "/search?q=attributes.user.name:%22intruder%22&from=now-1d&to=now".to_string(),
-    )
-    .await?;
+    let ui_search =
+        page("/search?q=attributes.user.name:%22intruder%22&from=now-1d&to=now".to_string())
+            .await?;
     let ui_broad = page("/search?q=session&from=now-1d&to=now".to_string()).await?;
     let api_broad = measure("/api/v1/search?q=session&from=now-1d&limit=100".to_string()).await?;
-    let api_hist = measure("/api/v1/search/histogram?q=session&from=now-1d&buckets=60".to_string()).await?;
+    let api_hist =
+        measure("/api/v1/search/histogram?q=session&from=now-1d&buckets=60".to_string()).await?;
 
     println!(
         "## palisade-bench --mode timeline: {} records stored, 1,000 in the incident's window, {} requests each",

@@ -153,6 +153,20 @@ try:
     shot("event")
     checked["event"] = driver.current_url
 
+    # --- Live tail: a record ingested while the page is open appears on top.
+    driver.get(base + "/search?q=tailme&from=now-1h&to=now&tail=1")
+    wait(EC.presence_of_element_located((By.ID, "tail-state")), "live tail on")
+    time.sleep(0.5)
+    body = {"resourceLogs": [{"resource": {"attributes": []}, "scopeLogs": [{"logRecords": [
+        {"timeUnixNano": str(time.time_ns()), "severityNumber": 9, "severityText": "INFO",
+         "body": {"stringValue": "tailme live record"}}]}]}]}
+    req = urllib.request.Request(cfg["otlp"] + "/v1/logs", data=json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": "Bearer " + cfg["ingest_token"],
+                                          "content-type": "application/json"})
+    urllib.request.urlopen(req, timeout=10).read()
+    wait(lambda d: "tailme live record" in d.find_element(By.ID, "results").text, "live tail row", timeout=20)
+    checked["tail"] = True
+
     # --- From an alert to its incident; acknowledge with the keyboard; notes.
     driver.get(base + "/alerts/" + cfg["alert"])
     wait(EC.presence_of_element_located((By.ID, "alert-incident")), "alert page links its incident")
@@ -187,6 +201,76 @@ try:
     if "maintenance, from the UI" not in driver.find_element(By.TAG_NAME, "body").text:
         fail("silence", "not listed")
     checked["silence"] = True
+
+    # --- Rules: a backtest with its chart before saving; validation errors inline;
+    # switch a shipped rule off and on.
+    driver.get(base + "/rules/" + cfg["rule"])
+    wait(EC.presence_of_element_located((By.ID, "rule-yaml")), "rule editor")
+    driver.find_element(By.ID, "run-backtest").click()
+    wait(EC.presence_of_element_located((By.CSS_SELECTOR, "#backtest svg")), "backtest chart")
+    summary = driver.find_element(By.CSS_SELECTOR, "#backtest h2").text
+    if "would have fired" not in summary or summary.startswith("Backtest: 0 "):
+        fail("backtest", summary)
+    checked["backtest"] = summary
+    no_xss("backtest of " + cfg["rule"])
+    shot("rule-backtest")
+    editor = driver.find_element(By.ID, "rule-yaml")
+    editor.clear()
+    editor.send_keys("apiVersion: palisade/v1\nid: " + cfg["rule"] + "\ntitle: x\nseverity: loud\nkind: match\nquery: 'x'\n")
+    driver.find_element(By.ID, "validate").click()
+    wait(EC.presence_of_element_located((By.ID, "rule-error")), "inline validation error")
+    checked["validation"] = driver.find_element(By.ID, "rule-error").text
+    driver.get(base + "/rules/" + cfg["rule"])
+    wait(EC.presence_of_element_located((By.ID, "toggle")), "toggle")
+    driver.find_element(By.ID, "toggle").click()
+    wait(lambda d: "disabled" in d.find_element(By.CSS_SELECTOR, "p.meta").text, "rule disabled")
+    driver.find_element(By.ID, "toggle").click()
+    wait(lambda d: "enabled" in d.find_element(By.CSS_SELECTOR, "p.meta").text, "rule enabled again")
+    checked["toggle"] = True
+
+    # --- Channels: add a signed webhook, send a test, see the receiver's answer.
+    driver.get(base + "/channels")
+    wait(EC.presence_of_element_located((By.ID, "channel-form")), "channel form")
+    driver.find_element(By.ID, "channel-name").send_keys("ui-hook")
+    driver.find_element(By.ID, "channel-url").send_keys(cfg["receiver"])
+    driver.find_element(By.NAME, "secret").send_keys("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    driver.find_element(By.ID, "add-channel").click()
+    wait(EC.presence_of_element_located((By.CSS_SELECTOR, "button.test-channel")), "channel listed")
+    driver.find_element(By.CSS_SELECTOR, "button.test-channel").click()
+    wait(EC.presence_of_element_located((By.ID, "test-answer")), "test answer")
+    answer = driver.find_element(By.ID, "test-answer").text
+    if "delivered" not in answer or "HTTP 202" not in answer:
+        fail("channel test", answer)
+    checked["channel_test"] = answer
+    # A refused destination is named.
+    driver.find_element(By.ID, "channel-name").send_keys("metadata")
+    driver.find_element(By.ID, "channel-url").send_keys("http://169.254.169.254/latest")
+    driver.find_element(By.NAME, "secret").send_keys("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    driver.find_element(By.ID, "add-channel").click()
+    wait(EC.presence_of_element_located((By.ID, "channel-error")), "refused destination")
+    if "url" not in driver.find_element(By.ID, "channel-error").text:
+        fail("refused destination", driver.find_element(By.ID, "channel-error").text)
+
+    # --- A silence from scratch.
+    driver.get(base + "/silences")
+    driver.find_element(By.ID, "silence-matchers").send_keys("rule=ui-shell, attributes.user.name=~x1.*")
+    driver.find_element(By.ID, "new-silence-comment").send_keys("deploy window")
+    driver.find_element(By.ID, "add-silence").click()
+    wait(lambda d: "deploy window" in d.find_element(By.TAG_NAME, "body").text, "silence listed")
+    driver.find_element(By.ID, "silence-matchers").send_keys("no operator here")
+    driver.find_element(By.ID, "new-silence-comment").send_keys("x")
+    driver.find_element(By.ID, "add-silence").click()
+    wait(EC.presence_of_element_located((By.ID, "silence-error")), "bad matcher named")
+
+    # --- A token, shown once.
+    driver.get(base + "/admin")
+    driver.find_element(By.ID, "token-name").send_keys("from-the-ui")
+    driver.find_element(By.ID, "create-token").click()
+    wait(EC.presence_of_element_located((By.ID, "new-token")), "new token shown")
+    checked["token"] = driver.find_element(By.ID, "new-token").text
+    driver.get(base + "/admin")
+    if checked["token"] in driver.page_source:
+        fail("token", "shown twice")
 
     # --- Every other page renders.
     for name in ["rules", "silences", "channels", "kubernetes", "admin"]:

@@ -63,6 +63,47 @@
     });
   }
 
+  // Search: live tail polls the search API (same session) and adds new events on top.
+  const tail = document.getElementById("tail-state");
+  const results = document.getElementById("results");
+  if (tail && results) {
+    let since = new Date().toISOString();
+    const seen = new Set(Array.from(results.querySelectorAll("a.event-link")).map(a => a.getAttribute("href")));
+    async function poll() {
+      const url = "/api/v1/search?limit=100&sort=oldest&q=" + encodeURIComponent(tail.dataset.q || "") +
+        "&from=" + encodeURIComponent(since) + "&to=now%2B1d";
+      try {
+        const resp = await fetch(url, { credentials: "same-origin" });
+        if (resp.ok) {
+          const body = await resp.json();
+          (body.hits || []).forEach(function (h) {
+            const href = "/events/" + encodeURIComponent(h.id);
+            if (seen.has(href)) return;
+            seen.add(href);
+            const tr = document.createElement("tr");
+            tr.className = "nav-row fresh";
+            [h.time, h.severity_text, h.body].forEach(function (text) {
+              const td = document.createElement("td");
+              td.textContent = text == null ? "" : String(text);
+              tr.appendChild(td);
+            });
+            const td = document.createElement("td");
+            const a = document.createElement("a");
+            a.className = "event-link";
+            a.href = href;
+            a.textContent = "open";
+            td.appendChild(a);
+            tr.appendChild(td);
+            results.insertBefore(tr, results.firstChild);
+            if (h.time > since) since = h.time;
+          });
+        }
+      } catch (_) { /* next poll */ }
+      setTimeout(poll, 2000);
+    }
+    setTimeout(poll, 2000);
+  }
+
   // Incident page: the live timeline (Server-Sent Events from the API, same session).
   const timeline = document.getElementById("timeline");
   if (timeline && window.EventSource) {

@@ -164,12 +164,12 @@ pub async fn list_tokens(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
-    scope: String,
+    pub(crate) scope: String,
     #[serde(default)]
-    name: String,
-    expires_in_days: Option<i64>,
+    pub(crate) name: String,
+    pub(crate) expires_in_days: Option<i64>,
     #[serde(default)]
-    no_expiry: bool,
+    pub(crate) no_expiry: bool,
 }
 
 /// Mint a token; its secret is in this answer only.
@@ -181,6 +181,17 @@ pub async fn create_token(
     ClientAddr(source): ClientAddr,
     ApiJson(req): ApiJson<NewToken>,
 ) -> Result<Json<TokenCreated>, ApiError> {
+    Ok(Json(mint(&state, &p, req, source).await?))
+}
+
+/// Mint a token of the caller's tenant (API and UI); the token itself is returned
+/// once.
+pub(crate) async fn mint(
+    state: &AppState,
+    p: &Principal,
+    req: NewToken,
+    source: Option<String>,
+) -> Result<TokenCreated, ApiError> {
     let scope: Scope = req
         .scope
         .parse()
@@ -208,17 +219,17 @@ pub async fn create_token(
         .mint_token(p.tenant_id, scope, &req.name, expires)
         .await?;
     audit::record(
-        &state,
-        event(&p, "token.create", format!("token:{id}"), &source)
+        state,
+        event(p, "token.create", format!("token:{id}"), &source)
             .details(json!({"scope": scope.as_str()})),
     )
     .await;
-    Ok(Json(TokenCreated {
+    Ok(TokenCreated {
         id,
         token,
         scope: scope.as_str().to_string(),
         expires_at: expires,
-    }))
+    })
 }
 
 /// Revoke a token at once.

@@ -27,20 +27,20 @@ use crate::{ApiError, AppState, audit};
 #[serde(deny_unknown_fields)]
 pub struct ChannelRequest {
     /// Unique in the tenant, 1-64 characters.
-    name: String,
+    pub(crate) name: String,
     /// `pagerduty`, `slack`, `webhook` or `alertmanager`.
     #[serde(rename = "type")]
-    kind: String,
+    pub(crate) kind: String,
     /// The receiver (PagerDuty: optional, the Events API v2 endpoint by default;
     /// Alertmanager: its base URL).
     #[serde(default)]
-    url: Option<String>,
+    pub(crate) url: Option<String>,
     /// PagerDuty: the integration's routing key.
     #[serde(default)]
-    routing_key: Option<String>,
+    pub(crate) routing_key: Option<String>,
     /// Webhook: the signing secret (`whsec_<base64>` or at least 16 bytes).
     #[serde(default)]
-    secret: Option<String>,
+    pub(crate) secret: Option<String>,
 }
 
 /// Validate a request into a channel row with its secrets sealed.
@@ -134,6 +134,22 @@ pub async fn create_channel(
     ClientAddr(source): ClientAddr,
     ApiJson(req): ApiJson<ChannelRequest>,
 ) -> Result<(StatusCode, Json<ChannelCreated>), ApiError> {
+    let row = create(&state, &p, req, source).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ChannelCreated {
+            channel: Channel::from(row),
+        }),
+    ))
+}
+
+/// Create a channel of the caller's tenant (API and UI), bounded per tenant.
+pub(crate) async fn create(
+    state: &AppState,
+    p: &Principal,
+    req: ChannelRequest,
+    source: Option<String>,
+) -> Result<ChannelRow, ApiError> {
     let existing = state.notifications.channels(p.tenant_id).await?.len();
     if existing >= notify::channel::MAX_CHANNELS_PER_TENANT {
         return Err(invalid(format!(
@@ -141,14 +157,9 @@ pub async fn create_channel(
             notify::channel::MAX_CHANNELS_PER_TENANT
         )));
     }
-    let row = channel_row(&state, p.tenant_id, Uuid::now_v7(), req).await?;
-    save(&state, &p, &row, true, source).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ChannelCreated {
-            channel: Channel::from(row),
-        }),
-    ))
+    let row = channel_row(state, p.tenant_id, Uuid::now_v7(), req).await?;
+    save(state, p, &row, true, source).await?;
+    Ok(row)
 }
 
 /// One channel.
@@ -230,6 +241,16 @@ pub async fn test_channel(
     ClientAddr(source): ClientAddr,
     ObjectId(id): ObjectId,
 ) -> Result<Json<ChannelTest>, ApiError> {
+    Ok(Json(run_test(&state, &p, id, source).await?))
+}
+
+/// Send a test notification on channel `id` now; the receiver's answer (API and UI).
+pub(crate) async fn run_test(
+    state: &AppState,
+    p: &Principal,
+    id: Uuid,
+    source: Option<String>,
+) -> Result<ChannelTest, ApiError> {
     let row = state.notifications.channel(p.tenant_id, id).await?;
     let sender = &state.notifier;
     let secrets = sender
@@ -250,17 +271,17 @@ pub async fn test_channel(
         .ok_or_else(|| invalid("this channel type has no test message"))?;
     let answer = sender.send(&out).await;
     audit::record(
-        &state,
-        changed(&p, "channel.test", format!("channel:{}", row.name), source)
+        state,
+        changed(p, "channel.test", format!("channel:{}", row.name), source)
             .details(json!({"status": answer.status})),
     )
     .await;
-    Ok(Json(ChannelTest {
+    Ok(ChannelTest {
         delivered: answer.ok(),
         status: answer.status,
         latency_ms: answer.latency.as_millis() as u64,
         response: answer.detail,
-    }))
+    })
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

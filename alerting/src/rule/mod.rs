@@ -18,7 +18,7 @@ pub mod tuning;
 pub use compile::{RuleError, parse_rules};
 pub use compiled::{AltCount, Cidr, Condition, Op, Rule, Selector, Spec, Step};
 pub use doc::*;
-pub use tuning::{TuningDoc, is_tuning, tenant_rule};
+pub use tuning::{TuningDoc, is_tuning, parse_tuning, tenant_rule, tuning_yaml};
 
 pub const API_VERSION: &str = "palisade/v1";
 pub const MIN_INTERVAL: Duration = Duration::from_secs(5);

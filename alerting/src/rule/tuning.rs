@@ -88,3 +88,47 @@ pub fn tenant_rule(text: &str, shipped: &[std::sync::Arc<Rule>]) -> Result<Rule,
     }
     Ok(rule)
 }
+
+/// A tuning document parsed on its own (no check against the shipped rules).
+pub fn parse_tuning(text: &str) -> Result<TuningDoc, String> {
+    serde_saphyr::from_str(text)
+        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())
+}
+
+/// A tuning as YAML (the form `is_tuning` recognises), every string single-quoted.
+pub fn tuning_yaml(doc: &TuningDoc) -> String {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let mut out = format!(
+        "apiVersion: {}\ntunes: {}\n",
+        quote(&doc.api_version),
+        quote(&doc.tunes)
+    );
+    if let Some(enabled) = doc.enabled {
+        out.push_str(&format!("enabled: {enabled}\n"));
+    }
+    if !doc.exceptions.is_empty() {
+        out.push_str("exceptions:\n");
+        for e in &doc.exceptions {
+            out.push_str(&format!("  - {}\n", quote(e)));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::*;
+
+    #[test]
+    fn a_tuning_round_trips_through_its_yaml() {
+        let doc = TuningDoc {
+            api_version: API_VERSION.into(),
+            tunes: "K8S-001".into(),
+            enabled: Some(false),
+            exceptions: vec!["attributes.user.name:\"it's ok\"".into()],
+        };
+        let text = tuning_yaml(&doc);
+        assert!(is_tuning(&text), "{text}");
+        assert_eq!(parse_tuning(&text).unwrap(), doc);
+    }
+}

@@ -95,12 +95,15 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
             rules.0.to_str().unwrap(),
             "--api-rate-limit",
             "1000",
+            "--allow-private-destinations",
+            "127.0.0.0/8",
         ],
     )
     .await
     .unwrap();
     let payloads = corpus();
     assert!(payloads.len() >= 50);
+    let rx = palisade_tests::receiver::Receiver::start().await;
 
     // The responder's story: a shell for mallory.
     let resp = server
@@ -347,7 +350,9 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
     let config = json!({
         "base": server.api, "username": server.creds.admin_username,
         "password": server.creds.admin_password, "api_token": server.creds.api_token,
-        "incident": incident, "alert": alert, "query": "shell opened",
+        "incident": incident, "alert": alert, "query": "shell opened", "rule": "ui-shell",
+        "receiver": format!("{}/hook", rx.url),
+        "otlp": server.otlp_http, "ingest_token": server.creds.ingest_token,
         "xss_paths": xss_paths, "screenshots": screenshots,
     });
     let out = std::process::Command::new(python)
@@ -364,6 +369,24 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
     let checked: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(checked["xss_pages"], xss_paths.len(), "{checked}");
     assert_eq!(checked["live_note"], true);
+    assert_eq!(checked["tail"], true);
+    assert!(
+        checked["backtest"]
+            .as_str()
+            .unwrap()
+            .contains("would have fired"),
+        "{checked}"
+    );
+    assert!(
+        checked["validation"].as_str().unwrap().contains("severity"),
+        "{checked}"
+    );
+    // The toggle stored a tuning and left the rule enabled.
+    let rule = get(&server, "/api/v1/rules/ui-shell").await;
+    assert!(
+        rule["yaml"].as_str().unwrap().contains("enabled: true"),
+        "{rule}"
+    );
     // What the browser did is real: the incident is acknowledged, with both notes.
     let after = get(&server, &format!("/api/v1/incidents/{incident}")).await;
     assert_eq!(after["state"], "acknowledged");
@@ -382,6 +405,25 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
         texts.contains(&"checked the **node** from the UI"),
         "{texts:?}"
     );
+    // The channel test reached the receiver, signed; the token works.
+    let tests: Vec<_> = rx
+        .received("/hook")
+        .into_iter()
+        .filter(|r| r.json()["type"] == "alert.test")
+        .collect();
+    assert_eq!(tests.len(), 1, "one test notification");
+    assert!(tests[0].headers.contains_key("webhook-signature"));
+    let token = checked["token"].as_str().unwrap();
+    let (status, _, _) = server
+        .call(
+            "GET",
+            "/api/v1/alerts",
+            &Auth::Token(token.to_string()),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "the token minted in the UI reads");
     let silences = get(&server, "/api/v1/silences").await;
+    assert!(silences.to_string().contains("deploy window"));
     assert!(silences.to_string().contains("maintenance, from the UI"));
 }

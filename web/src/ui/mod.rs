@@ -70,10 +70,14 @@ pub fn router() -> Router<AppState> {
         .route("/alerts/{id}", get(alert_page))
         .route("/alerts/{id}/silence", post(alert_silence))
         .route("/rules", get(rules_page))
-        .route("/silences", get(silences_page))
-        .route("/channels", get(channels_page))
+        .route("/rules/{id}", get(rule_page).post(rule_submit))
+        .route("/rules/{id}/toggle", post(rule_toggle))
+        .route("/silences", get(silences_page).post(create_silence))
+        .route("/channels", get(channels_page).post(create_channel))
+        .route("/channels/{id}/test", post(test_channel))
         .route("/kubernetes", get(kubernetes_page))
         .route("/admin", get(admin_page))
+        .route("/admin/tokens", post(create_token))
         // Same-origin form posts must carry their Origin (a `no-referrer` document sends
         // `Origin: null`, which the CSRF check refuses); other sites still get nothing.
         .layer(axum::middleware::map_response(
@@ -287,6 +291,9 @@ struct SearchPage {
     took_ms: u128,
     hits: Vec<HitRow>,
     next: Option<String>,
+    tail: bool,
+    tail_on: String,
+    tail_off: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -295,6 +302,7 @@ struct SearchForm {
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
+    tail: Option<String>,
 }
 
 const FIELDS: &[&str] = &[
@@ -358,6 +366,9 @@ async fn search_page(
         took_ms: 0,
         hits: Vec::new(),
         next: None,
+        tail: form.tail.as_deref() == Some("1"),
+        tail_on: format!("{}&tail=1", search_url(&q, &from, &to)),
+        tail_off: search_url(&q, &from, &to),
     };
     let request = SearchParams {
         q: form.q.clone(),
@@ -1333,6 +1344,10 @@ struct TablePage {
     nav: Option<Nav>,
     heading: String,
     sections: Vec<Section>,
+    error: Option<String>,
+    new_token: Option<String>,
+    token_form: bool,
+    csrf: String,
 }
 
 fn table(v: &Viewer, heading: &str, sections: Vec<Section>) -> Response {
@@ -1340,6 +1355,10 @@ fn table(v: &Viewer, heading: &str, sections: Vec<Section>) -> Response {
         nav: nav(v),
         heading: heading.to_string(),
         sections,
+        error: None,
+        new_token: None,
+        token_form: false,
+        csrf: v.csrf.clone(),
     }
     .into_response()
 }
@@ -1381,40 +1400,52 @@ async fn rules_page(State(state): State<AppState>, v: Viewer) -> Response {
             .map(|(n, t)| (n.to_string(), time(t)))
             .unwrap_or_else(|| ("0".into(), "-".into()));
         rows.push(vec![
-            link(
-                r.id().to_string(),
-                format!("/alerts?rule={}", url_encode(r.id())),
-            ),
+            link(r.id().to_string(), format!("/rules/{}", url_encode(r.id()))),
             cell(r.doc.title.clone()),
             cell(r.doc.severity.as_str()),
             cell(format!("{:?}", r.doc.kind).to_lowercase()),
             cell(if r.doc.enabled { "enabled" } else { "disabled" }),
             cell(source),
             cell(last),
-            cell(count),
+            link(count, format!("/alerts?rule={}", url_encode(r.id()))),
         ]);
     }
-    table(
-        &v,
+    let mut sections = Vec::new();
+    if v.can(Permission::Admin) {
+        sections.push(section(
+            "New",
+            &["rule"],
+            vec![vec![link("Write a new rule", "/rules/new".to_string())]],
+        ));
+    }
+    sections.push(section(
         "Rules",
-        vec![section(
-            "Rules in force",
-            &[
-                "id",
-                "title",
-                "severity",
-                "kind",
-                "state",
-                "source",
-                "last fired",
-                "alerts (last 1000)",
-            ],
-            rows,
-        )],
-    )
+        &[
+            "id",
+            "title",
+            "severity",
+            "kind",
+            "state",
+            "source",
+            "last fired",
+            "alerts (last 1000)",
+        ],
+        rows,
+    ));
+    table(&v, "Rules", sections)
 }
 
-async fn silences_page(State(state): State<AppState>, v: Viewer) -> Response {
+#[derive(Template, WebTemplate)]
+#[template(path = "silences.html")]
+struct SilencesPage {
+    nav: Option<Nav>,
+    error: Option<String>,
+    can_act: bool,
+    csrf: String,
+    silences: Vec<(String, String, String, String, String, String)>,
+}
+
+async fn silences_view(state: &AppState, v: &Viewer, error: Option<String>) -> Response {
     let rows = match state
         .engine
         .store()
@@ -1422,78 +1453,309 @@ async fn silences_page(State(state): State<AppState>, v: Viewer) -> Response {
         .await
     {
         Ok(r) => r,
-        Err(err) => return failed(&v, err.into()),
+        Err(err) => return failed(v, err.into()),
     };
     let now = Utc::now();
-    table(
-        &v,
-        "Silences",
-        vec![section(
-            "Silences",
-            &["matchers", "from", "until", "state", "by", "comment"],
-            rows.into_iter()
-                .map(|s| {
-                    vec![
-                        cell(s.matchers.to_string()),
-                        cell(time(&s.starts_at)),
-                        cell(time(&s.ends_at)),
-                        cell(if s.ends_at > now { "active" } else { "expired" }),
-                        cell(s.created_by),
-                        cell(s.comment),
-                    ]
-                })
-                .collect(),
-        )],
-    )
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut response = SilencesPage {
+        nav: nav(v),
+        error,
+        can_act: v.can(Permission::Respond),
+        csrf: v.csrf.clone(),
+        silences: rows
+            .into_iter()
+            .map(|s| {
+                let matchers: Vec<alerting::silence::Matcher> =
+                    serde_json::from_value(s.matchers.clone()).unwrap_or_default();
+                let text = matchers
+                    .iter()
+                    .map(|m| {
+                        let op = serde_json::to_value(m.op)
+                            .ok()
+                            .and_then(|o| o.as_str().map(str::to_string))
+                            .unwrap_or_default();
+                        format!("{}{op}{}", m.label, m.value)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                (
+                    text,
+                    time(&s.starts_at),
+                    time(&s.ends_at),
+                    if s.ends_at > now { "active" } else { "expired" }.to_string(),
+                    s.created_by,
+                    s.comment,
+                )
+            })
+            .collect(),
+    }
+    .into_response();
+    *response.status_mut() = status;
+    response
 }
 
-async fn channels_page(State(state): State<AppState>, v: Viewer) -> Response {
+async fn silences_page(State(state): State<AppState>, v: Viewer) -> Response {
+    silences_view(&state, &v, None).await
+}
+
+/// `label=value, label=~regex, ...` as matchers (the operator is the first of
+/// `!~`, `=~`, `!=`, `=` in each).
+fn parse_matchers(text: &str) -> Result<Vec<alerting::silence::Matcher>, String> {
+    let mut out = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (at, op) = ["!~", "=~", "!=", "="]
+            .iter()
+            .filter_map(|op| part.find(op).map(|i| (i, *op)))
+            .min_by_key(|(i, op)| (*i, std::cmp::Reverse(op.len())))
+            .ok_or_else(|| format!("matchers: {part:?} has no =, !=, =~ or !~"))?;
+        let m: alerting::silence::Matcher = serde_json::from_value(json!({
+            "label": part[..at].trim(), "op": op, "value": part[at + op.len()..].trim(),
+        }))
+        .map_err(|e| format!("matchers: {e}"))?;
+        m.validate().map_err(|e| format!("matchers: {e}"))?;
+        out.push(m);
+    }
+    if out.is_empty() {
+        return Err("matchers: at least one matcher is required".into());
+    }
+    if out.len() > 32 {
+        return Err("matchers: at most 32".into());
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct NewSilenceForm {
+    csrf: String,
+    matchers: String,
+    duration: String,
+    comment: String,
+}
+
+async fn create_silence(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    Form(form): Form<NewSilenceForm>,
+) -> Response {
+    if let Some(refused) = may_act(&v, &headers, &form.csrf) {
+        return refused;
+    }
+    let matchers = match parse_matchers(&form.matchers) {
+        Ok(m) => m,
+        Err(e) => return silences_view(&state, &v, Some(e)).await,
+    };
+    let hours = match form.duration.as_str() {
+        "1h" => 1,
+        "4h" => 4,
+        "24h" => 24,
+        "7d" => 168,
+        _ => return silences_view(&state, &v, Some("duration: 1h, 4h, 24h or 7d".into())).await,
+    };
+    let comment = crate::incidents::no_nul(form.comment.trim());
+    if comment.is_empty() || comment.len() > 1024 {
+        return silences_view(&state, &v, Some("comment: 1 to 1024 bytes".into())).await;
+    }
+    let matchers = serde_json::to_value(&matchers).unwrap_or_default();
+    let now = Utc::now();
+    let actor = v.principal.actor();
+    let spec = storage::alerts::NewSilence {
+        matchers: &matchers,
+        starts_at: now,
+        ends_at: now + chrono::Duration::hours(hours),
+        recurrence: None,
+        created_by: &actor,
+        comment: &comment,
+    };
+    match state
+        .engine
+        .store()
+        .create_silence(v.principal.tenant_id, &spec)
+        .await
+    {
+        Ok(silence) => {
+            let _ = state.engine.refresh_silences().await;
+            crate::audit::record(
+                &state,
+                model::audit::AuditEvent::new(
+                    actor,
+                    "silence.create",
+                    format!("silence:{}", silence.id),
+                    model::audit::Outcome::Success,
+                )
+                .tenant(v.principal.tenant_id)
+                .details(json!({"matchers": matchers})),
+            )
+            .await;
+            see("/silences")
+        }
+        Err(err) => failed(&v, err.into()),
+    }
+}
+
+struct ChannelView {
+    id: String,
+    name: String,
+    kind: String,
+    target: String,
+    updated: String,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "channels.html")]
+struct ChannelsPage {
+    nav: Option<Nav>,
+    error: Option<String>,
+    tested: Option<String>,
+    csrf: String,
+    channels: Vec<ChannelView>,
+    dead: Vec<(String, String, i32, String)>,
+}
+
+async fn channels_view(
+    state: &AppState,
+    v: &Viewer,
+    error: Option<String>,
+    tested: Option<String>,
+) -> Response {
     if !v.can(Permission::Admin) {
-        return forbidden(&v);
+        return forbidden(v);
     }
     let rows = match state.notifications.channels(v.principal.tenant_id).await {
         Ok(r) => r,
-        Err(err) => return failed(&v, err.into()),
+        Err(err) => return failed(v, err.into()),
     };
     let dead = state
         .notifications
         .list(v.principal.tenant_id, Some("dead"), None, 50)
         .await
         .unwrap_or_default();
-    table(
-        &v,
-        "Channels",
-        vec![
-            section(
-                "Channels",
-                &["name", "type", "destination", "updated"],
-                rows.into_iter()
-                    .map(|c| {
-                        vec![
-                            cell(c.name),
-                            cell(c.kind),
-                            cell(c.target),
-                            cell(time(&c.updated_at)),
-                        ]
-                    })
-                    .collect(),
-            ),
-            section(
-                "Dead letters",
-                &["notification", "event", "attempts", "last error"],
-                dead.into_iter()
-                    .map(|n| {
-                        vec![
-                            cell(n.id.to_string()),
-                            cell(n.event),
-                            cell(n.attempts.to_string()),
-                            cell(n.last_error.unwrap_or_default()),
-                        ]
-                    })
-                    .collect(),
-            ),
-        ],
-    )
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut response = ChannelsPage {
+        nav: nav(v),
+        error,
+        tested,
+        csrf: v.csrf.clone(),
+        channels: rows
+            .into_iter()
+            .map(|c| ChannelView {
+                id: c.id.to_string(),
+                name: c.name,
+                kind: c.kind,
+                target: c.target,
+                updated: time(&c.updated_at),
+            })
+            .collect(),
+        dead: dead
+            .into_iter()
+            .map(|n| {
+                (
+                    n.id.to_string(),
+                    n.event,
+                    n.attempts,
+                    n.last_error.unwrap_or_default(),
+                )
+            })
+            .collect(),
+    }
+    .into_response();
+    *response.status_mut() = status;
+    response
+}
+
+async fn channels_page(State(state): State<AppState>, v: Viewer) -> Response {
+    channels_view(&state, &v, None, None).await
+}
+
+#[derive(Deserialize)]
+struct ChannelForm {
+    csrf: String,
+    name: String,
+    kind: String,
+    url: Option<String>,
+    routing_key: Option<String>,
+    secret: Option<String>,
+}
+
+async fn create_channel(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Form(form): Form<ChannelForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    if !v.can(Permission::Admin) {
+        return forbidden(&v);
+    }
+    let req = crate::channels::ChannelRequest {
+        name: form.name.trim().to_string(),
+        kind: form.kind,
+        url: non_empty(&form.url),
+        routing_key: non_empty(&form.routing_key),
+        secret: non_empty(&form.secret),
+    };
+    match crate::channels::create(&state, &v.principal, req, source).await {
+        Ok(_) => see("/channels"),
+        Err(err)
+            if !StatusCode::from_u16(err.kind.http_status()).is_ok_and(|s| s.is_server_error()) =>
+        {
+            channels_view(&state, &v, Some(err.message), None).await
+        }
+        Err(err) => failed(&v, err),
+    }
+}
+
+async fn test_channel(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    if !v.can(Permission::Admin) {
+        return forbidden(&v);
+    }
+    match crate::channels::run_test(&state, &v.principal, id, source).await {
+        Ok(answer) => {
+            let text = format!(
+                "Test {}: {} in {} ms{}",
+                if answer.delivered {
+                    "delivered"
+                } else {
+                    "not delivered"
+                },
+                answer
+                    .status
+                    .map_or_else(|| "no answer".to_string(), |s| format!("HTTP {s}")),
+                answer.latency_ms,
+                if answer.response.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " — the receiver said: {}",
+                        answer.response.chars().take(300).collect::<String>()
+                    )
+                }
+            );
+            channels_view(&state, &v, None, Some(text)).await
+        }
+        Err(err) => failed(&v, err),
+    }
 }
 
 async fn kubernetes_page(State(state): State<AppState>, v: Viewer) -> Response {
@@ -1615,8 +1877,53 @@ async fn kubernetes_page(State(state): State<AppState>, v: Viewer) -> Response {
 }
 
 async fn admin_page(State(state): State<AppState>, v: Viewer) -> Response {
+    admin_view(&state, &v, None, None).await
+}
+
+#[derive(Deserialize)]
+struct TokenForm {
+    csrf: String,
+    name: String,
+    scope: String,
+    days: i64,
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
     if !v.can(Permission::Admin) {
         return forbidden(&v);
+    }
+    let req = crate::admin::NewToken {
+        scope: form.scope,
+        name: form.name.trim().chars().take(128).collect(),
+        expires_in_days: Some(form.days),
+        no_expiry: false,
+    };
+    match crate::admin::mint(&state, &v.principal, req, source).await {
+        Ok(created) => admin_view(&state, &v, None, Some(created.token)).await,
+        Err(err) if err.kind.http_status() < 500 => {
+            admin_view(&state, &v, Some(err.message), None).await
+        }
+        Err(err) => failed(&v, err),
+    }
+}
+
+async fn admin_view(
+    state: &AppState,
+    v: &Viewer,
+    error: Option<String>,
+    new_token: Option<String>,
+) -> Response {
+    if !v.can(Permission::Admin) {
+        return forbidden(v);
     }
     let tenant = v.principal.tenant_id;
     let users = state
@@ -1631,10 +1938,19 @@ async fn admin_page(State(state): State<AppState>, v: Viewer) -> Response {
         .list(tenant, now - chrono::Duration::days(7), now, 200)
         .await
         .unwrap_or_default();
-    table(
-        &v,
-        "Administration",
-        vec![
+    let status = if error.is_some() {
+        StatusCode::BAD_REQUEST
+    } else {
+        StatusCode::OK
+    };
+    let mut response = TablePage {
+        nav: nav(v),
+        heading: "Administration".into(),
+        error,
+        new_token,
+        token_form: true,
+        csrf: v.csrf.clone(),
+        sections: vec![
             section(
                 "Users",
                 &["username", "role", "instance admin"],
@@ -1650,7 +1966,7 @@ async fn admin_page(State(state): State<AppState>, v: Viewer) -> Response {
                     .collect(),
             ),
             section(
-                "Tokens (create them with the API or `palisade token create`; a token is shown once)",
+                "Tokens",
                 &[
                     "name",
                     "scope",
@@ -1690,5 +2006,354 @@ async fn admin_page(State(state): State<AppState>, v: Viewer) -> Response {
                     .collect(),
             ),
         ],
-    )
+    }
+    .into_response();
+    *response.status_mut() = status;
+    response
+}
+
+// ------------------------------------------------------------------- rule editing
+
+struct BacktestView {
+    summary: String,
+    chart: String,
+    alerts: Vec<(String, String, u64)>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "rule.html")]
+struct RulePage {
+    nav: Option<Nav>,
+    id: String,
+    id_link: String,
+    source: String,
+    version: Option<i32>,
+    state: String,
+    enabled: bool,
+    notice: Option<String>,
+    error: Option<String>,
+    backtest: Option<BacktestView>,
+    can_edit: bool,
+    can_toggle: bool,
+    csrf: String,
+    yaml: String,
+    ranges: Vec<(String, bool)>,
+}
+
+const NEW_RULE: &str = "apiVersion: palisade/v1\nid: my-rule\ntitle: Something worth a page\nseverity: medium\nkind: match\nquery: 'body:\"failed login\"'\ngroup_by: [attributes.user.name]\nannotations:\n  summary: '{{ group[\"attributes.user.name\"] }} failed to log in'\n";
+
+/// What the rule page shows about rule `id` for this tenant: source, version, the
+/// text to edit and whether it is in force.
+async fn rule_view(state: &AppState, v: &Viewer, id: &str) -> Result<RulePage, Response> {
+    let tenant = v.principal.tenant_id;
+    let set = state.engine.rules();
+    let file = set.file.iter().find(|r| r.id() == id).cloned();
+    let stored = match state.engine.store().rule(tenant, id).await {
+        Ok(row) => Some(row),
+        Err(storage::StorageError::NotFound(_)) => None,
+        Err(err) => return Err(failed(v, err.into())),
+    };
+    let in_force = set.find(tenant, id);
+    let (source, version, yaml) = match (&stored, &file) {
+        (Some(row), _) => (
+            if alerting::rule::is_tuning(&row.yaml) {
+                "tuned shipped rule"
+            } else {
+                "API rule"
+            },
+            Some(row.version),
+            row.yaml.clone(),
+        ),
+        (None, Some(rule)) => (
+            "shipped / file rule",
+            None,
+            serde_json::to_string_pretty(&rule.doc).unwrap_or_default(),
+        ),
+        (None, None) if id == "new" => ("new rule", None, NEW_RULE.to_string()),
+        (None, None) => {
+            return Err(message(
+                Some(v),
+                StatusCode::NOT_FOUND,
+                "No such rule",
+                format!("There is no rule {id:?} for this tenant."),
+            ));
+        }
+    };
+    let is_api_rule = stored
+        .as_ref()
+        .is_some_and(|r| !alerting::rule::is_tuning(&r.yaml));
+    Ok(RulePage {
+        nav: nav(v),
+        id: id.to_string(),
+        id_link: url_encode(id),
+        source: source.to_string(),
+        version,
+        state: if in_force.is_some() {
+            "enabled"
+        } else {
+            "disabled"
+        }
+        .to_string(),
+        enabled: in_force.is_some(),
+        notice: None,
+        error: None,
+        backtest: None,
+        can_edit: v.can(Permission::Admin),
+        can_toggle: v.can(Permission::Admin) && file.is_some() && !is_api_rule,
+        csrf: v.csrf.clone(),
+        yaml,
+        ranges: ["1h", "24h", "7d"]
+            .iter()
+            .map(|r| (r.to_string(), *r == "24h"))
+            .collect(),
+    })
+}
+
+async fn rule_page(State(state): State<AppState>, v: Viewer, Path(id): Path<String>) -> Response {
+    match rule_view(&state, &v, &id).await {
+        Ok(page) => page.into_response(),
+        Err(r) => r,
+    }
+}
+
+#[derive(Deserialize)]
+struct RuleForm {
+    csrf: String,
+    yaml: String,
+    action: String,
+    range: Option<String>,
+}
+
+async fn rule_submit(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<RuleForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    if !v.can(Permission::Admin) {
+        return forbidden(&v);
+    }
+    let mut page = match rule_view(&state, &v, &id).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    page.yaml = form.yaml.clone();
+    let rule = match crate::rules::one_rule(&state, &form.yaml) {
+        Ok(r) => r,
+        Err(err) => {
+            page.error = Some(err.message);
+            let mut response = page.into_response();
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            return response;
+        }
+    };
+    if id != "new" && rule.id() != id {
+        page.error = Some(format!(
+            "id: the document's id {:?} differs from this rule's {id:?}",
+            rule.id()
+        ));
+        let mut response = page.into_response();
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    }
+    let tenant = v.principal.tenant_id;
+    match form.action.as_str() {
+        "validate" => {
+            page.notice = Some(format!("{} is valid.", rule.id()));
+            page.into_response()
+        }
+        "backtest" => {
+            let hours = match form.range.as_deref() {
+                Some("1h") => 1,
+                Some("7d") => 24 * 7,
+                _ => 24,
+            };
+            let to = Utc::now();
+            let from = to - chrono::Duration::hours(hours);
+            let events = match state.engine.candidate_events(tenant, &rule, from, to).await {
+                Ok(e) => e,
+                Err(err) => return failed(&v, err.into()),
+            };
+            let truncated = events.len() >= alerting::runtime::MAX_EVALUATED_EVENTS;
+            let scanned = events.len();
+            let rule_for_run = rule.clone();
+            let result = match tokio::task::spawn_blocking(move || {
+                alerting::runtime::backtest(&rule_for_run, &events, truncated)
+            })
+            .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    return failed(&v, ApiError::new(model::ErrorKind::Internal, e.to_string()));
+                }
+            };
+            let start = from
+                - chrono::Duration::seconds(from.timestamp().rem_euclid(3600))
+                - chrono::Duration::nanoseconds(i64::from(from.timestamp_subsec_nanos()));
+            let buckets = ((to - start).num_hours() + 1).max(1) as usize;
+            let mut counts = vec![0u64; buckets];
+            for h in &result.per_hour {
+                let i = (h.hour - start).num_hours();
+                if (0..buckets as i64).contains(&i) {
+                    counts[i as usize] += h.alerts;
+                }
+            }
+            let end = start + chrono::Duration::hours(buckets as i64);
+            page.backtest = Some(BacktestView {
+                summary: format!(
+                    "{} alert(s) would have fired in the last {}, {} event(s) scanned{}",
+                    result.alerts.len(),
+                    form.range.as_deref().unwrap_or("24h"),
+                    scanned,
+                    if result.truncated { " (truncated)" } else { "" }
+                ),
+                chart: chart::histogram(start, end, &counts),
+                alerts: result
+                    .alerts
+                    .iter()
+                    .take(50)
+                    .map(|a| {
+                        (
+                            time(&a.first_at),
+                            serde_json::to_string(&a.labels).unwrap_or_default(),
+                            a.count,
+                        )
+                    })
+                    .collect(),
+            });
+            page.into_response()
+        }
+        "save" => {
+            let exists = state.engine.store().rule(tenant, rule.id()).await.is_ok();
+            if id == "new"
+                && (exists
+                    || state
+                        .engine
+                        .rules()
+                        .file
+                        .iter()
+                        .any(|r| r.id() == rule.id()))
+            {
+                page.error = Some(format!("id: a rule {:?} already exists", rule.id()));
+                let mut response = page.into_response();
+                *response.status_mut() = StatusCode::CONFLICT;
+                return response;
+            }
+            let actor = v.principal.actor();
+            match state
+                .engine
+                .store()
+                .put_rule(tenant, rule.id(), &form.yaml, &actor, exists)
+                .await
+            {
+                Ok(row) => {
+                    if let Err(err) = state.engine.reload_tenant_rules().await {
+                        return failed(&v, err.into());
+                    }
+                    crate::audit::record(
+                        &state,
+                        model::audit::AuditEvent::new(
+                            actor,
+                            if exists { "rule.update" } else { "rule.create" },
+                            format!("rule:{}", rule.id()),
+                            model::audit::Outcome::Success,
+                        )
+                        .tenant(tenant)
+                        .details(json!({"version": row.version})),
+                    )
+                    .await;
+                    see(&format!("/rules/{}", url_encode(rule.id())))
+                }
+                Err(err) => failed(&v, err.into()),
+            }
+        }
+        other => failed(
+            &v,
+            crate::rules::invalid(format!(
+                "action: {other:?} is not validate, backtest or save"
+            )),
+        ),
+    }
+}
+
+async fn rule_toggle(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    if !v.can(Permission::Admin) {
+        return forbidden(&v);
+    }
+    let tenant = v.principal.tenant_id;
+    if !state.engine.rules().file.iter().any(|r| r.id() == id) {
+        return failed(
+            &v,
+            crate::rules::invalid(
+                "only shipped rules are switched here; edit an API rule's `enabled`",
+            ),
+        );
+    }
+    let stored = state.engine.store().rule(tenant, &id).await.ok();
+    let mut doc = match &stored {
+        Some(row) if alerting::rule::is_tuning(&row.yaml) => {
+            match alerting::rule::parse_tuning(&row.yaml) {
+                Ok(d) => d,
+                Err(e) => return failed(&v, crate::rules::invalid(e)),
+            }
+        }
+        Some(_) => {
+            return failed(
+                &v,
+                crate::rules::invalid("this tenant replaced the rule; edit its `enabled`"),
+            );
+        }
+        None => alerting::rule::TuningDoc {
+            api_version: "palisade/v1".into(),
+            tunes: id.clone(),
+            enabled: None,
+            exceptions: Vec::new(),
+        },
+    };
+    let enabled = state.engine.rules().find(tenant, &id).is_some();
+    doc.enabled = Some(!enabled);
+    let yaml = alerting::rule::tuning_yaml(&doc);
+    let actor = v.principal.actor();
+    match state
+        .engine
+        .store()
+        .put_rule(tenant, &id, &yaml, &actor, stored.is_some())
+        .await
+    {
+        Ok(_) => {
+            if let Err(err) = state.engine.reload_tenant_rules().await {
+                return failed(&v, err.into());
+            }
+            crate::audit::record(
+                &state,
+                model::audit::AuditEvent::new(
+                    actor,
+                    if enabled {
+                        "rule.disable"
+                    } else {
+                        "rule.enable"
+                    },
+                    format!("rule:{id}"),
+                    model::audit::Outcome::Success,
+                )
+                .tenant(tenant),
+            )
+            .await;
+            see(&format!("/rules/{}", url_encode(&id)))
+        }
+        Err(err) => failed(&v, err.into()),
+    }
 }
