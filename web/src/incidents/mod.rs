@@ -54,7 +54,8 @@ fn streams() -> &'static Arc<tokio::sync::Semaphore> {
     STREAMS.get_or_init(|| Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)))
 }
 
-async fn audit(
+/// Record a responder's action on an incident in the audit trail (API and UI).
+pub(crate) async fn audit(
     state: &AppState,
     p: &Principal,
     source: Option<String>,
@@ -279,6 +280,16 @@ pub async fn assign_incident(
     Ok(Json(row.into()))
 }
 
+/// A responder activity row as its timeline entry.
+fn entry_of(row: storage::incidents::ActivityRow) -> TimelineEntry {
+    TimelineEntry {
+        time: row.at,
+        kind: row.kind,
+        actor: row.actor,
+        payload: row.payload,
+    }
+}
+
 /// NUL cannot be stored (Postgres text and jsonb refuse it): replaced by U+FFFD, as
 /// ingest does.
 pub(crate) fn no_nul(text: &str) -> String {
@@ -321,15 +332,7 @@ pub async fn add_note(
         .add_activity(p.tenant_id, id, "note", payload, &p.actor())
         .await?;
     audit(&state, &p, source, "incident.note", id, None).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(TimelineEntry {
-            time: row.at,
-            kind: row.kind,
-            actor: row.actor,
-            payload: row.payload,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(entry_of(row))))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -382,15 +385,7 @@ pub async fn add_pin(
         .add_activity(p.tenant_id, id, "pin", payload, &p.actor())
         .await?;
     audit(&state, &p, source, "incident.pin", id, None).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(TimelineEntry {
-            time: row.at,
-            kind: row.kind,
-            actor: row.actor,
-            payload: row.payload,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(entry_of(row))))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

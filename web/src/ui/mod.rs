@@ -908,18 +908,21 @@ fn may_act(v: &Viewer, headers: &HeaderMap, csrf: &str) -> Option<Response> {
     None
 }
 
-async fn record(state: &AppState, v: &Viewer, action: &str, id: Uuid) {
-    crate::audit::record(
-        state,
-        model::audit::AuditEvent::new(
-            v.principal.actor(),
-            action,
-            format!("incident:{id}"),
-            model::audit::Outcome::Success,
-        )
-        .tenant(v.principal.tenant_id),
-    )
-    .await;
+/// After an action on incident `id`: audit it and show the incident, or say why not.
+async fn acted<T>(
+    state: &AppState,
+    v: &Viewer,
+    action: &str,
+    id: Uuid,
+    result: Result<T, storage::StorageError>,
+) -> Response {
+    match result {
+        Ok(_) => {
+            crate::incidents::audit(state, &v.principal, None, action, id, None).await;
+            see(&format!("/incidents/{id}"))
+        }
+        Err(err) => failed(v, err.into()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -950,13 +953,7 @@ async fn incident_act(
             );
         }
     };
-    match done {
-        Ok(_) => {
-            record(&state, &v, &format!("incident.{}", form.action), id).await;
-            see(&format!("/incidents/{id}"))
-        }
-        Err(err) => failed(&v, err.into()),
-    }
+    acted(&state, &v, &format!("incident.{}", form.action), id, done).await
 }
 
 #[derive(Deserialize)]
@@ -982,7 +979,7 @@ async fn incident_note(
         );
     }
     let payload = crate::incidents::note_payload(&form.text);
-    match state
+    let result = state
         .incidents
         .add_activity(
             v.principal.tenant_id,
@@ -991,14 +988,8 @@ async fn incident_note(
             payload,
             &v.principal.actor(),
         )
-        .await
-    {
-        Ok(_) => {
-            record(&state, &v, "incident.note", id).await;
-            see(&format!("/incidents/{id}"))
-        }
-        Err(err) => failed(&v, err.into()),
-    }
+        .await;
+    acted(&state, &v, "incident.note", id, result).await
 }
 
 #[derive(Deserialize)]
@@ -1031,17 +1022,11 @@ async fn incident_assign(
             );
         }
     }
-    match state
+    let result = state
         .incidents
         .assign(v.principal.tenant_id, id, assignee, &v.principal.actor())
-        .await
-    {
-        Ok(_) => {
-            record(&state, &v, "incident.assign", id).await;
-            see(&format!("/incidents/{id}"))
-        }
-        Err(err) => failed(&v, err.into()),
-    }
+        .await;
+    acted(&state, &v, "incident.assign", id, result).await
 }
 
 #[derive(Deserialize)]
@@ -1063,17 +1048,11 @@ async fn incident_merge(
     let Ok(other) = form.other.trim().parse::<Uuid>() else {
         return failed(&v, crate::rules::invalid("other: not an incident id"));
     };
-    match state
+    let result = state
         .incidents
         .merge(v.principal.tenant_id, id, &[other], &v.principal.actor())
-        .await
-    {
-        Ok(_) => {
-            record(&state, &v, "incident.merge", id).await;
-            see(&format!("/incidents/{id}"))
-        }
-        Err(err) => failed(&v, err.into()),
-    }
+        .await;
+    acted(&state, &v, "incident.merge", id, result).await
 }
 
 // ------------------------------------------------------------------------ alerts
