@@ -126,6 +126,14 @@ try:
 
     # --- Search, keyboard, open an event.
     q = cfg["query"]
+    driver.get(base + "/search?q=" + urllib.request.quote(q) + "&from=now-1h&to=now&facets=attributes.user.name")
+    wait(EC.presence_of_element_located((By.ID, "total")), "search results")
+    facet = driver.find_elements(By.CSS_SELECTOR, "a.facet-value")
+    if not facet:
+        fail("facets", "no top values for attributes.user.name")
+    facet[0].click()
+    wait(lambda d: "attributes.user.name" in urllib.request.unquote(d.current_url), "facet narrows the query")
+    checked["facet"] = urllib.request.unquote(driver.current_url)
     driver.get(base + "/search?q=" + urllib.request.quote(q) + "&from=now-1h&to=now")
     wait(EC.presence_of_element_located((By.ID, "total")), "search results")
     total = driver.find_element(By.ID, "total").text
@@ -271,6 +279,11 @@ try:
     driver.get(base + "/admin")
     if checked["token"] in driver.page_source:
         fail("token", "shown twice")
+    driver.find_element(By.ID, "user-name").send_keys("ui-viewer")
+    driver.find_element(By.ID, "user-password").send_keys("a long enough password")
+    driver.find_element(By.ID, "create-user").click()
+    wait(lambda d: "ui-viewer" in d.find_element(By.TAG_NAME, "table").text, "user added")
+    checked["user"] = True
 
     # --- Every other page renders.
     for name in ["rules", "silences", "channels", "kubernetes", "admin"]:

@@ -151,10 +151,15 @@ pub struct TestServer {
 impl TestServer {
     /// Spawn a server with a fresh database and data dir.
     pub async fn spawn() -> anyhow::Result<TestServer> {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawn a server with a fresh database and data dir, and extra `serve` flags.
+    pub async fn spawn_with(extra: &[&str]) -> anyhow::Result<TestServer> {
         let dir = TempDir::new("palisade-test");
         let data_dir = dir.0.clone();
         let url = fresh_database().await?;
-        let mut server = Self::start(&data_dir, Some(url), &[]).await?;
+        let mut server = Self::start(&data_dir, Some(url), extra).await?;
         server._owned_dir = Some(dir);
         Ok(server)
     }

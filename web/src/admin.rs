@@ -45,9 +45,9 @@ pub async fn list_users(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
-    username: String,
-    password: String,
-    role: String,
+    pub(crate) username: String,
+    pub(crate) password: String,
+    pub(crate) role: String,
 }
 
 /// Add a user to the tenant.
@@ -59,6 +59,16 @@ pub async fn create_user(
     ClientAddr(source): ClientAddr,
     ApiJson(req): ApiJson<NewUser>,
 ) -> Result<Json<UserCreated>, ApiError> {
+    Ok(Json(add_user(&state, &p, req, source).await?))
+}
+
+/// Add a user to the caller's tenant (API and UI).
+pub(crate) async fn add_user(
+    state: &AppState,
+    p: &Principal,
+    req: NewUser,
+    source: Option<String>,
+) -> Result<UserCreated, ApiError> {
     let role: Role = req
         .role
         .parse()
@@ -111,16 +121,16 @@ pub async fn create_user(
         Err(other) => return Err(other.into()),
     };
     audit::record(
-        &state,
-        event(&p, "user.create", format!("user:{}", req.username), &source)
+        state,
+        event(p, "user.create", format!("user:{}", req.username), &source)
             .details(json!({"role": role.as_str()})),
     )
     .await;
-    Ok(Json(UserCreated {
+    Ok(UserCreated {
         id,
         username: req.username,
         role: role.as_str().to_string(),
-    }))
+    })
 }
 
 /// Disable a user (their sessions end).
@@ -133,12 +143,7 @@ pub async fn disable_user(
     ClientAddr(source): ClientAddr,
     ObjectId(id): ObjectId,
 ) -> Result<Json<Changed>, ApiError> {
-    let username = state.access.disable_user(p.tenant_id, id).await?;
-    audit::record(
-        &state,
-        event(&p, "user.disable", format!("user:{username}"), &source),
-    )
-    .await;
+    disable(&state, &p, id, source).await?;
     Ok(Json(Changed {
         id,
         disabled: Some(true),
@@ -146,6 +151,22 @@ pub async fn disable_user(
         expired: None,
         deleted: None,
     }))
+}
+
+/// Disable a user of the caller's tenant (API and UI); their sessions end.
+pub(crate) async fn disable(
+    state: &AppState,
+    p: &Principal,
+    id: uuid::Uuid,
+    source: Option<String>,
+) -> Result<(), ApiError> {
+    let username = state.access.disable_user(p.tenant_id, id).await?;
+    audit::record(
+        state,
+        event(p, "user.disable", format!("user:{username}"), &source),
+    )
+    .await;
+    Ok(())
 }
 
 /// The tenant's API tokens (metadata, never the secret).

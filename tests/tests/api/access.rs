@@ -39,7 +39,9 @@ fn token_principal(scope: Scope) -> Principal {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn authorization_matrix_generated_from_the_route_table() {
-    let server = TestServer::spawn().await.unwrap();
+    let server = TestServer::spawn_with(&["--api-rate-limit", "10000"])
+        .await
+        .unwrap();
     let table = web::routes::route_table();
     assert!(table.len() >= 18, "the table lists every route");
     for spec in &table {
@@ -143,7 +145,11 @@ async fn authorization_matrix_generated_from_the_route_table() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_tenant_never_sees_a_canary() {
-    let server = TestServer::spawn().await.unwrap();
+    // Every route is called in a burst: the per-token rate limit is raised so the
+    // answers are the routes' own.
+    let server = TestServer::spawn_with(&["--api-rate-limit", "10000"])
+        .await
+        .unwrap();
     let canary = format!("canary{}", Uuid::new_v4().simple());
     let admin_a = Auth::Token(server.creds.api_token.clone());
     // Tenant A (default): a log record, a user and a token carrying the canary.

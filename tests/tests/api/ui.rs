@@ -239,7 +239,9 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
         .await
         .unwrap();
     let xss_paths: Vec<String> = [
-        "/search?q=data&from=now-1h&to=now".to_string(),
+        "/search?q=data&from=now-1h&to=now&facets=attributes.n,attributes.user.name,severity_text"
+            .to_string(),
+        "/search?q=shell&from=now-1h&to=now&facets=attributes.user.name".to_string(),
         "/search?q=%3Cscript%3E&from=now-1h&to=now".to_string(),
         format!("/events/{hostile_event}"),
         "/incidents".to_string(),
@@ -425,5 +427,14 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
     assert_eq!(status, 200, "the token minted in the UI reads");
     let silences = get(&server, "/api/v1/silences").await;
     assert!(silences.to_string().contains("deploy window"));
+    assert!(
+        checked["facet"]
+            .as_str()
+            .unwrap()
+            .contains("attributes.user.name:\""),
+        "{checked}"
+    );
+    let users = get(&server, "/api/v1/users").await;
+    assert!(users.to_string().contains("ui-viewer"), "{users}");
     assert!(silences.to_string().contains("maintenance, from the UI"));
 }

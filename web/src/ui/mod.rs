@@ -78,6 +78,8 @@ pub fn router() -> Router<AppState> {
         .route("/kubernetes", get(kubernetes_page))
         .route("/admin", get(admin_page))
         .route("/admin/tokens", post(create_token))
+        .route("/admin/users", post(create_user))
+        .route("/admin/users/{id}/disable", post(disable_user))
         // Same-origin form posts must carry their Origin (a `no-referrer` document sends
         // `Origin: null`, which the CSRF check refuses); other sites still get nothing.
         .layer(axum::middleware::map_response(
@@ -263,6 +265,9 @@ async fn logout(
 
 // ------------------------------------------------------------------------ search
 
+/// A facet: (field, sample size, its top values as (value, count, narrowing link)).
+type Facet = (String, usize, Vec<(String, usize, String)>);
+
 struct HitRow {
     id: String,
     time: String,
@@ -294,6 +299,8 @@ struct SearchPage {
     tail: bool,
     tail_on: String,
     tail_off: String,
+    facet_fields: String,
+    facets: Vec<Facet>,
 }
 
 #[derive(Deserialize, Default)]
@@ -303,6 +310,34 @@ struct SearchForm {
     to: Option<String>,
     cursor: Option<String>,
     tail: Option<String>,
+    facets: Option<String>,
+}
+
+/// Fields whose top values the search page shows by default.
+const DEFAULT_FACETS: &str =
+    "attributes.entity.actor, attributes.entity.namespace, resource.service.name";
+/// Facets are counted over the latest matches, up to this many.
+const FACET_SAMPLE: usize = 1000;
+
+/// A record's value of a facet field (`attributes.<key>`, `resource.<key>`,
+/// `severity_text`, `scope_name`).
+fn facet_value(r: &model::LogRecord, field: &str) -> Option<String> {
+    let text = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    if let Some(key) = field.strip_prefix("attributes.") {
+        return r.attributes.get(key).map(text);
+    }
+    if let Some(key) = field.strip_prefix("resource.") {
+        return r.resource.get(key).map(text);
+    }
+    match field {
+        "severity_text" => Some(r.severity_text.clone()),
+        "scope_name" => Some(r.scope_name.clone()),
+        _ => None,
+    }
 }
 
 const FIELDS: &[&str] = &[
@@ -369,7 +404,19 @@ async fn search_page(
         tail: form.tail.as_deref() == Some("1"),
         tail_on: format!("{}&tail=1", search_url(&q, &from, &to)),
         tail_off: search_url(&q, &from, &to),
+        facet_fields: form
+            .facets
+            .clone()
+            .unwrap_or_else(|| DEFAULT_FACETS.to_string()),
+        facets: Vec::new(),
     };
+    let facet_fields: Vec<String> = page
+        .facet_fields
+        .split(',')
+        .map(|f| f.trim().to_string())
+        .filter(|f| !f.is_empty())
+        .take(8)
+        .collect();
     let request = SearchParams {
         q: form.q.clone(),
         from: Some(from.clone()),
@@ -395,13 +442,48 @@ async fn search_page(
             return response;
         }
     };
-    let (result, counts) = match tokio::join!(
-        state.search.run(&request),
-        state.search.histogram(&histogram)
-    ) {
-        (Ok(r), Ok(h)) => (r, h),
-        (Err(e), _) | (_, Err(e)) => return failed(&v, ApiError::from(e)),
+    let sample = query::search::SearchRequest {
+        limit: FACET_SAMPLE,
+        cursor: None,
+        ..request.clone()
     };
+    let (result, counts, sampled) = match tokio::join!(
+        state.search.run(&request),
+        state.search.histogram(&histogram),
+        state.search.run(&sample)
+    ) {
+        (Ok(r), Ok(h), Ok(s)) => (r, h, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(&v, ApiError::from(e)),
+    };
+    for field in &facet_fields {
+        let mut tally: HashMap<String, usize> = HashMap::new();
+        for e in &sampled.events {
+            if let Some(value) = facet_value(&e.record, field) {
+                *tally.entry(value).or_default() += 1;
+            }
+        }
+        let mut top: Vec<(String, usize)> = tally.into_iter().collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let values = top
+            .into_iter()
+            .take(5)
+            .map(|(value, n)| {
+                let clause = format!(
+                    "{field}:\"{}\"",
+                    value.replace('\\', "\\\\").replace('"', "\\\"")
+                );
+                let narrowed = if q.trim().is_empty() {
+                    clause
+                } else {
+                    format!("({q}) AND {clause}")
+                };
+                let shown: String = value.chars().take(80).collect();
+                (shown, n, search_url(&narrowed, &from, &to))
+            })
+            .collect();
+        page.facets
+            .push((field.clone(), sampled.events.len(), values));
+    }
     page.from_ms = histogram.range.from.timestamp_millis();
     page.to_ms = histogram.range.to.timestamp_millis();
     page.chart = chart::histogram(
@@ -1285,12 +1367,15 @@ async fn alert_silence(
 struct Cell {
     text: String,
     href: Option<String>,
+    /// A button posting the page's CSRF token to this path.
+    post: Option<String>,
 }
 
 fn cell(text: impl Into<String>) -> Cell {
     Cell {
         text: text.into(),
         href: None,
+        post: None,
     }
 }
 
@@ -1298,6 +1383,15 @@ fn link(text: impl Into<String>, href: String) -> Cell {
     Cell {
         text: text.into(),
         href: Some(href),
+        post: None,
+    }
+}
+
+fn button(text: impl Into<String>, action: String) -> Cell {
+    Cell {
+        text: text.into(),
+        href: None,
+        post: Some(action),
     }
 }
 
@@ -1895,6 +1989,61 @@ async fn create_token(
     }
 }
 
+#[derive(Deserialize)]
+struct UserForm {
+    csrf: String,
+    username: String,
+    password: String,
+    role: String,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Form(form): Form<UserForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    if !v.can(Permission::Admin) {
+        return forbidden(&v);
+    }
+    let req = crate::admin::NewUser {
+        username: form.username.trim().to_string(),
+        password: form.password,
+        role: form.role,
+    };
+    match crate::admin::add_user(&state, &v.principal, req, source).await {
+        Ok(_) => see("/admin"),
+        Err(err) if err.kind.http_status() < 500 => {
+            admin_view(&state, &v, Some(err.message), None).await
+        }
+        Err(err) => failed(&v, err),
+    }
+}
+
+async fn disable_user(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    if !v.can(Permission::Admin) {
+        return forbidden(&v);
+    }
+    match crate::admin::disable(&state, &v.principal, id, source).await {
+        Ok(()) => see("/admin"),
+        Err(err) => failed(&v, err),
+    }
+}
+
 async fn admin_view(
     state: &AppState,
     v: &Viewer,
@@ -1932,14 +2081,16 @@ async fn admin_view(
         sections: vec![
             section(
                 "Users",
-                &["username", "role", "instance admin"],
+                &["username", "role", "instance admin", ""],
                 users
                     .into_iter()
                     .map(|u| {
+                        let id = u.id;
                         vec![
                             cell(u.username),
                             cell(u.role),
                             cell(if u.instance_admin { "yes" } else { "" }),
+                            button("Disable", format!("/admin/users/{id}/disable")),
                         ]
                     })
                     .collect(),
