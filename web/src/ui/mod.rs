@@ -301,6 +301,7 @@ struct SearchPage {
     tail_off: String,
     facet_fields: String,
     facets: Vec<Facet>,
+    facet_hint: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -313,8 +314,9 @@ struct SearchForm {
     facets: Option<String>,
 }
 
-/// Fields whose top values the search page shows by default.
-const DEFAULT_FACETS: &str =
+/// Fields suggested for facets (none are counted unless asked for: counting needs a
+/// second, larger search).
+const SUGGESTED_FACETS: &str =
     "attributes.entity.actor, attributes.entity.namespace, resource.service.name";
 /// Facets are counted over the latest matches, up to this many.
 const FACET_SAMPLE: usize = 1000;
@@ -404,11 +406,9 @@ async fn search_page(
         tail: form.tail.as_deref() == Some("1"),
         tail_on: format!("{}&tail=1", search_url(&q, &from, &to)),
         tail_off: search_url(&q, &from, &to),
-        facet_fields: form
-            .facets
-            .clone()
-            .unwrap_or_else(|| DEFAULT_FACETS.to_string()),
+        facet_fields: form.facets.clone().unwrap_or_default(),
         facets: Vec::new(),
+        facet_hint: SUGGESTED_FACETS.to_string(),
     };
     let facet_fields: Vec<String> = page
         .facet_fields
@@ -447,17 +447,25 @@ async fn search_page(
         cursor: None,
         ..request.clone()
     };
+    let sampling = async {
+        if facet_fields.is_empty() {
+            Ok(None)
+        } else {
+            state.search.run(&sample).await.map(Some)
+        }
+    };
     let (result, counts, sampled) = match tokio::join!(
         state.search.run(&request),
         state.search.histogram(&histogram),
-        state.search.run(&sample)
+        sampling
     ) {
         (Ok(r), Ok(h), Ok(s)) => (r, h, s),
         (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return failed(&v, ApiError::from(e)),
     };
+    let sampled = sampled.map(|s| s.events).unwrap_or_default();
     for field in &facet_fields {
         let mut tally: HashMap<String, usize> = HashMap::new();
-        for e in &sampled.events {
+        for e in &sampled {
             if let Some(value) = facet_value(&e.record, field) {
                 *tally.entry(value).or_default() += 1;
             }
@@ -481,8 +489,7 @@ async fn search_page(
                 (shown, n, search_url(&narrowed, &from, &to))
             })
             .collect();
-        page.facets
-            .push((field.clone(), sampled.events.len(), values));
+        page.facets.push((field.clone(), sampled.len(), values));
     }
     page.from_ms = histogram.range.from.timestamp_millis();
     page.to_ms = histogram.range.to.timestamp_millis();
