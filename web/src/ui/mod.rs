@@ -640,11 +640,8 @@ async fn pin_event(
     Path(id): Path<String>,
     Form(form): Form<PinForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Respond) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Respond) {
+        return refused;
     }
     let seq = match crate::api::event_id(&id) {
         Ok(s) => s,
@@ -986,15 +983,21 @@ async fn incident_page(
     .into_response()
 }
 
-/// Check the form and the permission of a responder action.
-fn may_act(v: &Viewer, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+/// Check a form (CSRF token, origin) and the permission it needs: the page to show
+/// instead when either fails.
+fn may(v: &Viewer, headers: &HeaderMap, csrf: &str, needs: Permission) -> Option<Response> {
     if !check_form(v, headers, csrf) {
         return Some(bad_form(v));
     }
-    if !v.can(Permission::Respond) {
+    if !v.can(needs) {
         return Some(forbidden(v));
     }
     None
+}
+
+/// [`may`] for a responder's action.
+fn may_act(v: &Viewer, headers: &HeaderMap, csrf: &str) -> Option<Response> {
+    may(v, headers, csrf, Permission::Respond)
 }
 
 /// After an action on incident `id`: audit it and show the incident, or say why not.
@@ -1772,11 +1775,8 @@ async fn create_channel(
     crate::auth::ClientAddr(source): crate::auth::ClientAddr,
     Form(form): Form<ChannelForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     let req = crate::channels::ChannelRequest {
         name: form.name.trim().to_string(),
@@ -1804,11 +1804,8 @@ async fn test_channel(
     Path(id): Path<Uuid>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     match crate::channels::run_test(&state, &v.principal, id, source).await {
         Ok(answer) => {
@@ -1975,11 +1972,8 @@ async fn create_token(
     crate::auth::ClientAddr(source): crate::auth::ClientAddr,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     let req = crate::admin::NewToken {
         scope: form.scope,
@@ -2011,11 +2005,8 @@ async fn create_user(
     crate::auth::ClientAddr(source): crate::auth::ClientAddr,
     Form(form): Form<UserForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     let req = crate::admin::NewUser {
         username: form.username.trim().to_string(),
@@ -2039,11 +2030,8 @@ async fn disable_user(
     Path(id): Path<Uuid>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     match crate::admin::disable(&state, &v.principal, id, source).await {
         Ok(()) => see("/admin"),
@@ -2268,11 +2256,8 @@ async fn rule_submit(
     Path(id): Path<String>,
     Form(form): Form<RuleForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     let mut page = match rule_view(&state, &v, &id).await {
         Ok(p) => p,
@@ -2424,11 +2409,8 @@ async fn rule_toggle(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if !check_form(&v, &headers, &form.csrf) {
-        return bad_form(&v);
-    }
-    if !v.can(Permission::Admin) {
-        return forbidden(&v);
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
     }
     let tenant = v.principal.tenant_id;
     if !state.engine.rules().file.iter().any(|r| r.id() == id) {
