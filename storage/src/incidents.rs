@@ -143,6 +143,9 @@ pub struct AttemptStep {
     pub error: Option<String>,
 }
 
+/// The advisory-lock class of incident grouping (the key is the tenant's hash).
+pub const GROUPING_LOCK: i32 = 7_407;
+
 /// Longest note (Markdown source) and title.
 pub const MAX_NOTE_BYTES: usize = 16 * 1024;
 pub const MAX_TITLE_BYTES: usize = 512;
@@ -342,6 +345,14 @@ pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) ->
             }
         }
         (Some("trigger"), None) => {
+            // One grouping decision at a time per tenant: two alerts about the same
+            // entity committed by concurrent transactions (the per-event follower and
+            // the threshold schedule) must not open two incidents. Held to commit.
+            sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+                .bind(GROUPING_LOCK)
+                .bind(a.tenant_id.0.to_string())
+                .execute(&mut *tx)
+                .await?;
             let settings = settings_in(tx, a.tenant_id).await?;
             let ids: Vec<i64> = a.event_ids.iter().copied().take(20).collect();
             let evidence: Vec<(Value, Option<String>)> = sqlx::query(
