@@ -727,3 +727,132 @@ async fn the_live_timeline_delivers_a_new_note() {
         .await;
     assert_eq!(status, 404);
 }
+
+/// Every input of the incident routes has a bound; past it the answer is a 400 naming
+/// the field, and what was stored before is unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn incident_inputs_past_their_bounds_are_refused_by_name() {
+    let (server, _data, _rules) = start(Some(RULE)).await;
+    shell(&server, "erin").await;
+    let incident = wait_incident(&server, "erin").await;
+    let id = incident["id"].as_str().unwrap();
+    let (status, _) = post(
+        &server,
+        &format!("/api/v1/incidents/{id}/notes"),
+        json!({"text": "kept"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let long_title = "t".repeat(513);
+    let many: Vec<String> = (0..51).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let cases: Vec<(&str, String, Option<Value>, &str)> = vec![
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/notes"),
+            Some(json!({"text": "x".repeat(16 * 1024 + 1)})),
+            "text",
+        ),
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/notes"),
+            Some(json!({"text": "   "})),
+            "text",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/incidents/{id}"),
+            Some(json!({"title": long_title})),
+            "title",
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/incidents/{id}"),
+            Some(json!({"title": "two\nlines"})),
+            "title",
+        ),
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/pins"),
+            Some(json!({"event_id": "1", "comment": "c".repeat(1025)})),
+            "comment",
+        ),
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/pins"),
+            Some(json!({"event_id": "-3"})),
+            "event_id",
+        ),
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/merge"),
+            Some(json!({"incidents": many})),
+            "incidents",
+        ),
+        (
+            "POST",
+            format!("/api/v1/incidents/{id}/merge"),
+            Some(json!({"incidents": []})),
+            "incidents",
+        ),
+        (
+            "GET",
+            format!("/api/v1/incidents/{id}/timeline?limit=1001"),
+            None,
+            "limit",
+        ),
+        (
+            "GET",
+            format!("/api/v1/incidents/{id}/timeline?cursor=not-a-cursor"),
+            None,
+            "cursor",
+        ),
+        (
+            "GET",
+            format!("/api/v1/incidents/{id}/timeline?entity=actor"),
+            None,
+            "entity",
+        ),
+        (
+            "GET",
+            format!("/api/v1/incidents/{id}/timeline?from=now&to=now-1h"),
+            None,
+            "from",
+        ),
+        ("GET", "/api/v1/incidents?limit=0".into(), None, "limit"),
+        (
+            "GET",
+            "/api/v1/incidents?severity=loud".into(),
+            None,
+            "severity",
+        ),
+        ("GET", "/api/v1/incidents?entity=:x".into(), None, "entity"),
+        (
+            "PUT",
+            "/api/v1/incident-settings".into(),
+            Some(json!({"group_on": ["actor"], "window": "8d", "auto_resolve": true})),
+            "window",
+        ),
+        (
+            "PUT",
+            "/api/v1/incident-settings".into(),
+            Some(json!({"group_on": vec!["actor"; 33], "window": "30m", "auto_resolve": true})),
+            "group_on",
+        ),
+    ];
+    for (method, path, body, field) in cases {
+        let (status, err, _) = server.call(method, &path, &admin(&server), body).await;
+        assert_eq!(status, 400, "{method} {path}: {err}");
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(field), "{method} {path}: {message}");
+    }
+    // Nothing changed: the note is still the only one and the title is the alert's.
+    let notes = get(
+        &server,
+        &format!("/api/v1/incidents/{id}/timeline?kinds=note"),
+    )
+    .await;
+    assert_eq!(notes["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(notes["entries"][0]["payload"]["markdown"], "kept");
+    let after = get(&server, &format!("/api/v1/incidents/{id}")).await;
+    assert_eq!(after["title"], incident["title"]);
+}
