@@ -310,10 +310,7 @@ pub async fn list_notifications(
             "state: expected pending, grouped, delivered, dead or skipped, got {s:?}"
         )));
     }
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(invalid("limit must be between 1 and 1000"));
-    }
+    let limit = crate::extract::list_limit(q.limit, 100)?;
     let rows = state
         .notifications
         .list(p.tenant_id, q.state.as_deref(), q.alert, limit)

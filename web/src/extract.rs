@@ -83,3 +83,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ObjectId {
             .map_err(|_| not_found())
     }
 }
+
+/// A list route's `limit`: 1..=1000, `default` when absent (400 naming it otherwise).
+pub(crate) fn list_limit(limit: Option<i64>, default: i64) -> Result<i64, ApiError> {
+    let limit = limit.unwrap_or(default);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(
+            model::ErrorKind::InvalidArgument,
+            "limit must be between 1 and 1000",
+        ));
+    }
+    Ok(limit)
+}
+
+/// An optional time parameter (RFC 3339 or relative to `now`), named in its error.
+pub(crate) fn optional_time(
+    text: Option<&str>,
+    now: chrono::DateTime<chrono::Utc>,
+    field: &'static str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    Ok(text
+        .map(|t| query::time::parse_time(t, now, field))
+        .transpose()?)
+}

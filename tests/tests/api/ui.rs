@@ -145,7 +145,7 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
                 "auditID": format!("0000000{i:x}-ui-xss"), "stage": "ResponseComplete", "verb": "get",
                 "requestURI": format!("/api/v1/namespaces/default/pods/{i}"), "user": {"username": p},
                 "sourceIPs": ["192.0.2.9"], "userAgent": p,
-                "objectRef": {"resource": "pods", "namespace": "default", "name": p},
+                "objectRef": {"resource": "pods", "namespace": "default", "name": p, "apiVersion": "v1"},
                 "responseStatus": {"code": 200}, "requestReceivedTimestamp": now, "stageTimestamp": now})
         })
         .collect();
@@ -153,7 +153,9 @@ async fn the_ui_works_in_a_real_browser_and_renders_hostile_content_inert() {
         .http
         .post(format!("{}/v1/k8s/audit?cluster=ui", server.otlp_http))
         .bearer_auth(&server.creds.ingest_token)
-        .json(&json!({"kind": "EventList", "items": items}))
+        // The shape kube-apiserver's webhook backend posts (k8s.io/apiserver
+        // plugin/pkg/audit/webhook: an audit.k8s.io/v1 EventList).
+        .json(&json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "metadata": {}, "items": items}))
         .send()
         .await
         .unwrap();

@@ -124,22 +124,14 @@ pub async fn list_incidents(
         .transpose()
         .map_err(invalid)?;
     let now = Utc::now();
-    let time = |v: &Option<String>, field| {
-        v.as_deref()
-            .map(|t| query::time::parse_time(t, now, field))
-            .transpose()
-    };
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(invalid("limit must be between 1 and 1000"));
-    }
+    let limit = crate::extract::list_limit(q.limit, 100)?;
     let filter = IncidentFilter {
         state: q.state,
         severity: q.severity,
         assignee: q.assignee,
         entity,
-        from: time(&q.from, "from")?,
-        to: time(&q.to, "to")?,
+        from: crate::extract::optional_time(q.from.as_deref(), now, "from")?,
+        to: crate::extract::optional_time(q.to.as_deref(), now, "to")?,
         limit,
     };
     let rows = state.incidents.list(p.tenant_id, &filter).await?;
