@@ -48,6 +48,8 @@ pub struct UserRow {
     pub username: String,
     pub role: String,
     pub instance_admin: bool,
+    /// A member from another home tenant (`tenant_members`), not a home user.
+    pub member: bool,
 }
 
 #[derive(Debug)]
@@ -215,7 +217,7 @@ impl AccessStore {
 
     pub async fn list_users(&self) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, username, role, instance_admin FROM users ORDER BY username",
+            "SELECT id, tenant_id, username, role, instance_admin, false AS member FROM users ORDER BY username",
         )
         .fetch_all(&self.db.pool)
         .await?;
@@ -367,6 +369,7 @@ fn decode_user(row: &sqlx::postgres::PgRow) -> Result<UserRow> {
         username: row.try_get("username")?,
         role: row.try_get("role")?,
         instance_admin: row.try_get("instance_admin")?,
+        member: row.try_get::<Option<bool>, _>("member")?.unwrap_or(false),
     })
 }
 
@@ -439,8 +442,12 @@ impl AccessStore {
     /// Users of one tenant.
     pub async fn list_tenant_users(&self, tenant: TenantId) -> Result<Vec<UserRow>> {
         let rows = sqlx::query(
-            "SELECT id, tenant_id, username, role, instance_admin FROM users \
-             WHERE tenant_id = $1 AND disabled_at IS NULL ORDER BY username",
+            "SELECT id, tenant_id, username, role, instance_admin, false AS member FROM users \
+             WHERE tenant_id = $1 AND disabled_at IS NULL \
+             UNION ALL \
+             SELECT u.id, m.tenant_id, u.username, m.role, false, true FROM tenant_members m \
+             JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND u.disabled_at IS NULL \
+             ORDER BY username",
         )
         .bind(tenant.0)
         .fetch_all(&self.db.pool)
@@ -504,10 +511,13 @@ impl AccessStore {
     ) -> Result<Option<SessionInfo>> {
         let idle = chrono::Duration::from_std(idle).unwrap_or(chrono::Duration::minutes(30));
         let row = sqlx::query(
-            "SELECT s.user_id, s.tenant_id, u.username, u.role, u.instance_admin, s.csrf_token, s.last_seen_at \
+            "SELECT s.user_id, s.tenant_id, u.username, \
+                    CASE WHEN s.tenant_id = u.tenant_id THEN u.role ELSE m.role END AS role, \
+                    u.instance_admin, s.csrf_token, s.last_seen_at \
              FROM sessions s JOIN users u ON u.id = s.user_id \
+             LEFT JOIN tenant_members m ON m.user_id = s.user_id AND m.tenant_id = s.tenant_id \
              WHERE s.id_hash = $1 AND s.expires_at > now() AND s.last_seen_at > now() - $2::interval \
-               AND u.disabled_at IS NULL",
+               AND u.disabled_at IS NULL AND (s.tenant_id = u.tenant_id OR m.role IS NOT NULL)",
         )
         .bind(session_hash(id))
         .bind(format!("{} seconds", idle.num_seconds()))
@@ -533,6 +543,90 @@ impl AccessStore {
                 .await?;
         }
         Ok(Some(info))
+    }
+
+    /// The tenants a user can act in: the home tenant first, then memberships by name.
+    pub async fn tenants_of_user(&self, user_id: Uuid) -> Result<Vec<(Tenant, Role)>> {
+        let rows = sqlx::query(
+            "SELECT t.id, t.name, t.created_at, u.role, 0 AS rank FROM users u \
+             JOIN tenants t ON t.id = u.tenant_id WHERE u.id = $1 \
+             UNION ALL \
+             SELECT t.id, t.name, t.created_at, m.role, 1 FROM tenant_members m \
+             JOIN tenants t ON t.id = m.tenant_id WHERE m.user_id = $1 \
+             ORDER BY rank, name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.db.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let role: String = row.try_get("role")?;
+                Ok((decode_tenant(row)?, role_of(&role)?))
+            })
+            .collect()
+    }
+
+    /// Move a session to another tenant the user belongs to. Not a member: NotFound
+    /// (the tenant's existence is not confirmed).
+    pub async fn switch_session_tenant(
+        &self,
+        id: &str,
+        user_id: Uuid,
+        tenant: TenantId,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE sessions SET tenant_id = $3 WHERE id_hash = $1 AND user_id = $2 AND ( \
+               EXISTS (SELECT 1 FROM users WHERE id = $2 AND tenant_id = $3) OR \
+               EXISTS (SELECT 1 FROM tenant_members WHERE user_id = $2 AND tenant_id = $3))",
+        )
+        .bind(session_hash(id))
+        .bind(user_id)
+        .bind(tenant.0)
+        .execute(&self.db.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StorageError::NotFound("tenant".into()));
+        }
+        Ok(())
+    }
+
+    /// Make an existing user (found by name, not disabled, homed in another tenant) a
+    /// member of `tenant` with `role`, or change the role of an existing membership.
+    /// Returns the user's id; NotFound when there is no such user elsewhere.
+    pub async fn add_member(&self, tenant: TenantId, username: &str, role: Role) -> Result<Uuid> {
+        let id: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO tenant_members (user_id, tenant_id, role) \
+             SELECT id, $1, $3 FROM users WHERE username = $2 AND tenant_id <> $1 AND disabled_at IS NULL \
+             ON CONFLICT (user_id, tenant_id) DO UPDATE SET role = EXCLUDED.role \
+             RETURNING user_id",
+        )
+        .bind(tenant.0)
+        .bind(username)
+        .bind(role.as_str())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        id.ok_or_else(|| StorageError::NotFound("user".into()))
+    }
+
+    /// End a membership and the user's sessions acting in that tenant.
+    pub async fn remove_member(&self, tenant: TenantId, user_id: Uuid) -> Result<String> {
+        let mut tx = self.db.pool.begin().await?;
+        let username: Option<String> = sqlx::query_scalar(
+            "DELETE FROM tenant_members m USING users u \
+             WHERE m.user_id = $1 AND m.tenant_id = $2 AND u.id = m.user_id RETURNING u.username",
+        )
+        .bind(user_id)
+        .bind(tenant.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let username = username.ok_or_else(|| StorageError::NotFound("member".into()))?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND tenant_id = $2")
+            .bind(user_id)
+            .bind(tenant.0)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(username)
     }
 
     pub async fn delete_session(&self, id: &str) -> Result<()> {

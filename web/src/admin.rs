@@ -169,6 +169,107 @@ pub(crate) async fn disable(
     Ok(())
 }
 
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMember {
+    /// An existing user whose home is another tenant.
+    pub(crate) username: String,
+    pub(crate) role: String,
+}
+
+/// Make an existing user of another tenant a member of this one (or change their role
+/// here). Their home tenant, password and other memberships are untouched.
+#[utoipa::path(post, path = "/api/v1/members", tag = "admin", request_body = NewMember,
+    responses((status = 200, body = UserCreated), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn add_member(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    ApiJson(req): ApiJson<NewMember>,
+) -> Result<Json<UserCreated>, ApiError> {
+    Ok(Json(member(&state, &p, req, source).await?))
+}
+
+/// Add a member (API and UI).
+pub(crate) async fn member(
+    state: &AppState,
+    p: &Principal,
+    req: NewMember,
+    source: Option<String>,
+) -> Result<UserCreated, ApiError> {
+    let role: Role = req
+        .role
+        .parse()
+        .map_err(|e: String| ApiError::new(ErrorKind::InvalidArgument, format!("role: {e}")))?;
+    if req.username.is_empty() || req.username.len() > 64 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "username: 1-64 characters",
+        ));
+    }
+    let id = match state
+        .access
+        .add_member(p.tenant_id, &req.username, role)
+        .await
+    {
+        Ok(id) => id,
+        Err(storage::StorageError::NotFound(_)) => {
+            return Err(ApiError::new(
+                ErrorKind::NotFound,
+                "username: no active user of another tenant has this name",
+            ));
+        }
+        Err(other) => return Err(other.into()),
+    };
+    audit::record(
+        state,
+        event(p, "member.add", format!("user:{}", req.username), &source)
+            .details(json!({"role": role.as_str()})),
+    )
+    .await;
+    Ok(UserCreated {
+        id,
+        username: req.username,
+        role: role.as_str().to_string(),
+    })
+}
+
+/// End a user's membership of this tenant; their sessions acting here end.
+#[utoipa::path(delete, path = "/api/v1/members/{id}", tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "user id")),
+    responses((status = 200, body = Changed), (status = 404, body = ErrorBody)))]
+pub async fn remove_member(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ClientAddr(source): ClientAddr,
+    ObjectId(id): ObjectId,
+) -> Result<Json<Changed>, ApiError> {
+    unmember(&state, &p, id, source).await?;
+    Ok(Json(Changed {
+        id,
+        disabled: None,
+        revoked: None,
+        expired: None,
+        deleted: Some(true),
+    }))
+}
+
+/// Remove a member (API and UI).
+pub(crate) async fn unmember(
+    state: &AppState,
+    p: &Principal,
+    id: uuid::Uuid,
+    source: Option<String>,
+) -> Result<(), ApiError> {
+    let username = state.access.remove_member(p.tenant_id, id).await?;
+    audit::record(
+        state,
+        event(p, "member.remove", format!("user:{username}"), &source),
+    )
+    .await;
+    Ok(())
+}
+
 /// The tenant's API tokens (metadata, never the secret).
 #[utoipa::path(get, path = "/api/v1/tokens", tag = "admin",
     responses((status = 200, body = TokenList)))]

@@ -46,9 +46,9 @@ impl Modify for Security {
     modifiers(&Security),
     paths(
         ops::healthz, ops::readyz, ops::metrics, openapi_json,
-        session::login, session::logout, session::current, session::change_password,
+        session::login, session::logout, session::current, session::change_password, session::switch_tenant,
         api::search, api::histogram, api::get_event,
-        admin::list_users, admin::create_user, admin::disable_user,
+        admin::list_users, admin::create_user, admin::disable_user, admin::add_member, admin::remove_member,
         admin::list_tokens, admin::create_token, admin::revoke_token,
         admin::list_audit, admin::list_tenants, admin::create_tenant,
         rules::list_rules, rules::create_rule, rules::get_rule, rules::update_rule,

@@ -97,6 +97,12 @@ fn api_table() -> Table {
             Requires(Authenticated),
             session::change_password,
         )
+        .add(
+            Method::POST,
+            "/api/v1/auth/tenant",
+            Requires(Authenticated),
+            session::switch_tenant,
+        )
         .add(Method::GET, "/api/v1/search", Requires(Read), api::search)
         .add(
             Method::GET,
@@ -121,6 +127,18 @@ fn api_table() -> Table {
             "/api/v1/users/{id}",
             Requires(Admin),
             admin::disable_user,
+        )
+        .add(
+            Method::POST,
+            "/api/v1/members",
+            Requires(Admin),
+            admin::add_member,
+        )
+        .add(
+            Method::DELETE,
+            "/api/v1/members/{id}",
+            Requires(Admin),
+            admin::remove_member,
         )
         .add(
             Method::GET,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::auth::{ClientAddr, SessionContext, cookie};
 use crate::extract::ApiJson;
 use crate::login_guard::MAX_USERNAME_BYTES;
-use crate::wire::{ErrorBody, LoggedIn, SessionInfo, StatusBody};
+use crate::wire::{ErrorBody, LoggedIn, SessionInfo, StatusBody, TenantRole};
 use crate::{ApiError, AppState, audit};
 
 pub const MIN_PASSWORD_LEN: usize = 12;
@@ -248,11 +248,106 @@ pub async fn current(
     session: Option<Extension<SessionContext>>,
 ) -> Result<Json<SessionInfo>, ApiError> {
     let tenant = state.access.tenant_by_id(principal.tenant_id).await?;
+    let tenants = match &principal.credential {
+        Credential::Session { user_id, .. } => state
+            .access
+            .tenants_of_user(*user_id)
+            .await?
+            .into_iter()
+            .map(|(t, role)| TenantRole {
+                name: t.name,
+                role: role.as_str().to_string(),
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Ok(Json(SessionInfo {
         tenant: tenant.name,
+        tenants,
         principal: serde_json::to_value(&principal.credential).unwrap_or_default(),
         csrf_token: session.map(|Extension(s)| s.csrf_token),
     }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSwitch {
+    /// The name of a tenant the user belongs to.
+    pub(crate) tenant: String,
+}
+
+/// `POST /api/v1/auth/tenant`: act in another tenant the signed-in user belongs to.
+/// The session keeps its id and CSRF token; its role becomes the user's role there.
+#[utoipa::path(post, path = "/api/v1/auth/tenant", tag = "auth", request_body = TenantSwitch,
+    responses((status = 200, body = StatusBody), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn switch_tenant(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    session: Option<Extension<SessionContext>>,
+    ClientAddr(source): ClientAddr,
+    ApiJson(req): ApiJson<TenantSwitch>,
+) -> Result<Json<StatusBody>, ApiError> {
+    let Some(Extension(session)) = session else {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "a token belongs to one tenant; switching is for browser sessions",
+        ));
+    };
+    switch(&state, &principal, &session.id, &req.tenant, source).await?;
+    Ok(Json(StatusBody {
+        status: format!("acting in tenant {}", req.tenant),
+    }))
+}
+
+/// Move a session to another of its user's tenants (API and UI). Unknown tenants and
+/// tenants the user is not in are the same 404.
+pub(crate) async fn switch(
+    state: &AppState,
+    principal: &Principal,
+    session_id: &str,
+    tenant: &str,
+    source: Option<String>,
+) -> Result<(), ApiError> {
+    let not_member = || ApiError::new(ErrorKind::NotFound, "tenant: not one of yours");
+    let Credential::Session { user_id, .. } = &principal.credential else {
+        return Err(not_member());
+    };
+    if tenant.len() > 63 {
+        return Err(ApiError::new(
+            ErrorKind::InvalidArgument,
+            "tenant: at most 63 characters",
+        ));
+    }
+    let target = match state.access.tenant_by_name(tenant).await {
+        Ok(t) => t,
+        Err(storage::StorageError::NotFound(_)) => return Err(not_member()),
+        Err(other) => return Err(other.into()),
+    };
+    match state
+        .access
+        .switch_session_tenant(session_id, *user_id, target.id)
+        .await
+    {
+        Ok(()) => {}
+        Err(storage::StorageError::NotFound(_)) => return Err(not_member()),
+        Err(other) => return Err(other.into()),
+    }
+    // Recorded in both tenants' trails: where the user left and where they arrived.
+    for tenant_id in [principal.tenant_id, target.id] {
+        audit::record(
+            state,
+            AuditEvent::new(
+                principal.actor(),
+                "auth.switch_tenant",
+                format!("tenant:{}", target.name),
+                Outcome::Success,
+            )
+            .tenant(tenant_id)
+            .source(source.clone()),
+        )
+        .await;
+    }
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

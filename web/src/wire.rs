@@ -473,6 +473,8 @@ pub struct User {
     pub username: String,
     pub role: String,
     pub instance_admin: bool,
+    /// A member whose home tenant is another one (added with `POST /api/v1/members`).
+    pub member: bool,
 }
 
 impl From<UserRow> for User {
@@ -483,6 +485,7 @@ impl From<UserRow> for User {
             username: u.username,
             role: u.role,
             instance_admin: u.instance_admin,
+            member: u.member,
         }
     }
 }
@@ -622,6 +625,9 @@ pub struct LoggedIn {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionInfo {
     pub tenant: String,
+    /// Every tenant this session's user can switch to (`POST /api/v1/auth/tenant`),
+    /// with the user's role there; empty for tokens (a token has one tenant).
+    pub tenants: Vec<TenantRole>,
     /// `{"kind": "session", ...}` or `{"kind": "token", ...}`.
     #[schema(value_type = Object)]
     pub principal: Value,
@@ -869,4 +875,10 @@ pub struct IncidentSettingsBody {
     pub window: String,
     /// Resolve an incident when all its alerts have resolved.
     pub auto_resolve: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantRole {
+    pub name: String,
+    pub role: String,
 }

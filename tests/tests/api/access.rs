@@ -205,6 +205,7 @@ async fn another_tenant_never_sees_a_canary() {
                 ("GET", p) => (format!("{p}?q={canary}&from=now-1d"), None),
                 ("DELETE", "/api/v1/users/{id}") => (format!("/api/v1/users/{user_id}"), None),
                 ("DELETE", "/api/v1/tokens/{id}") => (format!("/api/v1/tokens/{token_id}"), None),
+                ("DELETE", "/api/v1/members/{id}") => (format!("/api/v1/members/{user_id}"), None),
                 (_, p) => (p.to_string(), Some(json!({}))),
             };
             let (status, body, _) = server.call(spec.method.as_str(), &path, b, body).await;
@@ -245,6 +246,278 @@ async fn another_tenant_never_sees_a_canary() {
     assert!(ours["revoked_at"].is_null());
     let (_, users, _) = server.call("GET", "/api/v1/users", &admin_a, None).await;
     assert!(users.to_string().contains(&user_id));
+}
+
+/// A user of one tenant made a member of another: the session switches between them,
+/// takes the role of the tenant it acts in, sees only that tenant's data, and ends
+/// there when the membership is removed. The UI header carries the switcher.
+#[tokio::test(flavor = "multi_thread")]
+async fn users_in_several_tenants_switch_tenant_per_session() {
+    let server = TestServer::spawn().await.unwrap();
+    let canary = format!("canary{}", Uuid::new_v4().simple());
+    assert_eq!(
+        server
+            .post_json(&request("svc", vec![record(&canary, 9, vec![])]))
+            .await
+            .status(),
+        200
+    );
+    server.wait_for_total(&canary, 1).await;
+    for tenant in ["gamma", "delta"] {
+        let out = server.run_cli(&["tenant", "create", tenant]).unwrap();
+        assert!(out.status.success());
+    }
+    server.add_user("gamma-admin", "gamma", "admin", false, PASSWORD);
+    server.add_user("rover", "default", "viewer", false, PASSWORD);
+    let gamma_admin = Auth::Session(server.login("gamma-admin", PASSWORD).await.unwrap());
+
+    // Membership needs an existing user of another tenant; bad input names its field.
+    for (body, want, field) in [
+        (
+            json!({"username": "nobody", "role": "viewer"}),
+            404,
+            "username",
+        ),
+        (
+            json!({"username": "gamma-admin", "role": "viewer"}),
+            404,
+            "username",
+        ),
+        (json!({"username": "rover", "role": "root"}), 400, "role"),
+        (
+            json!({"username": "x".repeat(65), "role": "viewer"}),
+            400,
+            "username",
+        ),
+        (
+            json!({"username": "rover", "role": "viewer", "extra": 1}),
+            400,
+            "extra",
+        ),
+    ] {
+        let (status, reply, _) = server
+            .call("POST", "/api/v1/members", &gamma_admin, Some(body))
+            .await;
+        assert_eq!(status, want, "{reply}");
+        assert!(reply.to_string().contains(field), "{reply}");
+    }
+    let (status, added, _) = server
+        .call(
+            "POST",
+            "/api/v1/members",
+            &gamma_admin,
+            Some(json!({"username": "rover", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{added}");
+    let rover_id = added["id"].as_str().unwrap().to_string();
+
+    let rover = server.login("rover", PASSWORD).await.unwrap();
+    let as_rover = Auth::Session(rover.clone());
+    let (_, me, _) = server
+        .call("GET", "/api/v1/auth/session", &as_rover, None)
+        .await;
+    assert_eq!(me["tenant"], "default", "login lands in the home tenant");
+    assert_eq!(
+        me["tenants"],
+        json!([{"name": "default", "role": "viewer"}, {"name": "gamma", "role": "admin"}])
+    );
+    // A viewer at home: no user list there.
+    let (status, _, _) = server.call("GET", "/api/v1/users", &as_rover, None).await;
+    assert_eq!(status, 403);
+    let (_, hits, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/search?q={canary}&from=now-1d"),
+            &as_rover,
+            None,
+        )
+        .await;
+    assert_eq!(hits["total"], 1, "{hits}");
+
+    // Tenants that do not exist and tenants the user is not in are the same 404.
+    for tenant in ["delta", "nowhere"] {
+        let (status, reply, _) = server
+            .call(
+                "POST",
+                "/api/v1/auth/tenant",
+                &as_rover,
+                Some(json!({"tenant": tenant})),
+            )
+            .await;
+        assert_eq!(status, 404, "{reply}");
+        assert!(reply.to_string().contains("not one of yours"), "{reply}");
+    }
+    let (status, _, _) = server
+        .call(
+            "POST",
+            "/api/v1/auth/tenant",
+            &as_rover,
+            Some(json!({"tenant": "g".repeat(64)})),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let token = Auth::Token(server.creds.api_token.clone());
+    let (status, reply, _) = server
+        .call(
+            "POST",
+            "/api/v1/auth/tenant",
+            &token,
+            Some(json!({"tenant": "gamma"})),
+        )
+        .await;
+    assert_eq!(status, 400, "a token has one tenant: {reply}");
+    // Without the CSRF token the switch is refused like any state change.
+    let (status, _, _) = server
+        .call(
+            "POST",
+            "/api/v1/auth/tenant",
+            &Auth::SessionWithoutCsrf(rover.clone()),
+            Some(json!({"tenant": "gamma"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, reply, _) = server
+        .call(
+            "POST",
+            "/api/v1/auth/tenant",
+            &as_rover,
+            Some(json!({"tenant": "gamma"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let (_, me, _) = server
+        .call("GET", "/api/v1/auth/session", &as_rover, None)
+        .await;
+    assert_eq!(me["tenant"], "gamma");
+    assert_eq!(me["principal"]["role"], "admin", "{me}");
+    // Admin in gamma: its users (rover listed as a member), none of default's data.
+    let (status, users, _) = server.call("GET", "/api/v1/users", &as_rover, None).await;
+    assert_eq!(status, 200, "{users}");
+    let listed: Vec<(String, bool)> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["username"].as_str().unwrap().to_string(),
+                u["member"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("gamma-admin".to_string(), false),
+            ("rover".to_string(), true)
+        ]
+    );
+    let (_, hits, _) = server
+        .call(
+            "GET",
+            &format!("/api/v1/search?q={canary}&from=now-1d"),
+            &as_rover,
+            None,
+        )
+        .await;
+    assert_eq!(hits["total"], 0, "default's events stay in default: {hits}");
+
+    // The UI header offers the switch; the admin page removes members, not disables.
+    let http = palisade_tests::http_client();
+    let page = http
+        .get(format!("{}/admin", server.api))
+        .header("cookie", &rover.cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("id=\"tenant-switch\""), "{page}");
+    assert!(page.contains("<option selected>gamma</option>"), "{page}");
+    assert!(page.contains(&format!("/admin/members/{rover_id}/remove")));
+    // The form post switches back (CSRF field and same origin), then forward again.
+    let switched = http
+        .post(format!("{}/tenant", server.api))
+        .header("cookie", &rover.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={}&tenant=default", rover.csrf))
+        .send()
+        .await
+        .unwrap();
+    // (The client follows the 303 to the incident list.)
+    assert_eq!(switched.status().as_u16(), 200);
+    assert_eq!(switched.url().path(), "/incidents");
+    let (_, me, _) = server
+        .call("GET", "/api/v1/auth/session", &as_rover, None)
+        .await;
+    assert_eq!(me["tenant"], "default");
+    let refused = http
+        .post(format!("{}/tenant", server.api))
+        .header("cookie", &rover.cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=forged&tenant=gamma")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 403);
+    let (status, _, _) = server
+        .call(
+            "POST",
+            "/api/v1/auth/tenant",
+            &as_rover,
+            Some(json!({"tenant": "gamma"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Another tenant's admin cannot end the membership; gamma's admin can, and the
+    // session acting in gamma ends at once.
+    let (status, _, _) = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/members/{rover_id}"),
+            &token,
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = server
+        .call(
+            "DELETE",
+            &format!("/api/v1/members/{rover_id}"),
+            &gamma_admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _, _) = server
+        .call("GET", "/api/v1/auth/session", &as_rover, None)
+        .await;
+    assert_eq!(status, 401, "the session acting in gamma ended");
+    let again = Auth::Session(server.login("rover", PASSWORD).await.unwrap());
+    let (_, me, _) = server
+        .call("GET", "/api/v1/auth/session", &again, None)
+        .await;
+    assert_eq!(
+        me["tenants"],
+        json!([{"name": "default", "role": "viewer"}])
+    );
+
+    // gamma's trail has the membership's life and the switches.
+    let (_, trail, _) = server
+        .call("GET", "/api/v1/audit?from=now-1h", &gamma_admin, None)
+        .await;
+    let actions: Vec<&str> = trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for action in ["member.add", "auth.switch_tenant", "member.remove"] {
+        assert!(actions.contains(&action), "{action} missing: {actions:?}");
+    }
 }
 
 fn cookie_attributes(set_cookie: &str) -> Vec<String> {

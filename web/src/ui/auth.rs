@@ -17,6 +17,8 @@ pub struct Viewer {
     pub username: String,
     pub role: String,
     pub tenant: String,
+    /// Every tenant the user can switch to (home first); one entry for most users.
+    pub tenants: Vec<String>,
     pub session_id: String,
     pub csrf: String,
 }
@@ -70,12 +72,16 @@ impl FromRequestParts<AppState> for Viewer {
             Ok(None) => return Err(login_redirect(parts)),
             Err(err) => return Err(crate::ApiError::from(err).into_response()),
         };
-        let tenant = state
-            .access
-            .tenant_by_id(session.tenant_id)
-            .await
-            .map(|t| t.name)
+        let tenants = match state.access.tenants_of_user(session.user_id).await {
+            Ok(list) => list,
+            Err(err) => return Err(crate::ApiError::from(err).into_response()),
+        };
+        let tenant = tenants
+            .iter()
+            .find(|(t, _)| t.id == session.tenant_id)
+            .map(|(t, _)| t.name.clone())
             .unwrap_or_default();
+        let tenants = tenants.into_iter().map(|(t, _)| t.name).collect();
         Ok(Viewer {
             principal: Principal {
                 tenant_id: session.tenant_id,
@@ -89,6 +95,7 @@ impl FromRequestParts<AppState> for Viewer {
             username: session.username,
             role: session.role.as_str().to_string(),
             tenant,
+            tenants,
             session_id: id,
             csrf: session.csrf_token,
         })

@@ -38,12 +38,14 @@ pub struct Nav {
     pub tenant: String,
     pub role: String,
     pub csrf: String,
+    pub tenants: Vec<String>,
 }
 
 fn nav(v: &Viewer) -> Option<Nav> {
     Some(Nav {
         username: v.username.clone(),
         tenant: v.tenant.clone(),
+        tenants: v.tenants.clone(),
         role: v.role.clone(),
         csrf: v.csrf.clone(),
     })
@@ -57,6 +59,7 @@ pub fn router() -> Router<AppState> {
         .route("/ui/app.js", get(js))
         .route("/login", get(login_page).post(login_submit))
         .route("/logout", post(logout))
+        .route("/tenant", post(switch_tenant))
         .route("/search", get(search_page))
         .route("/events/{id}", get(event_page))
         .route("/events/{id}/pin", post(pin_event))
@@ -80,6 +83,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/tokens", post(create_token))
         .route("/admin/users", post(create_user))
         .route("/admin/users/{id}/disable", post(disable_user))
+        .route("/admin/members", post(add_member))
+        .route("/admin/members/{id}/remove", post(remove_member))
         // Same-origin form posts must carry their Origin (a `no-referrer` document sends
         // `Origin: null`, which the CSRF check refuses); other sites still get nothing.
         .layer(axum::middleware::map_response(
@@ -259,6 +264,29 @@ async fn logout(
             response.headers_mut().insert(header::SET_COOKIE, cleared);
             response
         }
+        Err(err) => failed(&v, err),
+    }
+}
+
+#[derive(Deserialize)]
+struct TenantForm {
+    csrf: String,
+    tenant: String,
+}
+
+/// The header's tenant switcher: act in another tenant of the user's.
+async fn switch_tenant(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Form(form): Form<TenantForm>,
+) -> Response {
+    if !check_form(&v, &headers, &form.csrf) {
+        return bad_form(&v);
+    }
+    match crate::session::switch(&state, &v.principal, &v.session_id, &form.tenant, source).await {
+        Ok(()) => see("/incidents"),
         Err(err) => failed(&v, err),
     }
 }
@@ -2039,6 +2067,53 @@ async fn disable_user(
     }
 }
 
+#[derive(Deserialize)]
+struct MemberForm {
+    csrf: String,
+    username: String,
+    role: String,
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Form(form): Form<MemberForm>,
+) -> Response {
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
+    }
+    let req = crate::admin::NewMember {
+        username: form.username.trim().to_string(),
+        role: form.role,
+    };
+    match crate::admin::member(&state, &v.principal, req, source).await {
+        Ok(_) => see("/admin"),
+        Err(err) if err.kind.http_status() < 500 => {
+            admin_view(&state, &v, Some(err.message), None).await
+        }
+        Err(err) => failed(&v, err),
+    }
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    v: Viewer,
+    headers: HeaderMap,
+    crate::auth::ClientAddr(source): crate::auth::ClientAddr,
+    Path(id): Path<Uuid>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Some(refused) = may(&v, &headers, &form.csrf, Permission::Admin) {
+        return refused;
+    }
+    match crate::admin::unmember(&state, &v.principal, id, source).await {
+        Ok(()) => see("/admin"),
+        Err(err) => failed(&v, err),
+    }
+}
+
 async fn admin_view(
     state: &AppState,
     v: &Viewer,
@@ -2076,16 +2151,26 @@ async fn admin_view(
         sections: vec![
             section(
                 "Users",
-                &["username", "role", "instance admin", ""],
+                &["username", "role", "instance admin", "home", ""],
                 users
                     .into_iter()
                     .map(|u| {
                         let id = u.id;
+                        let action = if u.member {
+                            button("Remove member", format!("/admin/members/{id}/remove"))
+                        } else {
+                            button("Disable", format!("/admin/users/{id}/disable"))
+                        };
                         vec![
                             cell(u.username),
                             cell(u.role),
                             cell(if u.instance_admin { "yes" } else { "" }),
-                            button("Disable", format!("/admin/users/{id}/disable")),
+                            cell(if u.member {
+                                "other tenant"
+                            } else {
+                                "this tenant"
+                            }),
+                            action,
                         ]
                     })
                     .collect(),
