@@ -536,8 +536,9 @@ impl LogIndex {
     ) -> Result<SearchPage> {
         let searcher = self.reader.searcher();
         let scoped = self.scoped(tenant, query, range);
-        let paged: Option<Box<dyn Query>> = match cursor {
-            None => None,
+        let total = searcher.search(&scoped, &Count)? as u64;
+        let paged: Box<dyn Query> = match cursor {
+            None => Box::new(scoped),
             Some(c) => {
                 // Newest first: (time, seq) < (c.time, c.seq), strictly older or the same
                 // time and a lower seq. Oldest first: the mirror image.
@@ -566,10 +567,10 @@ impl LogIndex {
                     (Occur::Should, Box::new(older) as Box<dyn Query>),
                     (Occur::Should, Box::new(same_time)),
                 ]);
-                Some(Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, Box::new(scoped.clone()) as Box<dyn Query>),
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, Box::new(scoped) as Box<dyn Query>),
                     (Occur::Must, Box::new(before_cursor)),
-                ])))
+                ]))
             }
         };
         let sign: i64 = if order == Order::Oldest { -1 } else { 1 };
@@ -587,19 +588,7 @@ impl LogIndex {
             // Top docs are the highest keys: negated, they are the oldest.
             move |doc: DocId| (sign * time.get_val(doc), sign * seq.get_val(doc))
         });
-        // The first page counts and ranks in one pass over the matches (a broad query
-        // visits millions of documents: one pass instead of two); a later page counts
-        // the whole result and ranks only what lies beyond the cursor.
-        let (total, docs) = match paged {
-            None => {
-                let (total, docs) = searcher.search(&scoped, &(Count, top))?;
-                (total as u64, docs)
-            }
-            Some(paged) => (
-                searcher.search(&scoped, &Count)? as u64,
-                searcher.search(paged.as_ref(), &top)?,
-            ),
-        };
+        let docs = searcher.search(paged.as_ref(), &top)?;
         let hits = if limit == 0 {
             Vec::new()
         } else {
