@@ -39,6 +39,13 @@ if [ ! -x /usr/bin/prometheus-alertmanager ] && ! command -v alertmanager >/dev/
 fi
 # Debian's package starts a system instance on :9093; the tests start their own.
 
+# --- Prometheus and promtool: the reference of the PromQL conformance test ----------
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "test.sh: installing prometheus (with promtool)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+# Debian's package may start a system instance on :9090; the test starts its own on a free port.
+
 # --- Headless Chromium and its WebDriver: the real browser of the UI tests ----------
 if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
   echo "test.sh: installing chromium and chromium-driver"

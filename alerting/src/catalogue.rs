@@ -27,6 +27,7 @@ fn kind(rule: &Rule) -> &'static str {
         Spec::Match => "match",
         Spec::Threshold { .. } => "threshold",
         Spec::Sequence { .. } => "sequence",
+        Spec::Metric { .. } => "metric",
     }
 }
 

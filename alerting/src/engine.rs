@@ -139,6 +139,47 @@ fn hit(
     }
 }
 
+/// A metric rule's series: its labels are the group (Prometheus alert labels), the
+/// sample value is `value` in annotation templates and the alert's count.
+pub fn metric_hit(
+    rule: &Rule,
+    group: BTreeMap<String, String>,
+    value: f64,
+    at: DateTime<Utc>,
+) -> Hit {
+    let mut labels = rule.doc.labels.clone();
+    labels.insert("rule".into(), rule.id().to_string());
+    labels.insert("severity".into(), rule.doc.severity.as_str().to_string());
+    labels.extend(group.clone());
+    let context = json!({
+        "rule": {"id": rule.id(), "title": rule.doc.title},
+        "labels": labels,
+        "group": group,
+        "value": value,
+        "count": value,
+    });
+    let annotations = rule
+        .doc
+        .annotations
+        .iter()
+        .map(|(k, t)| (k.clone(), crate::template::render(t, &context)))
+        .collect();
+    Hit {
+        rule_id: rule.id().to_string(),
+        entity: entity_of(&group, None),
+        fingerprint: fingerprint(rule.id(), &group),
+        labels,
+        annotations,
+        event_ids: Vec::new(),
+        count: if value.is_finite() && value >= 0.0 {
+            value.round() as u64
+        } else {
+            0
+        },
+        at,
+    }
+}
+
 /// `match`: one event, one hit (or none).
 pub fn match_event(rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
     if !rule.doc.enabled || rule.spec != Spec::Match || !k8saudit::inventory::evaluable(record) {

@@ -10,6 +10,7 @@
 //! Usage: `cargo run --release -p palisade-bench -- --records 1000000`
 
 mod k8s;
+mod metrics;
 mod paging;
 mod timeline;
 
@@ -52,7 +53,9 @@ pub(crate) struct Args {
     /// and match-to-firing latency) or `k8s` (audit events through normalisation and
     /// the built-in detection pack, beside plain logs) or `paging` (alerts through the
     /// notification outbox to a webhook receiver: latency under load, throughput) or
-    /// `timeline` (an incident timeline with 1,000 correlated events among `--records`).
+    /// `timeline` (an incident timeline with 1,000 correlated events among `--records`)
+    /// or `metrics` (OTLP metrics ingest, bytes per point, a PromQL range query over
+    /// 10,000 series beside Prometheus 2.42 and a raw COPY).
     #[arg(long, default_value = "ingest")]
     mode: String,
 }
@@ -439,6 +442,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.mode == "timeline" {
         return timeline::timeline_bench(args).await;
+    }
+    if args.mode == "metrics" {
+        return metrics::metrics_bench(args).await;
     }
     let palisade = std::fs::canonicalize(&args.palisade).with_context(|| {
         format!(

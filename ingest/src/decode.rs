@@ -76,7 +76,7 @@ fn varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 
 /// Visit the length-delimited fields of one protobuf message, without recursion and
 /// without allocating. Malformed input stops the walk (prost reports it afterwards).
-fn each_len_field<'a>(buf: &'a [u8], mut visit: impl FnMut(u64, &'a [u8])) {
+pub(crate) fn each_len_field<'a>(buf: &'a [u8], mut visit: impl FnMut(u64, &'a [u8])) {
     let mut pos = 0;
     while pos < buf.len() {
         let Some(key) = varint(buf, &mut pos) else {

@@ -14,6 +14,7 @@ pub mod k8s_webhook;
 pub mod limits;
 pub mod metrics;
 pub mod normalize;
+pub mod otlp_metrics;
 pub mod writer;
 
 pub use error::IngestError;

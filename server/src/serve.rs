@@ -173,8 +173,15 @@ async fn run_with(
     let (ingestor, writer_task) = Ingestor::start(logs.clone(), ingest_config, metrics, max_seq);
 
     let indexer_status = Arc::new(IndexerStatus::default());
+    let metric_store = storage::metrics::MetricStore::new(db.clone());
+    let metrics_ingest = Arc::new(ingest::otlp_metrics::MetricsIngest {
+        store: metric_store.clone(),
+        max_age_ms: retention.num_milliseconds(),
+    });
+    tokio::spawn(compact_loop(metric_store.clone(), shutdown.clone()));
     let retention_task = tokio::spawn(retention_loop(
         logs.clone(),
+        metric_store.clone(),
         indexer_status.clone(),
         retention,
         shutdown.clone(),
@@ -206,6 +213,7 @@ async fn run_with(
             tenants: Default::default(),
         },
     );
+    engine.set_metric_store(metric_store.clone());
     engine.reload_tenant_rules().await?;
     engine.restore().await?;
     // Correlation signals (alerting::signal) are committed like any record; a weak
@@ -302,6 +310,8 @@ async fn run_with(
         notifications,
         notifier,
         incidents,
+        metrics: metric_store.clone(),
+        metrics_ingest: metrics_ingest.clone(),
     };
 
     let tls = match &settings.tls {
@@ -331,7 +341,15 @@ async fn run_with(
         .http2_keepalive_timeout(Some(settings.header_timeout))
         .concurrency_limit_per_connection(256)
         .timeout(Duration::from_secs(60))
-        .add_service(grpc_service);
+        .add_service(grpc_service)
+        .add_service(ingest::otlp_metrics::metrics_service(
+            ingest::otlp_metrics::MetricsGrpc {
+                ingest: metrics_ingest.clone(),
+                access: access.clone(),
+                limits: limits.clone(),
+                ingestor: ingestor.clone(),
+            },
+        ));
     let apps = (
         web::api_router(state.clone()),
         web::otlp_router(state.clone()),
@@ -435,10 +453,33 @@ async fn bind(addr: std::net::SocketAddr, flag: &str) -> anyhow::Result<TcpListe
     })
 }
 
+/// Merge metric sample rows into one chunk per series and hour, every 30 seconds
+/// (and at once again while there is a backlog).
+async fn compact_loop(store: storage::metrics::MetricStore, shutdown: CancellationToken) {
+    loop {
+        let pause = match store.compact(Utc::now().timestamp_millis()).await {
+            Ok(0) => Duration::from_secs(30),
+            Ok(n) => {
+                tracing::debug!(rows = n, "metric chunks compacted");
+                Duration::from_millis(200)
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "metric compaction failed");
+                Duration::from_secs(30)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
 /// Drop expired partitions (and their index documents) at start and then hourly;
 /// pre-create today's and tomorrow's partitions so ingest rarely runs DDL.
 async fn retention_loop(
     logs: Arc<LogStore>,
+    metric_store: storage::metrics::MetricStore,
     indexer: Arc<IndexerStatus>,
     retention: chrono::Duration,
     shutdown: CancellationToken,
@@ -453,6 +494,16 @@ async fn retention_loop(
             tracing::warn!(error = %err, "cannot pre-create partitions");
         }
         let cutoff = now - retention;
+        match metric_store.drop_before(cutoff.timestamp_millis()).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::info!(
+                    partitions = dropped.len(),
+                    "retention dropped expired metric partitions"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "metric retention run failed"),
+        }
         match logs.drop_partitions_before(cutoff).await {
             Ok(dropped) if !dropped.is_empty() => {
                 tracing::info!(

@@ -20,6 +20,7 @@ pub mod incidents;
 pub mod index;
 pub mod indexer;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod pg;
 pub mod requests;

@@ -41,6 +41,11 @@ fn inputs(
             (None, Some(yaml)) => one_rule(state, yaml)?,
             _ => return Err(invalid("give exactly one of rule_id or yaml")),
         };
+    if matches!(rule.spec, alerting::rule::Spec::Metric { .. }) {
+        return Err(invalid(
+            "metric rules are not backtested: run their expr over the window with /prometheus/api/v1/query_range",
+        ));
+    }
     let now = Utc::now();
     let from = query::time::parse_time(&req.from, now, "from")?;
     let to = query::time::parse_time(req.to.as_deref().unwrap_or("now"), now, "to")?;

@@ -23,6 +23,7 @@ pub mod login_guard;
 pub mod openapi;
 pub mod ops;
 pub mod otlp_http;
+pub mod prometheus;
 pub mod routes;
 pub mod rules;
 pub mod security;
@@ -58,6 +59,7 @@ pub fn api_router(state: AppState) -> Router {
 pub fn otlp_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/logs", post(otlp_http::export_logs))
+        .route("/v1/metrics", post(otlp_http::export_metrics))
         .route("/v1/k8s/audit", post(k8s_audit::webhook))
         .fallback(api::not_found)
         // The handler enforces its own cap while reading; disable axum's default.

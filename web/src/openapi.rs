@@ -46,6 +46,10 @@ impl Modify for Security {
     modifiers(&Security),
     paths(
         ops::healthz, ops::readyz, ops::metrics, openapi_json,
+        crate::prometheus::query, crate::prometheus::query_range, crate::prometheus::series,
+        crate::prometheus::labels, crate::prometheus::label_values,
+        crate::prometheus::query_exemplars, crate::prometheus::metadata,
+        crate::prometheus::buildinfo,
         session::login, session::logout, session::current, session::change_password, session::switch_tenant,
         api::search, api::histogram, api::get_event,
         admin::list_users, admin::create_user, admin::disable_user, admin::add_member, admin::remove_member,

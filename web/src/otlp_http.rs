@@ -85,6 +85,59 @@ async fn handle(
     Ok(encode_response(format, &response))
 }
 
+/// OTLP/HTTP `POST /v1/metrics`: the same checks, status codes and error bodies as
+/// `/v1/logs`; acknowledged after the points are committed.
+pub async fn export_metrics(
+    State(state): State<AppState>,
+    ClientAddr(source): ClientAddr,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE)).ok();
+    let result = async {
+        let authorization = header_str(&headers, header::AUTHORIZATION);
+        let grant = ingest::authenticate_ingest(
+            &state.access,
+            &state.limits,
+            authorization,
+            source.as_deref(),
+        )
+        .await?;
+        let format = Format::from_content_type(header_str(&headers, header::CONTENT_TYPE))?;
+        let encoding = Encoding::from_header(header_str(&headers, header::CONTENT_ENCODING))?;
+        let raw = read_capped(body).await?;
+        state
+            .ingestor
+            .metrics()
+            .bytes
+            .with_label_values(&["http_metrics"])
+            .inc_by(raw.len() as u64);
+        let decoded = tokio::task::block_in_place(|| {
+            let bytes = decompress(Vec::from(raw), encoding, MAX_BODY_BYTES)?;
+            ingest::otlp_metrics::decode(format, &bytes)
+        })?;
+        let response = state
+            .metrics_ingest
+            .export(grant.tenant_id, &decoded)
+            .await?;
+        Ok::<_, IngestError>(ingest::otlp_metrics::encode_response(format, &response))
+    }
+    .await;
+    let outcome = result.as_ref().map(|_| ()).map_err(IngestError::kind);
+    state.ingestor.observe("http_metrics", started, outcome);
+    let reply_format = format.unwrap_or(Format::Json);
+    match result {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, reply_format.content_type())],
+            bytes,
+        )
+            .into_response(),
+        Err(err) => error_response(&err, reply_format),
+    }
+}
+
 /// Read a request body of at most [`MAX_BODY_BYTES`] (before decompression, which
 /// has its own cap): 413 beyond it, 400 if the client breaks off.
 pub async fn read_capped(body: Body) -> Result<axum::body::Bytes, IngestError> {

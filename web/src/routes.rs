@@ -17,8 +17,8 @@ use model::{Access, ErrorKind, Permission};
 use serde::Serialize;
 
 use crate::{
-    ApiError, AppState, admin, alerts, api, auth, backtests, channels, incidents, ops, rules,
-    session, silences,
+    ApiError, AppState, admin, alerts, api, auth, backtests, channels, incidents, ops, prometheus,
+    rules, session, silences,
 };
 
 /// One route of a listener and what it needs.
@@ -104,6 +104,84 @@ fn api_table() -> Table {
             session::switch_tenant,
         )
         .add(Method::GET, "/api/v1/search", Requires(Read), api::search)
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/query",
+            Requires(Read),
+            prometheus::query,
+        )
+        .add(
+            Method::POST,
+            "/prometheus/api/v1/query",
+            Requires(Read),
+            prometheus::query,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/query_range",
+            Requires(Read),
+            prometheus::query_range,
+        )
+        .add(
+            Method::POST,
+            "/prometheus/api/v1/query_range",
+            Requires(Read),
+            prometheus::query_range,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/series",
+            Requires(Read),
+            prometheus::series,
+        )
+        .add(
+            Method::POST,
+            "/prometheus/api/v1/series",
+            Requires(Read),
+            prometheus::series,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/labels",
+            Requires(Read),
+            prometheus::labels,
+        )
+        .add(
+            Method::POST,
+            "/prometheus/api/v1/labels",
+            Requires(Read),
+            prometheus::labels,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/label/{name}/values",
+            Requires(Read),
+            prometheus::label_values,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/query_exemplars",
+            Requires(Read),
+            prometheus::query_exemplars,
+        )
+        .add(
+            Method::POST,
+            "/prometheus/api/v1/query_exemplars",
+            Requires(Read),
+            prometheus::query_exemplars,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/metadata",
+            Requires(Read),
+            prometheus::metadata,
+        )
+        .add(
+            Method::GET,
+            "/prometheus/api/v1/status/buildinfo",
+            Requires(Read),
+            prometheus::buildinfo,
+        )
         .add(
             Method::GET,
             "/api/v1/search/histogram",
@@ -446,7 +524,7 @@ fn api_table() -> Table {
 /// authorise inside the shared ingest path, by the same rule).
 pub fn route_table() -> Vec<RouteSpec> {
     let mut specs = api_table().specs;
-    for path in ["/v1/logs", "/v1/k8s/audit"] {
+    for path in ["/v1/logs", "/v1/metrics", "/v1/k8s/audit"] {
         specs.push(RouteSpec {
             listener: "otlp_http",
             method: Method::POST,

@@ -43,4 +43,8 @@ pub struct AppState {
     pub notifier: Arc<notify::worker::Sender>,
     /// Incidents and their activity.
     pub incidents: storage::incidents::IncidentStore,
+    /// Metric series and samples (PromQL loads).
+    pub metrics: storage::metrics::MetricStore,
+    /// The OTLP metrics ingest path (HTTP here, gRPC in `server`).
+    pub metrics_ingest: std::sync::Arc<ingest::otlp_metrics::MetricsIngest>,
 }

@@ -307,7 +307,51 @@ impl RuleDoc {
                     .collect::<Result<Vec<_>, _>>()?;
                 Spec::Sequence { steps, within }
             }
+            Kind::Metric => {
+                let text = self.expr.as_deref().ok_or_else(|| {
+                    err(
+                        "expr",
+                        "required for metric rules (a PromQL expression)".into(),
+                    )
+                })?;
+                let query =
+                    metrics::promql::Query::parse(text).map_err(|e| err("expr", e.to_string()))?;
+                if self.query.is_some() || !self.conditions.is_empty() {
+                    return Err(err(
+                        if self.query.is_some() {
+                            "query"
+                        } else {
+                            "conditions"
+                        },
+                        "metric rules select series with expr, not log events".into(),
+                    ));
+                }
+                let interval =
+                    duration("interval", &self.interval)?.unwrap_or(Duration::from_secs(60));
+                if interval < MIN_INTERVAL {
+                    return Err(err(
+                        "interval",
+                        format!("must be at least {}s", MIN_INTERVAL.as_secs()),
+                    ));
+                }
+                if !self.tests.is_empty() {
+                    return Err(err(
+                        "tests",
+                        "test cases replay log events; a metric rule is checked against series (docs/metrics.md)".into(),
+                    ));
+                }
+                Spec::Metric { query, interval }
+            }
         };
+        if self.kind != Kind::Metric && self.expr.is_some() {
+            return Err(err(
+                "expr",
+                format!(
+                    "only metric rules take expr, this rule is kind {:?}",
+                    self.kind
+                ),
+            ));
+        }
         if self.kind != Kind::Threshold && (self.window.is_some() || self.threshold.is_some()) {
             return Err(err(
                 if self.window.is_some() {

@@ -59,6 +59,10 @@ pub enum Spec {
         steps: Vec<Step>,
         within: Duration,
     },
+    Metric {
+        query: metrics::promql::Query,
+        interval: Duration,
+    },
 }
 
 /// A validated rule, ready to evaluate.

@@ -33,6 +33,9 @@ pub enum Kind {
     Match,
     Threshold,
     Sequence,
+    /// A PromQL expression evaluated every `interval`; each returned series is an
+    /// alert keyed by its labels (Prometheus alerting-rule semantics).
+    Metric,
 }
 
 /// A structured condition on one field; exactly one operator is set.
@@ -179,6 +182,9 @@ pub struct RuleDoc {
     pub also: Vec<AltCountDoc>,
     #[serde(default)]
     pub within: Option<String>,
+    /// Metric rules: the PromQL expression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expr: Option<String>,
     #[serde(default)]
     pub steps: Vec<StepDoc>,
     #[serde(default)]

@@ -105,6 +105,9 @@ pub struct Engine {
     /// run concurrently and save their changes separately.
     pending_signals: [Mutex<Vec<LogRecord>>; 2],
     signal_sink: RwLock<Option<SignalSink>>,
+    /// Where metric rules load series (set by the server; without it metric rules
+    /// are not evaluated).
+    metrics: RwLock<Option<storage::metrics::MetricStore>>,
 }
 
 /// Where correlation signals go once their alert changes are saved: the server
@@ -114,7 +117,9 @@ pub type SignalSink = Arc<dyn Fn(Vec<LogRecord>) + Send + Sync>;
 fn timing(rule: &Rule) -> Timing {
     Timing {
         for_: rule.for_,
-        resolve_after: if rule.doc.kind == Kind::Threshold && rule.doc.resolve_after.is_none() {
+        resolve_after: if matches!(rule.doc.kind, Kind::Threshold | Kind::Metric)
+            && rule.doc.resolve_after.is_none()
+        {
             Duration::ZERO
         } else {
             rule.resolve_after
@@ -193,7 +198,13 @@ impl Engine {
             tenants: RwLock::new(Vec::new()),
             pending_signals: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
             signal_sink: RwLock::new(None),
+            metrics: RwLock::new(None),
         })
+    }
+
+    /// Evaluate metric rules over this store from now on.
+    pub fn set_metric_store(&self, store: storage::metrics::MetricStore) {
+        *self.metrics.write().expect("metrics lock") = Some(store);
     }
 
     /// Send correlation signals to `sink` from now on.
@@ -430,7 +441,7 @@ impl Engine {
                         }
                         hit
                     }
-                    Spec::Threshold { .. } => None,
+                    Spec::Threshold { .. } | Spec::Metric { .. } => None,
                 };
                 if let Some(hit) = hit {
                     changes.extend(self.apply_hits(tenant, rule, vec![hit], now, false));

@@ -68,6 +68,17 @@ impl Engine {
                 hit
             })
             .collect();
+        Ok(self.settle(tenant, rule, holding, now))
+    }
+
+    /// Apply the groups that hold now; let the rule's other active alerts go quiet.
+    fn settle(
+        &self,
+        tenant: TenantId,
+        rule: &Rule,
+        holding: Vec<Hit>,
+        now: DateTime<Utc>,
+    ) -> Vec<AlertChange> {
         let holding_fps: HashSet<String> = holding.iter().map(|h| h.fingerprint.clone()).collect();
         let mut changes = self.apply_hits(tenant, rule, holding, now, true);
         // Groups of this rule that no longer hold: let them go quiet.
@@ -84,7 +95,57 @@ impl Engine {
             }
         }
         active.retain(|_, e| e.alert.state != State::Resolved);
-        Ok(changes)
+        changes
+    }
+
+    /// A metric rule at `now`: its expression over the stored series; each returned
+    /// series (labels without `__name__`) is a holding group.
+    async fn evaluate_metric(
+        &self,
+        tenant: TenantId,
+        rule: &Rule,
+        now: DateTime<Utc>,
+    ) -> crate::Result<Vec<AlertChange>> {
+        let Spec::Metric { query, .. } = &rule.spec else {
+            return Ok(Vec::new());
+        };
+        let Some(store) = self.metrics.read().expect("metrics lock").clone() else {
+            return Ok(Vec::new());
+        };
+        let t = now.timestamp_millis();
+        let mut data = metrics::promql::Data::default();
+        for f in query.fetches(t, t) {
+            let series = store
+                .load(tenant, &f, storage::metrics::LoadLimits::default())
+                .await
+                .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
+            data.series.insert(f.key, series);
+        }
+        let value = metrics::eval_instant(query, &data, t)
+            .map_err(|e| crate::AlertingError::Invalid(e.to_string()))?;
+        let samples = match value {
+            metrics::promql::Value::Vector(v) => v,
+            // A scalar is one unlabelled series (Prometheus refuses it; we allow it).
+            metrics::promql::Value::Scalar(v) => vec![metrics::promql::Sample {
+                labels: Default::default(),
+                v,
+            }],
+            other => {
+                return Err(crate::AlertingError::Invalid(format!(
+                    "expr returns a {}, a metric rule needs an instant vector",
+                    other.kind()
+                )));
+            }
+        };
+        let holding: Vec<Hit> = samples
+            .into_iter()
+            .map(|s| {
+                let mut group = s.labels;
+                group.remove("__name__");
+                crate::engine::metric_hit(rule, group, s.v, now)
+            })
+            .collect();
+        Ok(self.settle(tenant, rule, holding, now))
     }
 
     /// One scheduler tick at `now`.
@@ -101,7 +162,7 @@ impl Engine {
                 };
                 let silenced = self.silenced(*tenant, &labels_of(&entry.row), now);
                 let mut transitions = Vec::new();
-                if rule.doc.kind != Kind::Threshold {
+                if !matches!(rule.doc.kind, Kind::Threshold | Kind::Metric) {
                     transitions = entry.alert.quiet(now, &timing(&rule));
                 }
                 if !transitions.is_empty() || silenced != entry.row.silenced {
@@ -116,8 +177,9 @@ impl Engine {
         let tenants = self.tenants.read().expect("tenants lock").clone();
         for tenant in tenants {
             for rule in rules.for_tenant(tenant) {
-                let Spec::Threshold { interval, .. } = &rule.spec else {
-                    continue;
+                let interval = match &rule.spec {
+                    Spec::Threshold { interval, .. } | Spec::Metric { interval, .. } => interval,
+                    _ => continue,
                 };
                 let key = (tenant, rule.id().to_string());
                 let due = self.next_due.lock().expect("due lock").get(&key).copied();
@@ -128,10 +190,15 @@ impl Engine {
                     key,
                     now + chrono::Duration::from_std(*interval).unwrap_or_default(),
                 );
-                match self.evaluate_threshold(tenant, &rule, now).await {
+                let evaluated = if matches!(rule.spec, Spec::Metric { .. }) {
+                    self.evaluate_metric(tenant, &rule, now).await
+                } else {
+                    self.evaluate_threshold(tenant, &rule, now).await
+                };
+                match evaluated {
                     Ok(c) => changes.extend(c),
                     Err(err) => {
-                        tracing::warn!(error = %err, rule = rule.id(), "threshold evaluation failed")
+                        tracing::warn!(error = %err, rule = rule.id(), "scheduled rule evaluation failed")
                     }
                 }
             }

@@ -10,6 +10,7 @@ mod ingest;
 mod isolation;
 mod k8s_audit;
 mod k8s_generator;
+mod metrics;
 mod paging;
 mod resilience;
 mod sdk;

@@ -1,0 +1,80 @@
+//! Metrics: OTLP metrics as Prometheus series ([`convert`]), the compact sample chunk
+//! stored in Postgres ([`chunk`]), and PromQL evaluated over loaded series
+//! ([`promql`]). Pure code: no I/O. `storage::metrics` stores and loads; `web` serves
+//! the Prometheus HTTP API; `alerting` runs `metric` rules.
+
+pub mod chunk;
+pub mod convert;
+pub mod promql;
+
+use std::collections::BTreeMap;
+
+/// A series' labels, `__name__` included, sorted by name.
+pub type Labels = BTreeMap<String, String>;
+
+/// `[a-zA-Z_][a-zA-Z0-9_]*`
+pub fn valid_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Result of a range query: one series per label set, points at each step.
+pub fn eval_range(
+    query: &promql::Query,
+    data: &promql::Data,
+    start: i64,
+    end: i64,
+    step: i64,
+    mut deadline: impl FnMut() -> bool,
+) -> Result<Vec<promql::Series>, promql::PromError> {
+    use promql::{PromError, Value};
+    let ev = promql::Evaluator { data, start, end };
+    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let mut out: Vec<promql::Series> = Vec::new();
+    let mut t = start;
+    while t <= end {
+        if deadline() {
+            return Err(PromError::Execution(
+                "query timed out in expression evaluation".into(),
+            ));
+        }
+        let points: Vec<(Labels, f64)> = match ev.eval(&query.expr, t)? {
+            Value::Scalar(v) => vec![(Labels::new(), v)],
+            Value::Vector(v) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
+            Value::String(_) | Value::Matrix(_) => {
+                return Err(PromError::Parse(
+                    "invalid expression type for range query, must be Scalar or instant Vector"
+                        .into(),
+                ));
+            }
+        };
+        for (labels, v) in points {
+            let i = *index.entry(labels.clone()).or_insert_with(|| {
+                out.push(promql::Series {
+                    labels,
+                    samples: Vec::new(),
+                });
+                out.len() - 1
+            });
+            out[i].samples.push((t, v));
+        }
+        t += step;
+    }
+    out.sort_by(|a, b| a.labels.cmp(&b.labels));
+    Ok(out)
+}
+
+/// Result of an instant query at `t`.
+pub fn eval_instant(
+    query: &promql::Query,
+    data: &promql::Data,
+    t: i64,
+) -> Result<promql::Value, promql::PromError> {
+    let ev = promql::Evaluator {
+        data,
+        start: t,
+        end: t,
+    };
+    ev.eval(&query.expr, t)
+}
