@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use model::{StoredLog, TenantId};
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::collector::{Collector, Count, SegmentCollector};
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STRING, Schema, TextFieldIndexing,
@@ -574,32 +574,74 @@ impl LogIndex {
             }
         };
         let sign: i64 = if order == Order::Oldest { -1 } else { 1 };
-        let top = TopDocs::with_limit(limit.max(1)).order_by(move |segment: &SegmentReader| {
-            let time = segment
-                .fast_fields()
-                .i64("time")
-                .expect("time is a fast field")
-                .first_or_default_col(0);
-            let seq = segment
-                .fast_fields()
-                .i64("seq")
-                .expect("seq is a fast field")
-                .first_or_default_col(0);
-            // Top docs are the highest keys: negated, they are the oldest.
-            move |doc: DocId| (sign * time.get_val(doc), sign * seq.get_val(doc))
-        });
-        let docs = searcher.search(paged.as_ref(), &top)?;
+        let docs = Self::top_by_time(&searcher, paged.as_ref(), limit.max(1), sign)?;
         let hits = if limit == 0 {
             Vec::new()
         } else {
             docs.into_iter()
-                .map(|((time, seq), _addr)| SearchCursor {
+                .map(|(time, seq)| SearchCursor {
                     time: sign * time,
                     seq: sign * seq,
                 })
                 .collect()
         };
         Ok(SearchPage { hits, total })
+    }
+
+    /// The `limit` best matches of `query` by `(sign·time, sign·seq)` (newest first for
+    /// sign 1, oldest first for -1), as keys. Segments are visited best-bound first (a
+    /// segment's bound is its newest time, or minus its oldest) and a segment whose bound
+    /// cannot beat the current `limit`-th key is skipped with every later one: segments
+    /// are written in ingest order, which is close to time order, so a broad query's
+    /// first page reads the newest segments and stops — instead of ranking every match.
+    fn top_by_time(
+        searcher: &tantivy::Searcher,
+        query: &dyn Query,
+        limit: usize,
+        sign: i64,
+    ) -> Result<Vec<(i64, i64)>> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+            searcher,
+        ))?;
+        let mut segments = Vec::with_capacity(searcher.segment_readers().len());
+        for reader in searcher.segment_readers() {
+            let time = reader.fast_fields().i64("time")?.first_or_default_col(0);
+            let seq = reader.fast_fields().i64("seq")?.first_or_default_col(0);
+            let bound = if sign > 0 {
+                time.max_value()
+            } else {
+                -time.min_value()
+            };
+            segments.push((bound, reader, time, seq));
+        }
+        segments.sort_by_key(|s| Reverse(s.0));
+        // A min-heap of the best keys so far.
+        let mut heap: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::with_capacity(limit + 1);
+        for (bound, reader, time, seq) in segments {
+            if heap.len() == limit && heap.peek().is_some_and(|Reverse(worst)| bound < worst.0) {
+                break;
+            }
+            let alive = reader.alive_bitset();
+            weight.for_each_no_score(reader, &mut |docs: &[DocId]| {
+                for &doc in docs {
+                    if alive.is_some_and(|a| !a.is_alive(doc)) {
+                        continue;
+                    }
+                    let key = (sign * time.get_val(doc), sign * seq.get_val(doc));
+                    if heap.len() < limit {
+                        heap.push(Reverse(key));
+                    } else if heap.peek().is_some_and(|Reverse(worst)| key > *worst) {
+                        heap.pop();
+                        heap.push(Reverse(key));
+                    }
+                }
+            })?;
+        }
+        let mut keys: Vec<(i64, i64)> = heap.into_iter().map(|Reverse(k)| k).collect();
+        keys.sort_by(|a, b| b.cmp(a));
+        Ok(keys)
     }
 
     /// Counts of `query` matches per time bucket over `range` (equal-width buckets).

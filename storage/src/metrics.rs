@@ -418,9 +418,10 @@ impl MetricStore {
             let id: i64 = row.try_get("series_id")?;
             let data: Vec<u8> = row.try_get("data")?;
             let entry = samples.entry(id).or_default();
+            let before = entry.0.len();
             chunk::decode_into(&data, &mut entry.0).map_err(StorageError::Internal)?;
             entry.1 += 1;
-            total += entry.0.len();
+            total += entry.0.len() - before;
             if total > limits.max_samples {
                 return Err(StorageError::Invalid(format!(
                     "the query would load more than {} samples; narrow it",

@@ -247,7 +247,7 @@ fn query_text(params: &Params) -> Result<Query, PromErr> {
 }
 
 /// `GET|POST /prometheus/api/v1/query`
-#[utoipa::path(method(get, post), path = "/prometheus/api/v1/query", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/query", tag = "prometheus", operation_id = "prometheus_query_get",
     responses((status = 200, description = "Instant query (`query`, `time`, `timeout`); Prometheus response format"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn query(
     State(state): State<AppState>,
@@ -294,7 +294,7 @@ async fn run_query(
 }
 
 /// `GET|POST /prometheus/api/v1/query_range`
-#[utoipa::path(method(get, post), path = "/prometheus/api/v1/query_range", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/query_range", tag = "prometheus", operation_id = "prometheus_query_range_get",
     responses((status = 200, description = "Range query (`query`, `start`, `end`, `step`, `timeout`)"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn query_range(
     State(state): State<AppState>,
@@ -415,7 +415,7 @@ async fn listed(
 }
 
 /// `GET|POST /prometheus/api/v1/series`
-#[utoipa::path(method(get, post), path = "/prometheus/api/v1/series", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/series", tag = "prometheus", operation_id = "prometheus_series_get",
     responses((status = 200, description = "Series matching `match[]` in `[start, end]`"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn series(
     State(state): State<AppState>,
@@ -434,7 +434,7 @@ pub async fn series(
 }
 
 /// `GET|POST /prometheus/api/v1/labels`
-#[utoipa::path(method(get, post), path = "/prometheus/api/v1/labels", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/labels", tag = "prometheus", operation_id = "prometheus_labels_get",
     responses((status = 200, description = "Label names"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn labels(
     State(state): State<AppState>,
@@ -454,7 +454,7 @@ pub async fn labels(
 }
 
 /// `GET /prometheus/api/v1/label/{name}/values`
-#[utoipa::path(get, path = "/prometheus/api/v1/label/{name}/values", tag = "prometheus", params(("name" = String, Path, description = "label name")),
+#[utoipa::path(get, path = "/prometheus/api/v1/label/{name}/values", tag = "prometheus", operation_id = "prometheus_label_values", params(("name" = String, Path, description = "label name")),
     responses((status = 200, description = "Values of one label"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn label_values(
     State(state): State<AppState>,
@@ -477,7 +477,7 @@ pub async fn label_values(
 }
 
 /// `GET|POST /prometheus/api/v1/query_exemplars`
-#[utoipa::path(method(get, post), path = "/prometheus/api/v1/query_exemplars", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/query_exemplars", tag = "prometheus", operation_id = "prometheus_query_exemplars_get",
     responses((status = 200, description = "Exemplars of the series a query selects"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn query_exemplars(
     State(state): State<AppState>,
@@ -514,14 +514,14 @@ pub async fn query_exemplars(
 
 /// `GET /prometheus/api/v1/metadata`: no metric metadata is kept yet (an empty map,
 /// which Grafana accepts).
-#[utoipa::path(get, path = "/prometheus/api/v1/metadata", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/metadata", tag = "prometheus", operation_id = "prometheus_metadata",
     responses((status = 200, description = "Metric metadata (empty)"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn metadata() -> Response {
     success(json!({}))
 }
 
 /// `GET /prometheus/api/v1/status/buildinfo`: the Prometheus API level served.
-#[utoipa::path(get, path = "/prometheus/api/v1/status/buildinfo", tag = "prometheus",
+#[utoipa::path(get, path = "/prometheus/api/v1/status/buildinfo", tag = "prometheus", operation_id = "prometheus_buildinfo",
     responses((status = 200, description = "The Prometheus API level served"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
 pub async fn buildinfo() -> Response {
     success(json!({
@@ -532,6 +532,76 @@ pub async fn buildinfo() -> Response {
         "buildDate": "",
         "goVersion": "",
     }))
+}
+
+/// POST form of [`query`] (what Grafana sends by default).
+#[utoipa::path(post, path = "/prometheus/api/v1/query", tag = "prometheus", operation_id = "prometheus_query_post",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
+pub async fn query_post(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    raw: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query(state, principal, raw, headers, body).await
+}
+
+/// POST form of [`query_range`] (what Grafana sends by default).
+#[utoipa::path(post, path = "/prometheus/api/v1/query_range", tag = "prometheus", operation_id = "prometheus_query_range_post",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
+pub async fn query_range_post(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    raw: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query_range(state, principal, raw, headers, body).await
+}
+
+/// POST form of [`series`] (what Grafana sends by default).
+#[utoipa::path(post, path = "/prometheus/api/v1/series", tag = "prometheus", operation_id = "prometheus_series_post",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
+pub async fn series_post(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    raw: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    series(state, principal, raw, headers, body).await
+}
+
+/// POST form of [`labels`] (what Grafana sends by default).
+#[utoipa::path(post, path = "/prometheus/api/v1/labels", tag = "prometheus", operation_id = "prometheus_labels_post",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
+pub async fn labels_post(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    raw: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    labels(state, principal, raw, headers, body).await
+}
+
+/// POST form of [`query_exemplars`] (what Grafana sends by default).
+#[utoipa::path(post, path = "/prometheus/api/v1/query_exemplars", tag = "prometheus", operation_id = "prometheus_query_exemplars_post",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
+pub async fn query_exemplars_post(
+    state: State<AppState>,
+    principal: Extension<Principal>,
+    raw: RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    query_exemplars(state, principal, raw, headers, body).await
 }
 
 #[cfg(test)]

@@ -114,7 +114,7 @@ fn api_table() -> Table {
             Method::POST,
             "/prometheus/api/v1/query",
             Requires(Read),
-            prometheus::query,
+            prometheus::query_post,
         )
         .add(
             Method::GET,
@@ -126,7 +126,7 @@ fn api_table() -> Table {
             Method::POST,
             "/prometheus/api/v1/query_range",
             Requires(Read),
-            prometheus::query_range,
+            prometheus::query_range_post,
         )
         .add(
             Method::GET,
@@ -138,7 +138,7 @@ fn api_table() -> Table {
             Method::POST,
             "/prometheus/api/v1/series",
             Requires(Read),
-            prometheus::series,
+            prometheus::series_post,
         )
         .add(
             Method::GET,
@@ -150,7 +150,7 @@ fn api_table() -> Table {
             Method::POST,
             "/prometheus/api/v1/labels",
             Requires(Read),
-            prometheus::labels,
+            prometheus::labels_post,
         )
         .add(
             Method::GET,
@@ -168,7 +168,7 @@ fn api_table() -> Table {
             Method::POST,
             "/prometheus/api/v1/query_exemplars",
             Requires(Read),
-            prometheus::query_exemplars,
+            prometheus::query_exemplars_post,
         )
         .add(
             Method::GET,
