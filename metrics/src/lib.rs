@@ -29,8 +29,9 @@ pub fn eval_range(
     mut deadline: impl FnMut() -> bool,
 ) -> Result<Vec<promql::Series>, promql::PromError> {
     use promql::{PromError, Value};
-    let ev = promql::Evaluator { data, start, end };
-    let mut index: std::collections::HashMap<Labels, usize> = std::collections::HashMap::new();
+    let ev = promql::Evaluator::new(data, start, end);
+    let mut index: std::collections::HashMap<std::sync::Arc<Labels>, usize> =
+        std::collections::HashMap::new();
     let mut out: Vec<promql::Series> = Vec::new();
     let mut t = start;
     while t <= end {
@@ -39,8 +40,8 @@ pub fn eval_range(
                 "query timed out in expression evaluation".into(),
             ));
         }
-        let points: Vec<(Labels, f64)> = match ev.eval(&query.expr, t)? {
-            Value::Scalar(v) => vec![(Labels::new(), v)],
+        let points: Vec<(std::sync::Arc<Labels>, f64)> = match ev.eval(&query.expr, t)? {
+            Value::Scalar(v) => vec![(Default::default(), v)],
             Value::Vector(v) => v.into_iter().map(|s| (s.labels, s.v)).collect(),
             Value::String(_) | Value::Matrix(_) => {
                 return Err(PromError::Parse(
@@ -71,10 +72,6 @@ pub fn eval_instant(
     data: &promql::Data,
     t: i64,
 ) -> Result<promql::Value, promql::PromError> {
-    let ev = promql::Evaluator {
-        data,
-        start: t,
-        end: t,
-    };
+    let ev = promql::Evaluator::new(data, t, t);
     ev.eval(&query.expr, t)
 }

@@ -440,7 +440,7 @@ impl MetricStore {
             points.retain(|p| p.0 >= fetch.from && p.0 <= fetch.to);
             if !points.is_empty() {
                 out.push(Series {
-                    labels,
+                    labels: std::sync::Arc::new(labels),
                     samples: points,
                 });
             }

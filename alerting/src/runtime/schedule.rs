@@ -140,7 +140,7 @@ impl Engine {
         let holding: Vec<Hit> = samples
             .into_iter()
             .map(|s| {
-                let mut group = s.labels;
+                let mut group = (*s.labels).clone();
                 group.remove("__name__");
                 crate::engine::metric_hit(rule, group, s.v, now)
             })

@@ -1,6 +1,9 @@
 //! The evaluator: one expression at one time over loaded series.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use promql_parser::label::MatchOp;
 use promql_parser::parser::{
@@ -16,7 +19,7 @@ use crate::chunk::is_stale;
 /// An instant-vector element.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub labels: Labels,
+    pub labels: Arc<Labels>,
     pub v: f64,
 }
 
@@ -44,12 +47,29 @@ pub struct Evaluator<'a> {
     /// The query's start and end (for `@ start()` / `@ end()`).
     pub start: i64,
     pub end: i64,
+    /// Derived label sets per (node, input label set), so a range query does not
+    /// rebuild the same labels at every step. Each entry holds its input, so the
+    /// pointer it is keyed by stays valid for the evaluation.
+    derived: RefCell<HashMap<(usize, usize), Derived>>,
 }
 
-pub(crate) fn drop_name(mut l: Labels) -> Labels {
-    l.remove("__name__");
-    l
+/// A derived label set and the input it came from (kept alive with it).
+type Derived = (Arc<Labels>, Arc<Labels>);
+
+/// A label set without `__name__` (the same set when it has none).
+pub(crate) fn drop_name(l: Arc<Labels>) -> Arc<Labels> {
+    if l.contains_key("__name__") {
+        let mut m = (*l).clone();
+        m.remove("__name__");
+        Arc::new(m)
+    } else {
+        l
+    }
 }
+
+/// Samples of one series inside a window: borrowed unless staleness markers had to
+/// be taken out.
+pub(crate) type Window<'a> = (&'a Arc<Labels>, Cow<'a, [(i64, f64)]>);
 
 fn exec(msg: impl Into<String>) -> PromError {
     PromError::Execution(msg.into())
@@ -60,7 +80,34 @@ fn labels_text(l: &Labels) -> String {
     format!("{{{}}}", inner.join(", "))
 }
 
-impl Evaluator<'_> {
+impl<'a> Evaluator<'a> {
+    pub fn new(data: &'a Data, start: i64, end: i64) -> Evaluator<'a> {
+        Evaluator {
+            data,
+            start,
+            end,
+            derived: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// `derive(labels)` for the node at `node`, computed once per input set.
+    pub(crate) fn derived(
+        &self,
+        node: usize,
+        labels: &Arc<Labels>,
+        derive: impl FnOnce(&Labels) -> Labels,
+    ) -> Arc<Labels> {
+        let key = (node, Arc::as_ptr(labels) as usize);
+        if let Some((_, out)) = self.derived.borrow().get(&key) {
+            return out.clone();
+        }
+        let out = Arc::new(derive(labels));
+        self.derived
+            .borrow_mut()
+            .insert(key, (labels.clone(), out.clone()));
+        out
+    }
+
     /// Evaluate at `t` (milliseconds).
     pub fn eval(&self, expr: &Expr, t: i64) -> Result<Value, PromError> {
         match expr {
@@ -90,13 +137,6 @@ impl Evaluator<'_> {
         }
     }
 
-    fn loaded(&self, vs: &VectorSelector) -> &[Series] {
-        self.data
-            .series
-            .get(&selector_key(vs))
-            .map_or(&[], Vec::as_slice)
-    }
-
     fn ref_time(&self, vs: &VectorSelector, t: i64) -> i64 {
         at_ms(&vs.at, self.start, self.end).unwrap_or(t) - offset_ms(&vs.offset)
     }
@@ -106,7 +146,7 @@ impl Evaluator<'_> {
     pub(crate) fn instant(&self, vs: &VectorSelector, t: i64) -> Vec<Sample> {
         let rt = self.ref_time(vs, t);
         let mut out = Vec::new();
-        for s in self.loaded(vs) {
+        for s in self.loaded_all(vs) {
             let idx = s.samples.partition_point(|p| p.0 <= rt);
             if idx == 0 {
                 continue;
@@ -126,25 +166,47 @@ impl Evaluator<'_> {
     /// Samples in `[t - range, t]` (Prometheus 2.x closes both ends), without
     /// staleness markers.
     pub(crate) fn range(&self, m: &MatrixSelector, t: i64) -> Vec<Series> {
+        self.windows(m, t)
+            .into_iter()
+            .map(|(labels, samples)| Series {
+                labels: labels.clone(),
+                samples: samples.into_owned(),
+            })
+            .collect()
+    }
+
+    /// [`Self::range`] without copying: each series' window as a slice.
+    pub(crate) fn windows(&self, m: &MatrixSelector, t: i64) -> Vec<Window<'a>> {
         let rt = self.ref_time(&m.vs, t);
         let from = rt - ms(&m.range);
         let mut out = Vec::new();
-        for s in self.loaded(&m.vs) {
+        for s in self.loaded_all(&m.vs) {
             let lo = s.samples.partition_point(|p| p.0 < from);
             let hi = s.samples.partition_point(|p| p.0 <= rt);
-            let samples: Vec<(i64, f64)> = s.samples[lo..hi]
-                .iter()
-                .copied()
-                .filter(|p| !is_stale(p.1))
-                .collect();
-            if !samples.is_empty() {
-                out.push(Series {
-                    labels: s.labels.clone(),
-                    samples,
-                });
+            let slice = &s.samples[lo..hi];
+            if slice.is_empty() {
+                continue;
             }
+            let samples = if slice.iter().any(|p| is_stale(p.1)) {
+                let kept: Vec<(i64, f64)> =
+                    slice.iter().copied().filter(|p| !is_stale(p.1)).collect();
+                if kept.is_empty() {
+                    continue;
+                }
+                Cow::Owned(kept)
+            } else {
+                Cow::Borrowed(slice)
+            };
+            out.push((&s.labels, samples));
         }
         out
+    }
+
+    fn loaded_all(&self, vs: &VectorSelector) -> &'a [Series] {
+        self.data
+            .series
+            .get(&selector_key(vs))
+            .map_or(&[], Vec::as_slice)
     }
 
     pub(crate) fn vector(&self, expr: &Expr, t: i64) -> Result<Vec<Sample>, PromError> {
@@ -171,6 +233,7 @@ impl Evaluator<'_> {
             Some(p) => Some(self.eval(p, t)?),
             None => None,
         };
+        let node = a as *const AggregateExpr as usize;
         let group_key = |l: &Labels| -> Labels {
             match &a.modifier {
                 None => Labels::new(),
@@ -187,10 +250,10 @@ impl Evaluator<'_> {
             }
         };
         // Groups in first-seen order.
-        let mut order: Vec<Labels> = Vec::new();
-        let mut groups: HashMap<Labels, Vec<Sample>> = HashMap::new();
+        let mut order: Vec<Arc<Labels>> = Vec::new();
+        let mut groups: HashMap<Arc<Labels>, Vec<Sample>> = HashMap::new();
         for s in input {
-            let key = group_key(&s.labels);
+            let key = self.derived(node, &s.labels, group_key);
             groups
                 .entry(key.clone())
                 .or_insert_with(|| {
@@ -235,7 +298,7 @@ impl Evaluator<'_> {
                 let mut counts: BTreeMap<Labels, f64> = BTreeMap::new();
                 for key in &order {
                     for s in groups.remove(key).unwrap_or_default() {
-                        let mut l = key.clone();
+                        let mut l = (**key).clone();
                         l.insert(label.clone(), crate::convert::format_float(s.v));
                         *counts.entry(l).or_insert(0.0) += 1.0;
                     }
@@ -243,7 +306,10 @@ impl Evaluator<'_> {
                 return Ok(Value::Vector(
                     counts
                         .into_iter()
-                        .map(|(labels, v)| Sample { labels, v })
+                        .map(|(labels, v)| Sample {
+                            labels: Arc::new(labels),
+                            v,
+                        })
                         .collect(),
                 ));
             }
@@ -515,7 +581,7 @@ fn vector_vector(
         // Result labels: the many side's, name dropped for arithmetic and bool; for
         // one-to-one, `on` keeps only the matching labels and `ignoring` drops them;
         // group_x copies the listed labels from the one side.
-        let mut labels = s.labels.clone();
+        let mut labels = (*s.labels).clone();
         if !comparison || return_bool {
             labels.remove("__name__");
         }
@@ -543,7 +609,10 @@ fn vector_vector(
                 "multiple matches for labels: grouping labels must ensure unique matches",
             ));
         }
-        out.push(Sample { labels, v });
+        out.push(Sample {
+            labels: Arc::new(labels),
+            v,
+        });
     }
     Ok(out)
 }

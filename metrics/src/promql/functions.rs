@@ -1,9 +1,11 @@
 //! PromQL functions (Prometheus 2.x semantics).
 
+use std::sync::Arc;
+
 use promql_parser::parser::{Call, Expr};
 
 use super::eval::{Evaluator, Sample, Value, drop_name, equality_labels};
-use super::{PromError, Series, at_ms, ms, offset_ms};
+use super::{PromError, at_ms, ms, offset_ms};
 use crate::Labels;
 use crate::chunk::is_stale;
 
@@ -194,7 +196,18 @@ fn keeps_name(name: &str) -> bool {
 
 pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError> {
     let name = c.func.name;
-    let label = |l: Labels| if keeps_name(name) { l } else { drop_name(l) };
+    let node = c as *const Call as usize;
+    let label = |l: &Arc<Labels>| {
+        if keeps_name(name) || !l.contains_key("__name__") {
+            l.clone()
+        } else {
+            ev.derived(node, l, |l| {
+                let mut m = l.clone();
+                m.remove("__name__");
+                m
+            })
+        }
+    };
     match name {
         "rate" | "increase" | "delta" | "irate" | "idelta" | "deriv" | "changes" | "resets"
         | "avg_over_time" | "min_over_time" | "max_over_time" | "sum_over_time"
@@ -205,7 +218,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
             let end = at_ms(&m.vs.at, ev.start, ev.end).unwrap_or(t) - offset_ms(&m.vs.offset);
             let start = end - range;
             let mut out = Vec::new();
-            for Series { labels, samples } in ev.range(m, t) {
+            for (labels, samples) in ev.windows(m, t) {
                 let values = || samples.iter().map(|s| s.1);
                 let v = match name {
                     "rate" => {
@@ -293,7 +306,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
                 Vec::new()
             } else {
                 vec![Sample {
-                    labels: equality_labels(arg(c, 0)?),
+                    labels: Arc::new(equality_labels(arg(c, 0)?)),
                     v: 1.0,
                 }]
             }))
@@ -305,14 +318,14 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
                 Vec::new()
             } else {
                 vec![Sample {
-                    labels: equality_labels(e),
+                    labels: Arc::new(equality_labels(e)),
                     v: 1.0,
                 }]
             }))
         }
         "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
         "vector" => Ok(Value::Vector(vec![Sample {
-            labels: Labels::new(),
+            labels: Arc::new(Labels::new()),
             v: ev.scalar(arg(c, 0)?, t)?,
         }])),
         "scalar" => {
@@ -447,11 +460,13 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
                 if let Some(caps) = re.captures(&value) {
                     let mut result = String::new();
                     caps.expand(&replacement, &mut result);
+                    let mut l = (*s.labels).clone();
                     if result.is_empty() {
-                        s.labels.remove(&dst);
+                        l.remove(&dst);
                     } else {
-                        s.labels.insert(dst.clone(), result);
+                        l.insert(dst.clone(), result);
                     }
+                    s.labels = Arc::new(l);
                 }
                 out.push(s);
             }
@@ -473,11 +488,13 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
                             .map(|k| s.labels.get(k).cloned().unwrap_or_default())
                             .collect::<Vec<_>>()
                             .join(&sep);
+                        let mut l = (*s.labels).clone();
                         if joined.is_empty() {
-                            s.labels.remove(&dst);
+                            l.remove(&dst);
                         } else {
-                            s.labels.insert(dst.clone(), joined);
+                            l.insert(dst.clone(), joined);
                         }
+                        s.labels = Arc::new(l);
                         s
                     })
                     .collect(),
@@ -492,7 +509,8 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
                 let Some(le) = s.labels.get("le").and_then(|x| parse_le(x)) else {
                     continue;
                 };
-                let mut key = drop_name(s.labels);
+                let mut key = (*s.labels).clone();
+                key.remove("__name__");
                 key.remove("le");
                 groups.entry(key).or_default().push((le, s.v));
             }
@@ -500,7 +518,7 @@ pub(crate) fn call(ev: &Evaluator, c: &Call, t: i64) -> Result<Value, PromError>
                 groups
                     .into_iter()
                     .map(|(labels, buckets)| Sample {
-                        labels,
+                        labels: Arc::new(labels),
                         v: bucket_quantile(q, buckets),
                     })
                     .collect(),

@@ -41,7 +41,7 @@ pub enum PromError {
 /// by time (staleness markers included).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
-    pub labels: Labels,
+    pub labels: std::sync::Arc<Labels>,
     pub samples: Vec<(i64, f64)>,
 }
 

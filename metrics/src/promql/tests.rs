@@ -34,7 +34,7 @@ fn load(query: &Query, series: &[Series], start: i64, end: i64) -> Data {
 
 fn counter(name: &str, job: &str, step_ms: i64, values: &[f64]) -> Series {
     Series {
-        labels: labels(&[("__name__", name), ("job", job)]),
+        labels: std::sync::Arc::new(labels(&[("__name__", name), ("job", job)])),
         samples: values
             .iter()
             .enumerate()
@@ -121,7 +121,7 @@ fn aggregation_matching_and_errors() {
 #[test]
 fn histogram_quantile_interpolates() {
     let bucket = |le: &str, v: f64| Series {
-        labels: labels(&[("__name__", "h_bucket"), ("le", le)]),
+        labels: std::sync::Arc::new(labels(&[("__name__", "h_bucket"), ("le", le)])),
         samples: vec![(0, v)],
     };
     let series = [
