@@ -345,7 +345,9 @@ async fn run_range(
         ));
     }
     let limit = timeout(&params)?;
+    let began = Instant::now();
     let data = load(state, p, query.fetches(start, end)).await?;
+    let loaded = began.elapsed();
     let deadline = Instant::now() + limit;
     let series = tokio::task::spawn_blocking(move || {
         eval_range(&query, &data, start, end, step, || {
@@ -366,10 +368,20 @@ async fn run_range(
         },
         other => other.into(),
     })?;
-    Ok(success(json!({
+    let evaluated = began.elapsed() - loaded;
+    let mut response = success(json!({
         "resultType": "matrix",
         "result": series.iter().map(|s| json!({"metric": metric(&s.labels), "values": s.samples.iter().map(|(t, v)| point(*t, *v)).collect::<Vec<_>>()})).collect::<Vec<_>>(),
-    })))
+    }));
+    // Where the time went, for operators and the benchmark (Server-Timing).
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!(
+        "load;dur={:.1}, eval;dur={:.1}",
+        loaded.as_secs_f64() * 1000.0,
+        evaluated.as_secs_f64() * 1000.0
+    )) {
+        response.headers_mut().insert("server-timing", v);
+    }
+    Ok(response)
 }
 
 /// `match[]` selectors as fetches over `[start, end]`.
