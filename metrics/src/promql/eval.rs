@@ -50,8 +50,35 @@ pub struct Evaluator<'a> {
     /// Derived label sets per (node, input label set), so a range query does not
     /// rebuild the same labels at every step. Each entry holds its input, so the
     /// pointer it is keyed by stays valid for the evaluation.
-    derived: RefCell<HashMap<(usize, usize), Derived>>,
+    derived: RefCell<HashMap<(usize, usize), Derived, BuildPtrHasher>>,
+    /// One shared label set per content and node, so equal derived sets are the same
+    /// pointer (aggregation groups compare pointers, not maps).
+    interned: RefCell<HashMap<Interned, Arc<Labels>>>,
 }
+
+/// A hasher for pointer pairs (already well spread; SipHash is the cost it saves).
+#[derive(Default)]
+pub(crate) struct PtrHasher(u64);
+
+impl std::hash::Hasher for PtrHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 =
+                (self.0.rotate_left(5) ^ u64::from(*b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type BuildPtrHasher = std::hash::BuildHasherDefault<PtrHasher>;
+
+/// (node, content) of an interned label set.
+type Interned = (usize, Arc<Labels>);
 
 /// A derived label set and the input it came from (kept alive with it).
 type Derived = (Arc<Labels>, Arc<Labels>);
@@ -86,7 +113,8 @@ impl<'a> Evaluator<'a> {
             data,
             start,
             end,
-            derived: RefCell::new(HashMap::new()),
+            derived: RefCell::new(HashMap::default()),
+            interned: RefCell::new(HashMap::new()),
         }
     }
 
@@ -101,7 +129,13 @@ impl<'a> Evaluator<'a> {
         if let Some((_, out)) = self.derived.borrow().get(&key) {
             return out.clone();
         }
-        let out = Arc::new(derive(labels));
+        let made = Arc::new(derive(labels));
+        let out = self
+            .interned
+            .borrow_mut()
+            .entry((node, made.clone()))
+            .or_insert(made)
+            .clone();
         self.derived
             .borrow_mut()
             .insert(key, (labels.clone(), out.clone()));
@@ -250,18 +284,21 @@ impl<'a> Evaluator<'a> {
             }
         };
         // Groups in first-seen order.
+        // Group keys are interned: one pointer per key content.
         let mut order: Vec<Arc<Labels>> = Vec::new();
-        let mut groups: HashMap<Arc<Labels>, Vec<Sample>> = HashMap::new();
+        let mut slot: HashMap<usize, usize, BuildPtrHasher> = HashMap::default();
+        let mut members_of: Vec<Vec<Sample>> = Vec::new();
         for s in input {
             let key = self.derived(node, &s.labels, group_key);
-            groups
-                .entry(key.clone())
-                .or_insert_with(|| {
-                    order.push(key);
-                    Vec::new()
-                })
-                .push(s);
+            let i = *slot.entry(Arc::as_ptr(&key) as usize).or_insert_with(|| {
+                order.push(key);
+                members_of.push(Vec::new());
+                members_of.len() - 1
+            });
+            members_of[i].push(s);
         }
+        let mut groups: HashMap<Arc<Labels>, Vec<Sample>> =
+            order.iter().cloned().zip(members_of).collect();
         let scalar_param = || match &param {
             Some(Value::Scalar(v)) => Ok(*v),
             _ => Err(exec(format!("{op}: expected a scalar parameter"))),
