@@ -103,24 +103,49 @@ fn hit(
     count: u64,
     at: DateTime<Utc>,
 ) -> Hit {
+    let event_context = event.map(|e| {
+        json!({
+            "body": e.body, "attributes": e.attributes, "resource": e.resource,
+            "severity_text": e.severity_text, "severity_number": e.severity_number,
+            "time": e.time.to_rfc3339(),
+        })
+    });
+    let entity = entity_of(&group, event);
+    let mut hit = make_hit(
+        rule,
+        group,
+        severity_of(rule, event),
+        ("event", event_context.unwrap_or(serde_json::Value::Null)),
+        json!(count),
+        at,
+    );
+    hit.entity = entity;
+    hit.event_ids = event_ids;
+    hit.count = count;
+    hit
+}
+
+/// Labels (rule labels, `rule`, `severity`, the group), annotations rendered with
+/// `{rule, labels, group, count}` plus one extra context entry, fingerprint.
+fn make_hit(
+    rule: &Rule,
+    group: BTreeMap<String, String>,
+    severity: crate::rule::Severity,
+    extra: (&str, serde_json::Value),
+    count: serde_json::Value,
+    at: DateTime<Utc>,
+) -> Hit {
     let mut labels = rule.doc.labels.clone();
     labels.insert("rule".into(), rule.id().to_string());
-    labels.insert(
-        "severity".into(),
-        severity_of(rule, event).as_str().to_string(),
-    );
+    labels.insert("severity".into(), severity.as_str().to_string());
     labels.extend(group.clone());
-    let context = json!({
+    let mut context = json!({
         "rule": {"id": rule.id(), "title": rule.doc.title},
         "labels": labels,
         "group": group,
         "count": count,
-        "event": event.map(|e| json!({
-            "body": e.body, "attributes": e.attributes, "resource": e.resource,
-            "severity_text": e.severity_text, "severity_number": e.severity_number,
-            "time": e.time.to_rfc3339(),
-        })),
     });
+    context[extra.0] = extra.1;
     let annotations = rule
         .doc
         .annotations
@@ -129,12 +154,12 @@ fn hit(
         .collect();
     Hit {
         rule_id: rule.id().to_string(),
-        entity: entity_of(&group, event),
+        entity: BTreeMap::new(),
         fingerprint: fingerprint(rule.id(), &group),
         labels,
         annotations,
-        event_ids,
-        count,
+        event_ids: Vec::new(),
+        count: 0,
         at,
     }
 }
@@ -147,37 +172,22 @@ pub fn metric_hit(
     value: f64,
     at: DateTime<Utc>,
 ) -> Hit {
-    let mut labels = rule.doc.labels.clone();
-    labels.insert("rule".into(), rule.id().to_string());
-    labels.insert("severity".into(), rule.doc.severity.as_str().to_string());
-    labels.extend(group.clone());
-    let context = json!({
-        "rule": {"id": rule.id(), "title": rule.doc.title},
-        "labels": labels,
-        "group": group,
-        "value": value,
-        "count": value,
-    });
-    let annotations = rule
-        .doc
-        .annotations
-        .iter()
-        .map(|(k, t)| (k.clone(), crate::template::render(t, &context)))
-        .collect();
-    Hit {
-        rule_id: rule.id().to_string(),
-        entity: entity_of(&group, None),
-        fingerprint: fingerprint(rule.id(), &group),
-        labels,
-        annotations,
-        event_ids: Vec::new(),
-        count: if value.is_finite() && value >= 0.0 {
-            value.round() as u64
-        } else {
-            0
-        },
+    let entity = entity_of(&group, None);
+    let mut hit = make_hit(
+        rule,
+        group,
+        rule.doc.severity,
+        ("value", json!(value)),
+        json!(value),
         at,
-    }
+    );
+    hit.entity = entity;
+    hit.count = if value.is_finite() && value >= 0.0 {
+        value.round() as u64
+    } else {
+        0
+    };
+    hit
 }
 
 /// `match`: one event, one hit (or none).

@@ -188,17 +188,7 @@ impl LogStore {
                 day,
                 next
             );
-            match sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&self.db.pool)
-                .await
-            {
-                Ok(_) => {}
-                // Two writers racing to create the same partition: the loser sees a
-                // duplicate (42P07) or unique violation on the catalogue; both are fine.
-                Err(sqlx::Error::Database(db))
-                    if matches!(db.code().as_deref(), Some("42P07") | Some("23505")) => {}
-                Err(err) => return Err(err.into()),
-            }
+            crate::pg::create_partition(&self.db, sql).await?;
             self.known_partitions
                 .lock()
                 .expect("partition cache poisoned")

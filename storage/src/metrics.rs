@@ -118,15 +118,7 @@ impl MetricStore {
                 day * DAY_MS,
                 (day + 1) * DAY_MS
             );
-            match sqlx::query(sqlx::AssertSqlSafe(sql))
-                .execute(&self.db.pool)
-                .await
-            {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(db))
-                    if matches!(db.code().as_deref(), Some("42P07") | Some("23505")) => {}
-                Err(err) => return Err(err.into()),
-            }
+            crate::pg::create_partition(&self.db, sql).await?;
             self.inner
                 .partitions
                 .lock()

@@ -80,3 +80,21 @@ impl Db {
         Ok(())
     }
 }
+
+/// Run a `CREATE TABLE IF NOT EXISTS … PARTITION OF …` statement. Two writers racing
+/// to create the same partition: the loser sees a duplicate (42P07) or a unique
+/// violation on the catalogue (23505); both mean the partition exists.
+pub(crate) async fn create_partition(db: &Db, sql: String) -> crate::Result<()> {
+    match sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&db.pool)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(sqlx::Error::Database(e))
+            if matches!(e.code().as_deref(), Some("42P07") | Some("23505")) =>
+        {
+            Ok(())
+        }
+        Err(err) => Err(err.into()),
+    }
+}

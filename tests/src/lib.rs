@@ -908,3 +908,34 @@ pub fn http_client() -> reqwest::Client {
     let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
+
+/// Run a Python script (from stdin, so the SDK records no file path) with the test
+/// interpreter (`PALISADE_TEST_PYTHON`, set by scripts/test.sh with the OpenTelemetry
+/// SDK installed) and `env`. Fails the test when Python fails or the SDK reports an
+/// export failure; returns stdout.
+pub fn run_python(script: &str, env: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let python = std::env::var("PALISADE_TEST_PYTHON")
+        .expect("PALISADE_TEST_PYTHON is not set: scripts/test.sh installs the OpenTelemetry SDK and sets it");
+    let mut cmd = Command::new(python);
+    cmd.arg("-")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("python runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(script.as_bytes())
+        .expect("script written");
+    let out = child.wait_with_output().expect("python finishes");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "python failed: {stderr}");
+    assert!(
+        !stderr.contains("Failed to export"),
+        "SDK reported an export failure: {stderr}"
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}

@@ -38,8 +38,20 @@ pub async fn export_logs(
         body,
     )
     .await;
+    reply(&state, "http", started, format.ok(), result)
+}
+
+/// Record the request in the ingest metrics and answer it: the encoded OTLP response,
+/// or a `google.rpc.Status` in the request's format (JSON when it had none).
+fn reply(
+    state: &AppState,
+    transport: &'static str,
+    started: Instant,
+    format: Option<Format>,
+    result: Result<Vec<u8>, IngestError>,
+) -> Response {
     let outcome = result.as_ref().map(|_| ()).map_err(IngestError::kind);
-    state.ingestor.observe("http", started, outcome);
+    state.ingestor.observe(transport, started, outcome);
     let reply_format = format.unwrap_or(Format::Json);
     match result {
         Ok(bytes) => (
@@ -124,18 +136,7 @@ pub async fn export_metrics(
         Ok::<_, IngestError>(ingest::otlp_metrics::encode_response(format, &response))
     }
     .await;
-    let outcome = result.as_ref().map(|_| ()).map_err(IngestError::kind);
-    state.ingestor.observe("http_metrics", started, outcome);
-    let reply_format = format.unwrap_or(Format::Json);
-    match result {
-        Ok(bytes) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, reply_format.content_type())],
-            bytes,
-        )
-            .into_response(),
-        Err(err) => error_response(&err, reply_format),
-    }
+    reply(&state, "http_metrics", started, format, result)
 }
 
 /// Read a request body of at most [`MAX_BODY_BYTES`] (before decompression, which

@@ -546,75 +546,39 @@ pub async fn buildinfo() -> Response {
     }))
 }
 
-/// POST form of [`query`] (what Grafana sends by default).
-#[utoipa::path(post, path = "/prometheus/api/v1/query", tag = "prometheus", operation_id = "prometheus_query_post",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
-pub async fn query_post(
-    state: State<AppState>,
-    principal: Extension<Principal>,
-    raw: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    query(state, principal, raw, headers, body).await
+/// The POST form of a GET handler (what Grafana sends by default), as its own
+/// OpenAPI operation.
+macro_rules! post_form {
+    ($post:ident, $get:ident, $path:literal) => {
+        #[doc = concat!("POST form of [`", stringify!($get), "`].")]
+        #[utoipa::path(post, path = $path, tag = "prometheus",
+            request_body(content = String, content_type = "application/x-www-form-urlencoded"),
+            responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
+        pub async fn $post(
+            state: State<AppState>,
+            principal: Extension<Principal>,
+            raw: RawQuery,
+            headers: HeaderMap,
+            body: Bytes,
+        ) -> Response {
+            $get(state, principal, raw, headers, body).await
+        }
+    };
 }
 
-/// POST form of [`query_range`] (what Grafana sends by default).
-#[utoipa::path(post, path = "/prometheus/api/v1/query_range", tag = "prometheus", operation_id = "prometheus_query_range_post",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
-pub async fn query_range_post(
-    state: State<AppState>,
-    principal: Extension<Principal>,
-    raw: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    query_range(state, principal, raw, headers, body).await
-}
-
-/// POST form of [`series`] (what Grafana sends by default).
-#[utoipa::path(post, path = "/prometheus/api/v1/series", tag = "prometheus", operation_id = "prometheus_series_post",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
-pub async fn series_post(
-    state: State<AppState>,
-    principal: Extension<Principal>,
-    raw: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    series(state, principal, raw, headers, body).await
-}
-
-/// POST form of [`labels`] (what Grafana sends by default).
-#[utoipa::path(post, path = "/prometheus/api/v1/labels", tag = "prometheus", operation_id = "prometheus_labels_post",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
-pub async fn labels_post(
-    state: State<AppState>,
-    principal: Extension<Principal>,
-    raw: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    labels(state, principal, raw, headers, body).await
-}
-
-/// POST form of [`query_exemplars`] (what Grafana sends by default).
-#[utoipa::path(post, path = "/prometheus/api/v1/query_exemplars", tag = "prometheus", operation_id = "prometheus_query_exemplars_post",
-    request_body(content = String, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "as GET"), (status = 400, description = "bad_data"), (status = 422, description = "execution")))]
-pub async fn query_exemplars_post(
-    state: State<AppState>,
-    principal: Extension<Principal>,
-    raw: RawQuery,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    query_exemplars(state, principal, raw, headers, body).await
-}
+post_form!(query_post, query, "/prometheus/api/v1/query");
+post_form!(
+    query_range_post,
+    query_range,
+    "/prometheus/api/v1/query_range"
+);
+post_form!(series_post, series, "/prometheus/api/v1/series");
+post_form!(labels_post, labels, "/prometheus/api/v1/labels");
+post_form!(
+    query_exemplars_post,
+    query_exemplars,
+    "/prometheus/api/v1/query_exemplars"
+);
 
 #[cfg(test)]
 mod tests {

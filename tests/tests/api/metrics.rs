@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
     ResourceMetrics, ScopeMetrics, Sum, metric, number_data_point,
@@ -25,13 +25,7 @@ const STOP: i64 = 280; // instance "b" stops here (staleness)
 const BOUNDS: [f64; 4] = [0.1, 0.5, 1.0, 5.0];
 
 fn kv(k: &str, v: &str) -> KeyValue {
-    KeyValue {
-        key: k.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(v.into())),
-        }),
-        ..Default::default()
-    }
+    palisade_tests::otlp::kv(k, palisade_tests::otlp::string(v))
 }
 
 /// One series of the input table: Prometheus name, labels, (index, value).
@@ -787,36 +781,11 @@ print("sent")
 "#;
 
 fn run_sdk(proto: &str, endpoint: &str, token: &str, delta: bool) -> String {
-    use std::io::Write;
-    let python = std::env::var("PALISADE_TEST_PYTHON")
-        .expect("PALISADE_TEST_PYTHON is not set: scripts/test.sh installs the OpenTelemetry SDK and sets it");
-    let mut cmd = Command::new(python);
-    cmd.arg("-")
-        .env("PROTO", proto)
-        .env("ENDPOINT", endpoint)
-        .env("TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut env = vec![("PROTO", proto), ("ENDPOINT", endpoint), ("TOKEN", token)];
     if delta {
-        cmd.env("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta");
+        env.push(("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"));
     }
-    let mut child = cmd.spawn().expect("python runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SDK_SCRIPT.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python failed: {stderr}");
-    assert!(
-        !stderr.contains("Failed to export"),
-        "SDK reported an export failure: {stderr}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    stdout
+    palisade_tests::run_python(SDK_SCRIPT, &env)
         .lines()
         .find_map(|l| l.strip_prefix("trace "))
         .expect("the script prints its trace id")

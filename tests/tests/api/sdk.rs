@@ -1,8 +1,5 @@
 //! The official OpenTelemetry Python SDK, over OTLP/HTTP and OTLP/gRPC.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use palisade_tests::TestServer;
 
 const SCRIPT: &str = r#"
@@ -33,33 +30,11 @@ print("sent")
 "#;
 
 fn run_python(proto: &str, endpoint: &str, token: &str, gzip: bool) {
-    let python = std::env::var("PALISADE_TEST_PYTHON")
-        .expect("PALISADE_TEST_PYTHON is not set: scripts/test.sh installs the OpenTelemetry SDK and sets it");
-    let mut cmd = Command::new(python);
-    cmd.arg("-")
-        .env("PROTO", proto)
-        .env("ENDPOINT", endpoint)
-        .env("TOKEN", token)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut env = vec![("PROTO", proto), ("ENDPOINT", endpoint), ("TOKEN", token)];
     if gzip {
-        cmd.env("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
+        env.push(("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"));
     }
-    let mut child = cmd.spawn().expect("python runs");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SCRIPT.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "python failed: {stderr}");
-    assert!(
-        !stderr.contains("Failed to export"),
-        "SDK reported an export failure: {stderr}"
-    );
+    palisade_tests::run_python(SCRIPT, &env);
 }
 
 #[tokio::test(flavor = "multi_thread")]
