@@ -19,6 +19,10 @@ const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
 /// Series ids remembered per process (a map cleared when full).
 const SERIES_CACHE: usize = 1_000_000;
+/// How far back the compactor looks (so a pass reads recent partitions only, not
+/// the whole retention). Rows that arrive later than this stay unmerged; queries
+/// read them all the same.
+pub const COMPACT_WINDOW_MS: i64 = 6 * HOUR_MS;
 /// A bucket's rows are merged when its hour is over or it holds this many rows.
 pub const COMPACT_ROWS: i64 = 16;
 
@@ -495,12 +499,14 @@ impl MetricStore {
 
     /// Merge each (series, hour) bucket's rows into one chunk: buckets whose hour
     /// ended before `now_ms` with more than one row, and buckets with at least
-    /// [`COMPACT_ROWS`] rows. Returns the rows removed. Bounded work per call.
+    /// [`COMPACT_ROWS`] rows, among rows of the last [`COMPACT_WINDOW_MS`]. Returns
+    /// the rows removed. Bounded work per call (5,000 buckets).
     pub async fn compact(&self, now_ms: i64) -> Result<u64> {
         let mut tx = self.db.pool.begin().await?;
         let rows = sqlx::query(
             "WITH groups AS ( \
                SELECT series_id, min_ms / 3600000 AS bucket FROM metric_samples \
+               WHERE min_ms >= $3 \
                GROUP BY 1, 2 \
                HAVING count(*) >= $2 OR (count(*) > 1 AND (min_ms / 3600000 + 1) * 3600000 <= $1) \
                LIMIT 5000) \
@@ -510,6 +516,7 @@ impl MetricStore {
         )
         .bind(now_ms)
         .bind(COMPACT_ROWS)
+        .bind(now_ms - COMPACT_WINDOW_MS)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {

@@ -911,7 +911,8 @@ async fn send_json(server: &TestServer, token: &str, body: &str) -> (u16, Value)
 }
 
 /// What Grafana's Prometheus data source sends on "Save & test" and for a dashboard
-/// panel (read from its data source code with `search`; Grafana itself is not run),
+/// panel (the endpoints, `match[]`, `step` and POST form bodies its Prometheus client
+/// uses; Grafana itself is not run and its source was not consulted for this test),
 /// answered in Prometheus's formats; POST form bodies as Grafana sends by default.
 #[tokio::test(flavor = "multi_thread")]
 async fn grafana_data_source_requests_get_prometheus_answers() {
@@ -1554,4 +1555,62 @@ annotations:
         .unwrap();
     assert_eq!(resp.status(), 400);
     assert!(resp.text().await.unwrap().contains("expr"));
+}
+
+/// The compactor merges one series' rows of an hour into one chunk (here: 20
+/// one-point requests of the last minutes), and the query answer is the same before
+/// and after.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_compactor_merges_rows_and_queries_see_the_same_points() {
+    use sqlx::Connection;
+    let server = TestServer::spawn().await.unwrap();
+    let read = server.token("default", "read");
+    let now = chrono::Utc::now().timestamp_millis();
+    // Within the current hour's bucket only when possible: 20 points 1 s apart.
+    let base = now - 20_000;
+    for i in 0..20 {
+        post_metrics(
+            &server,
+            &gauge_request("compact.me", "", &[], &[(base + i * 1000, i as f64)]),
+        )
+        .await;
+    }
+    let count = |_: ()| async {
+        let mut db = sqlx::PgConnection::connect(server.database_url.as_ref().unwrap())
+            .await
+            .unwrap();
+        let rows: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM metric_samples s JOIN metric_series m ON m.id = s.series_id WHERE m.name = 'compact_me'",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        rows
+    };
+    let q = [
+        ("query", "count_over_time(compact_me[1m])"),
+        ("time", &format!("{}", now / 1000 + 1)),
+    ];
+    let (_, before) = prom_get(&server, &read, "query", &q).await;
+    assert_eq!(before["data"]["result"][0]["value"][1], "20", "{before}");
+    let rows_before = count(()).await;
+    assert!(
+        rows_before >= 2,
+        "one row per request before compaction: {rows_before}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(70);
+    loop {
+        let rows = count(()).await;
+        // At most one row per hour bucket the points fall in.
+        if rows <= 2 && rows < rows_before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compactor never merged: {rows} rows"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let (_, after) = prom_get(&server, &read, "query", &q).await;
+    assert_eq!(after["data"], before["data"]);
 }
