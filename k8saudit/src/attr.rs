@@ -49,6 +49,8 @@ pub const CSR_SUBJECT_ORGANIZATIONS: &str = "k8s.csr.subject_organizations";
 pub const EXEC_COMMAND: &str = "k8s.exec.command";
 pub const EXEC_CONTAINER: &str = "k8s.exec.container";
 pub const EXEC_TTY: &str = "k8s.exec.tty";
+/// The exec command is only a health or loopback port check (`derive::is_health_check`).
+pub const EXEC_HEALTH_CHECK: &str = "k8s.exec.health_check";
 
 // k8s.impersonated_user*
 pub const IMPERSONATED_USER_GROUPS: &str = "k8s.impersonated_user.groups";
@@ -124,6 +126,14 @@ pub const SCALE_REPLICAS: &str = "k8s.scale.replicas";
 // k8s.secret*
 pub const SECRET_SERVICE_ACCOUNT: &str = "k8s.secret.service_account";
 pub const SECRET_TYPE: &str = "k8s.secret.type";
+/// A Service's `spec.type` (ClusterIP, NodePort, LoadBalancer, ExternalName).
+pub const SERVICE_TYPE: &str = "k8s.service.type";
+/// Whether a written Ingress declares TLS (`spec.tls` non-empty).
+pub const INGRESS_TLS: &str = "k8s.ingress.tls";
+/// ConfigMap keys that hold credentials, as `key (kind)`; their values are redacted.
+pub const CONFIGMAP_CREDENTIALS: &str = "k8s.configmap.credentials";
+/// Names of containers a patch adds to a workload's pod template.
+pub const CONTAINERS_ADDED: &str = "k8s.workload.containers_added";
 
 // k8s.source_ips*
 pub const SOURCE_IPS: &str = "k8s.source_ips";

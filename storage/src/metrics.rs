@@ -51,6 +51,8 @@ pub struct MetricStore {
 struct Inner {
     series: Mutex<HashMap<(TenantId, [u8; 16]), i64>>,
     partitions: Mutex<HashSet<i64>>,
+    /// Label sets by series id (a series' labels never change; ids are not reused).
+    labels: Mutex<HashMap<i64, std::sync::Arc<Labels>>>,
 }
 
 /// The canonical hash of a label set.
@@ -103,6 +105,7 @@ impl MetricStore {
             inner: std::sync::Arc::new(Inner {
                 series: Mutex::new(HashMap::new()),
                 partitions: Mutex::new(HashSet::new()),
+                labels: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -335,15 +338,17 @@ impl MetricStore {
     }
 
     /// Series of `tenant` matching a fetch's matchers (labels only), at most `max`.
+    /// Reads ids from Postgres and label sets from the per-process cache, fetching
+    /// only those it has not seen.
     async fn matching_series(
         &self,
         tenant: TenantId,
         fetch: &Fetch,
         max: usize,
-    ) -> Result<Vec<(i64, Labels)>> {
-        let rows = match fetch.names() {
+    ) -> Result<Vec<(i64, std::sync::Arc<Labels>)>> {
+        let ids: Vec<i64> = match fetch.names() {
             Some(names) => {
-                sqlx::query("SELECT id, labels FROM metric_series WHERE tenant_id = $1 AND name = ANY($2) LIMIT $3")
+                sqlx::query_scalar("SELECT id FROM metric_series WHERE tenant_id = $1 AND name = ANY($2) LIMIT $3")
                     .bind(tenant.0)
                     .bind(&names)
                     .bind(max as i64 * 4 + 1)
@@ -351,26 +356,55 @@ impl MetricStore {
                     .await?
             }
             None => {
-                sqlx::query("SELECT id, labels FROM metric_series WHERE tenant_id = $1 LIMIT $2")
+                sqlx::query_scalar("SELECT id FROM metric_series WHERE tenant_id = $1 LIMIT $2")
                     .bind(tenant.0)
                     .bind(max as i64 * 4 + 1)
                     .fetch_all(&self.db.pool)
                     .await?
             }
         };
-        if rows.len() > max * 4 {
+        if ids.len() > max * 4 {
             return Err(StorageError::Invalid(format!(
                 "the selector {} would scan more than {} series; narrow it",
                 fetch.key,
                 max * 4
             )));
         }
+        let mut known: Vec<(i64, std::sync::Arc<Labels>)> = Vec::with_capacity(ids.len());
+        let mut unknown: Vec<i64> = Vec::new();
+        {
+            let cache = self.inner.labels.lock().expect("label cache");
+            for id in ids {
+                match cache.get(&id) {
+                    Some(l) => known.push((id, l.clone())),
+                    None => unknown.push(id),
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            let rows = sqlx::query("SELECT id, labels FROM metric_series WHERE id = ANY($1)")
+                .bind(&unknown)
+                .fetch_all(&self.db.pool)
+                .await?;
+            let mut fetched = Vec::with_capacity(rows.len());
+            for row in rows {
+                let labels: serde_json::Value = row.try_get("labels")?;
+                let labels: Labels = serde_json::from_value(labels).unwrap_or_default();
+                fetched.push((row.try_get::<i64, _>("id")?, std::sync::Arc::new(labels)));
+            }
+            let mut cache = self.inner.labels.lock().expect("label cache");
+            if cache.len() + fetched.len() > SERIES_CACHE {
+                cache.clear();
+            }
+            for (id, l) in &fetched {
+                cache.insert(*id, l.clone());
+            }
+            known.extend(fetched);
+        }
         let mut out = Vec::new();
-        for row in rows {
-            let labels: serde_json::Value = row.try_get("labels")?;
-            let labels: Labels = serde_json::from_value(labels).unwrap_or_default();
+        for (id, labels) in known {
             if fetch.matches(&labels) {
-                out.push((row.try_get("id")?, labels));
+                out.push((id, labels));
                 if out.len() > max {
                     return Err(StorageError::Invalid(format!(
                         "the selector {} matches more than {max} series; narrow it",
@@ -379,6 +413,7 @@ impl MetricStore {
                 }
             }
         }
+        out.sort_by_key(|s| s.0);
         Ok(out)
     }
 
@@ -436,7 +471,7 @@ impl MetricStore {
             points.retain(|p| p.0 >= fetch.from && p.0 <= fetch.to);
             if !points.is_empty() {
                 out.push(Series {
-                    labels: std::sync::Arc::new(labels),
+                    labels,
                     samples: points,
                 });
             }
@@ -454,7 +489,7 @@ impl MetricStore {
         to: i64,
         max: usize,
     ) -> Result<Vec<Labels>> {
-        let mut found: BTreeMap<i64, Labels> = BTreeMap::new();
+        let mut found: BTreeMap<i64, std::sync::Arc<Labels>> = BTreeMap::new();
         let all = Fetch {
             key: "{}".into(),
             groups: vec![vec![]],
@@ -490,7 +525,7 @@ impl MetricStore {
         let mut out: Vec<Labels> = found
             .into_iter()
             .filter(|(id, _)| live.contains(id))
-            .map(|(_, l)| l)
+            .map(|(_, l)| (*l).clone())
             .collect();
         out.sort();
         out.truncate(max);
@@ -636,7 +671,7 @@ impl MetricStore {
         .bind(max as i64)
         .fetch_all(&self.db.pool)
         .await?;
-        let by_id: HashMap<i64, Labels> = series.into_iter().collect();
+        let by_id: HashMap<i64, std::sync::Arc<Labels>> = series.into_iter().collect();
         let mut out: BTreeMap<i64, Vec<StoredExemplar>> = BTreeMap::new();
         for row in rows {
             let attrs: serde_json::Value = row.try_get("attributes")?;
@@ -652,7 +687,7 @@ impl MetricStore {
         }
         Ok(out
             .into_iter()
-            .filter_map(|(id, e)| by_id.get(&id).map(|l| (l.clone(), e)))
+            .filter_map(|(id, e)| by_id.get(&id).map(|l| ((**l).clone(), e)))
             .collect())
     }
 }
