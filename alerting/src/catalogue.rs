@@ -34,18 +34,19 @@ fn kind(rule: &Rule) -> &'static str {
 /// The index table: one row per rule (`file` is the file name beside the README).
 pub fn index(rules: &[(String, Rule)]) -> String {
     let mut out = String::from(
-        "| id | title | severity | ATT&CK | tactic | kind |\n|---|---|---|---|---|---|\n",
+        "| id | title | severity | ATT&CK | tactic | kind | outside equivalents |\n|---|---|---|---|---|---|---|\n",
     );
     for (file, rule) in rules {
         writeln!(
             out,
-            "| [{id}]({file}) | {title} | {severity} | {attack} | {tactic} | {kind} |",
+            "| [{id}]({file}) | {title} | {severity} | {attack} | {tactic} | {kind} | {outside} |",
             id = rule.id(),
             title = cell(&rule.doc.title),
             severity = rule.doc.severity.as_str(),
             attack = label(rule, "attack"),
             tactic = label(rule, "tactic"),
             kind = kind(rule),
+            outside = cell(&rule.doc.outside.join("; ")),
         )
         .expect("write to string");
     }
@@ -111,6 +112,12 @@ pub fn catalogue(title: &str, base: &str, rules: &[(String, Rule)]) -> String {
             out.push_str("\nExceptions (events matching any are not alerts):\n\n");
             for e in &doc.exceptions {
                 writeln!(out, "- `{}`", one_line(e).replace('`', "'")).expect("write to string");
+            }
+        }
+        if !doc.outside.is_empty() {
+            out.push_str("\nOutside equivalents (rules of other projects this one covers):\n\n");
+            for o in &doc.outside {
+                writeln!(out, "- {}", o.trim()).expect("write to string");
             }
         }
         if !doc.known_gaps.is_empty() {

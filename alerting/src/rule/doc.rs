@@ -192,6 +192,10 @@ pub struct RuleDoc {
     /// What the rule knowingly misses (documentation only; listed in the catalogue).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known_gaps: Vec<String>,
+    /// Rules of other projects this one covers (documentation only; the catalogue's
+    /// "outside equivalents" column), e.g. `Falco: Create NodePort Service`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outside: Vec<String>,
 }
 
 fn yes() -> bool {
