@@ -145,8 +145,21 @@ fn exec_fields(uri: &str, out: &mut Map<String, Value>) {
 /// `timeout N`. Anything else on the line (a pipe, a second command, an output file,
 /// an upload, another host, an unknown flag) makes it not a check.
 pub fn is_health_check(command: &str) -> bool {
-    const SHELLS: &[&str] = &["sh", "bash", "ash", "dash", "zsh", "/bin/sh", "/bin/bash", "/bin/ash", "/usr/bin/bash"];
-    if command.len() > 1024 || command.contains(['|', ';', '`', '&', '\n', '<']) || command.contains("$(") {
+    const SHELLS: &[&str] = &[
+        "sh",
+        "bash",
+        "ash",
+        "dash",
+        "zsh",
+        "/bin/sh",
+        "/bin/bash",
+        "/bin/ash",
+        "/usr/bin/bash",
+    ];
+    if command.len() > 1024
+        || command.contains(['|', ';', '`', '&', '\n', '<'])
+        || command.contains("$(")
+    {
         return false;
     }
     let mut words: Vec<String> = command.split_whitespace().map(str::to_string).collect();
@@ -172,7 +185,21 @@ pub fn is_health_check(command: &str) -> bool {
     let program = program.rsplit('/').next().unwrap_or("");
     let args = &words[1..];
     match program {
-        "curl" => tool_args_check(args, "sSfkLIvq", &["-m", "--max-time", "--connect-timeout", "-w", "--write-out", "-H", "--header", "--retry"], true),
+        "curl" => tool_args_check(
+            args,
+            "sSfkLIvq",
+            &[
+                "-m",
+                "--max-time",
+                "--connect-timeout",
+                "-w",
+                "--write-out",
+                "-H",
+                "--header",
+                "--retry",
+            ],
+            true,
+        ),
         "wget" => tool_args_check(args, "qS", &["-T", "-t", "--tries"], true),
         "nc" | "ncat" | "netcat" => {
             let z = args.iter().any(|a| a.starts_with('-') && a.contains('z'));
@@ -180,7 +207,11 @@ pub fn is_health_check(command: &str) -> bool {
         }
         "echo" | "true" | ":" | "cat" => {
             // `echo > /dev/tcp/localhost/5432`
-            let rest: Vec<&str> = args.iter().map(String::as_str).filter(|a| *a != ">").collect();
+            let rest: Vec<&str> = args
+                .iter()
+                .map(String::as_str)
+                .filter(|a| *a != ">")
+                .collect();
             match rest.as_slice() {
                 [target] => dev_tcp_loopback(target.trim_start_matches('>')),
                 _ => false,
@@ -208,13 +239,33 @@ fn tool_args_check(args: &[String], letters: &str, valued: &[&str], output_ok: b
             continue;
         }
         if output_ok && matches!(a, "-o" | "--output" | "-O") {
-            if args.get(i + 1).map(String::as_str).is_some_and(|v| v == "/dev/null" || v == "-") {
+            if args
+                .get(i + 1)
+                .map(String::as_str)
+                .is_some_and(|v| v == "/dev/null" || v == "-")
+            {
                 i += 2;
                 continue;
             }
             return false;
         }
-        if matches!(a, "-O-" | "-qO-" | "-qO" | "--spider" | "--silent" | "--fail" | "--show-error" | "--insecure" | "--head" | "--quiet" | "--no-check-certificate" | "-s" | "--no-verbose" | "-nv") {
+        if matches!(
+            a,
+            "-O-"
+                | "-qO-"
+                | "-qO"
+                | "--spider"
+                | "--silent"
+                | "--fail"
+                | "--show-error"
+                | "--insecure"
+                | "--head"
+                | "--quiet"
+                | "--no-check-certificate"
+                | "-s"
+                | "--no-verbose"
+                | "-nv"
+        ) {
             // `-qO` is followed by `-`
             if a == "-qO" && args.get(i + 1).map(String::as_str) != Some("-") {
                 return false;
@@ -223,7 +274,10 @@ fn tool_args_check(args: &[String], letters: &str, valued: &[&str], output_ok: b
             continue;
         }
         if let Some(short) = a.strip_prefix('-') {
-            if !short.is_empty() && !short.starts_with('-') && short.chars().all(|c| letters.contains(c)) {
+            if !short.is_empty()
+                && !short.starts_with('-')
+                && short.chars().all(|c| letters.contains(c))
+            {
                 i += 1;
                 continue;
             }
@@ -273,16 +327,24 @@ fn host_is_loopback(host: &str) -> bool {
     if host.eq_ignore_ascii_case("localhost") {
         return true;
     }
-    host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A URL (scheme optional) of a loopback host, or the API server's health endpoints.
 fn url_is_check(raw: &str) -> bool {
-    let with_scheme = if raw.contains("://") { raw.to_string() } else { format!("http://{raw}") };
+    let with_scheme = if raw.contains("://") {
+        raw.to_string()
+    } else {
+        format!("http://{raw}")
+    };
     let Ok(url) = url::Url::parse(&with_scheme) else {
         return false;
     };
-    if !matches!(url.scheme(), "http" | "https") || !url.username().is_empty() || url.password().is_some() {
+    if !matches!(url.scheme(), "http" | "https")
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
         return false;
     }
     let Some(host) = url.host_str() else {
@@ -293,9 +355,15 @@ fn url_is_check(raw: &str) -> bool {
     }
     let api = matches!(
         host,
-        "kubernetes.default.svc" | "kubernetes.default.svc.cluster.local" | "kubernetes.default" | "kubernetes"
+        "kubernetes.default.svc"
+            | "kubernetes.default.svc.cluster.local"
+            | "kubernetes.default"
+            | "kubernetes"
     );
-    api && matches!(url.path().trim_end_matches('/'), "/healthz" | "/readyz" | "/livez" | "/version")
+    api && matches!(
+        url.path().trim_end_matches('/'),
+        "/healthz" | "/readyz" | "/livez" | "/version"
+    )
 }
 
 /// The prefix of a configmap value redacted because it held a credential; the kind
@@ -313,18 +381,32 @@ pub fn credential_kind(key: &str, value: &str) -> Option<&'static str> {
     let bytes = v.as_bytes();
     if bytes.windows(20).any(|w| {
         (w.starts_with(b"AKIA") || w.starts_with(b"ASIA"))
-            && w[4..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && w[4..]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
     }) {
         return Some("aws-access-key-id");
     }
-    for (prefix, kind) in [("ghp_", "github-token"), ("github_pat_", "github-token"), ("xoxb-", "slack-token"), ("xoxp-", "slack-token"), ("glpat-", "gitlab-token"), ("sk_live_", "stripe-key")] {
+    for (prefix, kind) in [
+        ("ghp_", "github-token"),
+        ("github_pat_", "github-token"),
+        ("xoxb-", "slack-token"),
+        ("xoxp-", "slack-token"),
+        ("glpat-", "gitlab-token"),
+        ("sk_live_", "stripe-key"),
+    ] {
         if v.contains(prefix) {
             return Some(kind);
         }
     }
     let k = key.to_ascii_lowercase().replace(['-', '.'], "_");
-    let reference = k.ends_with("_name") || k.ends_with("_ref") || k.ends_with("_file") || k.ends_with("_path") || k.ends_with("_secret_key_ref");
-    let placeholder = v.is_empty() || (v.starts_with("${") && v.ends_with('}')) || v.starts_with("/");
+    let reference = k.ends_with("_name")
+        || k.ends_with("_ref")
+        || k.ends_with("_file")
+        || k.ends_with("_path")
+        || k.ends_with("_secret_key_ref");
+    let placeholder =
+        v.is_empty() || (v.starts_with("${") && v.ends_with('}')) || v.starts_with("/");
     const NAMES: &[(&str, &str)] = &[
         ("aws_access_key_id", "aws-access-key-id"),
         ("aws_s3_access_key_id", "aws-access-key-id"),
@@ -341,7 +423,8 @@ pub fn credential_kind(key: &str, value: &str) -> Option<&'static str> {
         ("private_key", "private-key"),
         ("secret_key", "secret-key"),
     ];
-    if !reference && !placeholder
+    if !reference
+        && !placeholder
         && let Some((_, kind)) = NAMES.iter().find(|(n, _)| k.contains(n))
     {
         return Some(kind);
@@ -349,12 +432,28 @@ pub fn credential_kind(key: &str, value: &str) -> Option<&'static str> {
     // A config file in a value: `password=...`, `password: ...`, `"password": "..."`.
     if v.contains('\n') {
         for line in v.lines() {
-            let l = line.trim().trim_start_matches('"').to_ascii_lowercase().replace(['-', '.'], "_");
+            let l = line
+                .trim()
+                .trim_start_matches('"')
+                .to_ascii_lowercase()
+                .replace(['-', '.'], "_");
             if let Some((name, rest)) = l.split_once(['=', ':']) {
                 let name = name.trim().trim_end_matches('"');
                 let rest = rest.trim().trim_matches(['"', ',']).trim();
-                if !rest.is_empty() && !rest.starts_with("${")
-                    && ["password", "passwd", "passphrase", "secret_access_key", "client_secret", "api_key", "apikey"].iter().any(|n| name.ends_with(n))
+                if !rest.is_empty()
+                    && !rest.starts_with("${")
+                    && [
+                        "password",
+                        "passwd",
+                        "passphrase",
+                        "secret_access_key",
+                        "access_key_id",
+                        "client_secret",
+                        "api_key",
+                        "apikey",
+                    ]
+                    .iter()
+                    .any(|n| name.ends_with(n))
                 {
                     return Some("password-in-file");
                 }
@@ -372,7 +471,10 @@ fn configmap_credentials_marked(object: &Value) -> Vec<String> {
         .into_iter()
         .flatten()
         .filter_map(|(k, v)| {
-            let kind = v.as_str()?.strip_prefix(CREDENTIAL_MARK)?.strip_suffix(']')?;
+            let kind = v
+                .as_str()?
+                .strip_prefix(CREDENTIAL_MARK)?
+                .strip_suffix(']')?;
             Some(format!("{k} ({kind})"))
         })
         .collect();
@@ -401,19 +503,32 @@ fn containers_added(request: Option<&Value>) -> Vec<String> {
                 {
                     out.push(str_at(c, &["name"]).unwrap_or("?").to_string());
                 }
-                if is_add && matches!(last, "containers" | "initContainers")
+                if is_add
+                    && matches!(last, "containers" | "initContainers")
                     && let Some(list) = op.get("value").and_then(Value::as_array)
                     && list.len() > 1
                 {
-                    out.extend(list.iter().skip(1).map(|c| str_at(c, &["name"]).unwrap_or("?").to_string()));
+                    out.extend(
+                        list.iter()
+                            .skip(1)
+                            .map(|c| str_at(c, &["name"]).unwrap_or("?").to_string()),
+                    );
                 }
             }
         }
         Some(obj @ Value::Object(_)) => {
-            for path in [&["spec", "template", "spec"][..], &["spec", "jobTemplate", "spec", "template", "spec"][..]] {
+            for path in [
+                &["spec", "template", "spec"][..],
+                &["spec", "jobTemplate", "spec", "template", "spec"][..],
+            ] {
                 let Some(spec) = at(obj, path) else { continue };
                 for field in ["containers", "initContainers"] {
-                    for c in spec.get(field).and_then(Value::as_array).into_iter().flatten() {
+                    for c in spec
+                        .get(field)
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                    {
                         let defines = c.get("image").is_some()
                             && (c.get("command").is_some() || c.get("args").is_some());
                         let deleted = str_at(c, &["$patch"]) == Some("delete");
@@ -892,7 +1007,12 @@ pub fn derive(event: &Value, code: Option<i64>) -> Map<String, Value> {
         }
     }
     let written = matches!(verb, "create" | "update" | "patch");
-    if verb == "patch" && is_allowed && subresource.is_empty() && pod_spec_path(resource).is_some() && resource != "pods" {
+    if verb == "patch"
+        && is_allowed
+        && subresource.is_empty()
+        && pod_spec_path(resource).is_some()
+        && resource != "pods"
+    {
         let added = containers_added(event.get("requestObject"));
         if !added.is_empty() {
             out.insert(attr::CONTAINERS_ADDED.into(), json!(added));

@@ -206,7 +206,8 @@ fn redact_configmap_credentials(obj: &mut Value, what: &mut Vec<String>, path: &
         Value::Object(_) => {
             if let Some(Value::Object(data)) = obj.get_mut("data") {
                 for (key, value) in data.iter_mut() {
-                    if let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(key, v)) {
+                    if let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(key, v))
+                    {
                         *value = mark(kind);
                         what.push(format!("{path}.data.{key}"));
                     }
@@ -219,20 +220,34 @@ fn redact_configmap_credentials(obj: &mut Value, what: &mut Vec<String>, path: &
                 && let Ok(mut inner) = serde_json::from_str::<Value>(applied)
             {
                 let mut inner_what = Vec::new();
-                redact_configmap_credentials(&mut inner, &mut inner_what, "last-applied-configuration");
+                redact_configmap_credentials(
+                    &mut inner,
+                    &mut inner_what,
+                    "last-applied-configuration",
+                );
                 if !inner_what.is_empty() {
                     *applied = inner.to_string();
-                    what.push(format!("{path}.metadata.annotations.last-applied-configuration"));
+                    what.push(format!(
+                        "{path}.metadata.annotations.last-applied-configuration"
+                    ));
                 }
             }
         }
         Value::Array(ops) => {
             for (i, op) in ops.iter_mut().enumerate() {
-                let target = op.get("path").and_then(Value::as_str).unwrap_or("").to_string();
+                let target = op
+                    .get("path")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
                 let Some(key) = target.strip_prefix("/data/") else {
-                    if target == "/data" && let Some(Value::Object(data)) = op.get_mut("value") {
+                    if target == "/data"
+                        && let Some(Value::Object(data)) = op.get_mut("value")
+                    {
                         for (key, value) in data.iter_mut() {
-                            if let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(key, v)) {
+                            if let Some(kind) =
+                                value.as_str().and_then(|v| derive::credential_kind(key, v))
+                            {
                                 *value = mark(kind);
                                 what.push(format!("{path}[{i}].value.{key}"));
                             }
@@ -242,7 +257,9 @@ fn redact_configmap_credentials(obj: &mut Value, what: &mut Vec<String>, path: &
                 };
                 let key = key.replace("~1", "/").replace("~0", "~");
                 if let Some(value) = op.get_mut("value")
-                    && let Some(kind) = value.as_str().and_then(|v| derive::credential_kind(&key, v))
+                    && let Some(kind) = value
+                        .as_str()
+                        .and_then(|v| derive::credential_kind(&key, v))
                 {
                     *value = mark(kind);
                     what.push(format!("{path}[{i}].value"));

@@ -346,23 +346,24 @@ impl MetricStore {
         fetch: &Fetch,
         max: usize,
     ) -> Result<Vec<(i64, std::sync::Arc<Labels>)>> {
-        let ids: Vec<i64> = match fetch.names() {
-            Some(names) => {
-                sqlx::query_scalar("SELECT id FROM metric_series WHERE tenant_id = $1 AND name = ANY($2) LIMIT $3")
-                    .bind(tenant.0)
-                    .bind(&names)
-                    .bind(max as i64 * 4 + 1)
-                    .fetch_all(&self.db.pool)
-                    .await?
-            }
-            None => {
-                sqlx::query_scalar("SELECT id FROM metric_series WHERE tenant_id = $1 LIMIT $2")
-                    .bind(tenant.0)
-                    .bind(max as i64 * 4 + 1)
-                    .fetch_all(&self.db.pool)
-                    .await?
-            }
-        };
+        let ids: Vec<i64> =
+            match fetch.names() {
+                Some(names) => sqlx::query_scalar(
+                    "SELECT id FROM metric_series WHERE tenant_id = $1 AND name = ANY($2) LIMIT $3",
+                )
+                .bind(tenant.0)
+                .bind(&names)
+                .bind(max as i64 * 4 + 1)
+                .fetch_all(&self.db.pool)
+                .await?,
+                None => {
+                    sqlx::query_scalar("SELECT id FROM metric_series WHERE tenant_id = $1 LIMIT $2")
+                        .bind(tenant.0)
+                        .bind(max as i64 * 4 + 1)
+                        .fetch_all(&self.db.pool)
+                        .await?
+                }
+            };
         if ids.len() > max * 4 {
             return Err(StorageError::Invalid(format!(
                 "the selector {} would scan more than {} series; narrow it",

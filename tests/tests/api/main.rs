@@ -9,6 +9,7 @@ mod incidents;
 mod ingest;
 mod isolation;
 mod k8s_audit;
+mod k8s_falco;
 mod k8s_generator;
 mod metrics;
 mod paging;
