@@ -191,6 +191,15 @@ pub fn metric_hit(
 }
 
 /// `match`: one event, one hit (or none).
+/// Whether a record is one a rule counts (its query and conditions hold, no exception
+/// applies), whatever the rule's kind.
+pub fn counts(rule: &Rule, record: &LogRecord) -> bool {
+    rule.doc.enabled
+        && k8saudit::inventory::evaluable(record)
+        && selects(&rule.selector, record)
+        && !excepted(rule, record)
+}
+
 pub fn match_event(rule: &Rule, record: &LogRecord, seq: i64) -> Option<Hit> {
     if !rule.doc.enabled || rule.spec != Spec::Match || !k8saudit::inventory::evaluable(record) {
         return None;

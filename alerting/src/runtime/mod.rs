@@ -108,6 +108,12 @@ pub struct Engine {
     /// Where metric rules load series (set by the server; without it metric rules
     /// are not evaluated).
     metrics: RwLock<Option<storage::metrics::MetricStore>>,
+    /// Threshold rules an event just matched, with the highest such sequence number:
+    /// the scheduler evaluates them as soon as the index holds that event, so an
+    /// alert opens at the crossing instead of at the next `interval`.
+    crossings: Mutex<HashMap<(TenantId, String), i64>>,
+    crossing_wake: tokio::sync::Notify,
+    index: Arc<LogIndex>,
 }
 
 /// Where correlation signals go once their alert changes are saved: the server
@@ -189,7 +195,7 @@ impl Engine {
         Arc::new(Engine {
             store,
             logs: logs.clone(),
-            search: SearchService::new(index, logs),
+            search: SearchService::new(index.clone(), logs),
             rules: RwLock::new(Arc::new(rules)),
             active: Mutex::new(HashMap::new()),
             sequences: Mutex::new(HashMap::new()),
@@ -199,6 +205,9 @@ impl Engine {
             pending_signals: [Mutex::new(Vec::new()), Mutex::new(Vec::new())],
             signal_sink: RwLock::new(None),
             metrics: RwLock::new(None),
+            crossings: Mutex::new(HashMap::new()),
+            crossing_wake: tokio::sync::Notify::new(),
+            index,
         })
     }
 
@@ -418,6 +427,7 @@ impl Engine {
         let rules = self.rules();
         let mut changes = Vec::new();
         let mut touched_sequences = Vec::new();
+        let mut crossed: Vec<((TenantId, String), i64)> = Vec::new();
         let mut by_tenant: HashMap<TenantId, Vec<Arc<Rule>>> = HashMap::new();
         for stored in batch {
             let tenant = stored.record.tenant_id;
@@ -441,7 +451,13 @@ impl Engine {
                         }
                         hit
                     }
-                    Spec::Threshold { .. } | Spec::Metric { .. } => None,
+                    Spec::Threshold { .. } => {
+                        if crate::engine::counts(rule, &stored.record) {
+                            crossed.push(((tenant, rule.id().to_string()), stored.seq));
+                        }
+                        None
+                    }
+                    Spec::Metric { .. } => None,
                 };
                 if let Some(hit) = hit {
                     changes.extend(self.apply_hits(tenant, rule, vec![hit], now, false));
@@ -450,6 +466,15 @@ impl Engine {
         }
         touched_sequences.sort();
         touched_sequences.dedup();
+        if !crossed.is_empty() {
+            let mut crossings = self.crossings.lock().expect("crossings lock");
+            for (key, seq) in crossed {
+                let e = crossings.entry(key).or_insert(seq);
+                *e = (*e).max(seq);
+            }
+            drop(crossings);
+            self.crossing_wake.notify_one();
+        }
         (changes, touched_sequences)
     }
 

@@ -211,14 +211,75 @@ impl Engine {
         Ok(())
     }
 
-    /// Tick every second until `shutdown`.
-    pub async fn run_schedule(self: Arc<Self>, shutdown: CancellationToken) {
-        loop {
-            if let Err(err) = self.tick(Utc::now()).await {
-                tracing::warn!(error = %err, "rule scheduler tick failed");
+    /// Threshold rules whose matching events the index now holds (see
+    /// `crossings`): evaluate each over its window now, as a scheduled run would.
+    /// Returns whether some wait for the index still.
+    pub async fn evaluate_crossings(&self, now: DateTime<Utc>) -> crate::Result<bool> {
+        let indexed = self.index.checkpoint();
+        let ready: Vec<(TenantId, String)> = {
+            let mut crossings = self.crossings.lock().expect("crossings lock");
+            let ready: Vec<(TenantId, String)> = crossings
+                .iter()
+                .filter(|(_, seq)| **seq <= indexed)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for k in &ready {
+                crossings.remove(k);
             }
+            ready
+        };
+        let waiting = !self.crossings.lock().expect("crossings lock").is_empty();
+        if ready.is_empty() {
+            return Ok(waiting);
+        }
+        let rules = self.rules();
+        let mut changes = Vec::new();
+        for (tenant, id) in ready {
+            let Some(rule) = rules.find(tenant, &id) else {
+                continue;
+            };
+            match self.evaluate_threshold(tenant, &rule, now).await {
+                Ok(c) => changes.extend(c),
+                Err(err) => {
+                    tracing::warn!(error = %err, rule = rule.id(), "threshold evaluation at a crossing failed")
+                }
+            }
+        }
+        if !changes.is_empty() {
+            let saved = self.store.apply(&changes, None).await;
+            self.finish_signals(1, saved.is_ok());
+            saved?;
+        }
+        Ok(waiting)
+    }
+
+    /// Tick every second until `shutdown`; between ticks, evaluate threshold rules
+    /// at their crossings as soon as the event follower reports matching events.
+    pub async fn run_schedule(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut next_tick = tokio::time::Instant::now();
+        loop {
+            if tokio::time::Instant::now() >= next_tick {
+                if let Err(err) = self.tick(Utc::now()).await {
+                    tracing::warn!(error = %err, "rule scheduler tick failed");
+                }
+                next_tick = tokio::time::Instant::now() + Duration::from_secs(1);
+            }
+            let waiting = match self.evaluate_crossings(Utc::now()).await {
+                Ok(w) => w,
+                Err(err) => {
+                    tracing::warn!(error = %err, "threshold evaluation at crossings failed");
+                    false
+                }
+            };
+            // Matching events not yet in the index: look again shortly.
+            let wake = if waiting {
+                (tokio::time::Instant::now() + Duration::from_millis(50)).min(next_tick)
+            } else {
+                next_tick
+            };
             tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.crossing_wake.notified() => {}
                 _ = shutdown.cancelled() => return,
             }
         }

@@ -791,3 +791,34 @@ async fn rules_validate_and_test_commands() {
     let (ok, text) = run(&["rules", "validate", empty.0.to_str().unwrap()]);
     assert!(!ok && text.contains("no rule files"), "{text}");
 }
+
+/// Threshold rules fire at the crossing: with an `interval` of one hour the schedule
+/// cannot be what fires this rule, so the alert opening within seconds of the event
+/// that completes the burst is the incremental evaluation on the committed stream.
+#[tokio::test(flavor = "multi_thread")]
+async fn threshold_rule_fires_at_the_crossing_not_at_the_next_interval() {
+    let rules = TempDir::new("palisade-rules");
+    std::fs::write(
+        rules.0.join("slow.yaml"),
+        "apiVersion: palisade/v1\nid: burst-hourly\ntitle: Burst (evaluated hourly)\nseverity: high\nkind: threshold\nquery: 'body:\"failed login\"'\ngroup_by: [attributes.user.name]\nwindow: 10m\ninterval: 1h\nthreshold: 3\n",
+    )
+    .unwrap();
+    let (server, _data) = spawn_with_rules(&rules).await;
+    // Let the first scheduled run (at start) pass, so the next one is an hour away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let failures = |n: usize| request("auth", (0..n).map(|_| login("carol", "failed login")).collect());
+    assert_eq!(server.post_protobuf(&failures(2)).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, body, _) = server
+        .call("GET", "/api/v1/alerts?rule=burst-hourly", &Auth::Token(server.creds.api_token.clone()), None)
+        .await;
+    assert_eq!(body["alerts"].as_array().unwrap().len(), 0, "two is below the threshold: {body}");
+    // The third event crosses it.
+    let sent = Instant::now();
+    assert_eq!(server.post_protobuf(&failures(1)).await.status(), 200);
+    let firing = wait_alerts(&server, "rule=burst-hourly", |a| !a.is_empty(), Duration::from_secs(10)).await;
+    let latency = sent.elapsed();
+    assert_eq!(firing[0]["evidence"]["count"], 3, "{firing:?}");
+    assert_eq!(firing[0]["state"], "firing");
+    assert!(latency < Duration::from_secs(3), "fired {latency:?} after the crossing");
+}
