@@ -28,6 +28,7 @@ fn kind(rule: &Rule) -> &'static str {
         Spec::Threshold { .. } => "threshold",
         Spec::Sequence { .. } => "sequence",
         Spec::Metric { .. } => "metric",
+        Spec::NewTerms { .. } => "new_terms",
     }
 }
 

@@ -171,6 +171,11 @@ pub fn fire(rule: &Rule, events: &[(i64, LogRecord)]) -> BTreeMap<String, Fired>
         }
         // Compile refuses test cases on metric rules (they replay log events).
         Spec::Metric { .. } => {}
+        Spec::NewTerms { .. } => {
+            for hit in crate::engine::new_terms_replay(rule, events.iter().map(|(s, r)| (*s, r))) {
+                add(hit.fingerprint, hit.labels, hit.count, false);
+            }
+        }
         Spec::Threshold { .. } => {
             let refs = indexed_view(events);
             // Evaluate at every event's time, as a scheduler with a short interval would.

@@ -608,3 +608,76 @@ fn decode_silence(row: &PgRow) -> Result<SilenceRow> {
         duration_secs: row.try_get("duration_secs")?,
     })
 }
+
+/// Most combinations a new_terms rule keeps per tenant (oldest `last_seen` pruned).
+pub const MAX_TERMS_PER_RULE: i64 = 100_000;
+
+/// New-terms state (migration 0013).
+impl AlertStore {
+    /// When `rule` was first evaluated for `tenant` (recorded now if never).
+    pub async fn new_terms_start(&self, tenant: TenantId, rule: &str) -> Result<DateTime<Utc>> {
+        sqlx::query("INSERT INTO rule_terms_start (tenant_id, rule_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(tenant.0)
+            .bind(rule)
+            .execute(&self.db.pool)
+            .await?;
+        Ok(sqlx::query_scalar("SELECT started_at FROM rule_terms_start WHERE tenant_id = $1 AND rule_id = $2")
+            .bind(tenant.0)
+            .bind(rule)
+            .fetch_one(&self.db.pool)
+            .await?)
+    }
+
+    /// Record a combination seen at `at`; whether it is new: never seen, or last
+    /// seen before `cutoff`. Of concurrent writers of one new combination exactly
+    /// one is told it is new (the one whose insert wins).
+    pub async fn new_terms_see(
+        &self,
+        tenant: TenantId,
+        rule: &str,
+        hash: &[u8; 16],
+        terms: &str,
+        at: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+    ) -> Result<bool> {
+        let row = sqlx::query(
+            "WITH prev AS (SELECT last_seen FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 AND hash = $3) \
+             INSERT INTO rule_terms (tenant_id, rule_id, hash, terms, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $5) \
+             ON CONFLICT (tenant_id, rule_id, hash) DO UPDATE SET last_seen = GREATEST(rule_terms.last_seen, EXCLUDED.last_seen) \
+             RETURNING (xmax = 0) AS inserted, (SELECT last_seen FROM prev) AS prev_seen",
+        )
+        .bind(tenant.0)
+        .bind(rule)
+        .bind(&hash[..])
+        .bind(terms)
+        .bind(at)
+        .fetch_one(&self.db.pool)
+        .await?;
+        let inserted: bool = row.try_get("inserted")?;
+        let prev: Option<DateTime<Utc>> = row.try_get("prev_seen")?;
+        Ok(inserted || prev.is_some_and(|p| p < cutoff))
+    }
+
+    /// Forget combinations last seen before `cutoff` and all but the newest
+    /// [`MAX_TERMS_PER_RULE`]; returns how many went.
+    pub async fn new_terms_prune(&self, tenant: TenantId, rule: &str, cutoff: DateTime<Utc>) -> Result<u64> {
+        let old = sqlx::query("DELETE FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 AND last_seen < $3")
+            .bind(tenant.0)
+            .bind(rule)
+            .bind(cutoff)
+            .execute(&self.db.pool)
+            .await?
+            .rows_affected();
+        let over = sqlx::query(
+            "DELETE FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 AND hash IN \
+             (SELECT hash FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 ORDER BY last_seen DESC OFFSET $3)",
+        )
+        .bind(tenant.0)
+        .bind(rule)
+        .bind(MAX_TERMS_PER_RULE)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
+        Ok(old + over)
+    }
+}

@@ -19,6 +19,9 @@ pub struct RuleError {
     pub message: String,
 }
 
+/// The longest `history` or `learning` of a new_terms rule.
+const MAX_HISTORY: Duration = Duration::from_secs(90 * 86_400);
+
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let d = query::time::parse_duration(text.trim())?;
     d.to_std().map_err(|_| format!("{text:?} must be positive"))
@@ -307,6 +310,23 @@ impl RuleDoc {
                     .collect::<Result<Vec<_>, _>>()?;
                 Spec::Sequence { steps, within }
             }
+            Kind::NewTerms => {
+                if main.query.is_none() {
+                    return Err(err("query", "a new_terms rule needs a query".into()));
+                }
+                if self.group_by.is_empty() {
+                    return Err(err("group_by", "a new_terms rule needs group_by: the fields whose combination is new (e.g. [attributes.entity.actor, attributes.k8s.client.ip])".into()));
+                }
+                let history = duration("history", &self.history)?.unwrap_or(Duration::from_secs(14 * 86_400));
+                if history > MAX_HISTORY || history < Duration::from_secs(60) {
+                    return Err(err("history", format!("must be between 1m and {}d", MAX_HISTORY.as_secs() / 86_400)));
+                }
+                let learning = duration("learning", &self.learning)?.unwrap_or(Duration::from_secs(7 * 86_400));
+                if learning > MAX_HISTORY {
+                    return Err(err("learning", format!("must be at most {}d", MAX_HISTORY.as_secs() / 86_400)));
+                }
+                Spec::NewTerms { history, learning }
+            }
             Kind::Metric => {
                 let text = self.expr.as_deref().ok_or_else(|| {
                     err(
@@ -343,6 +363,12 @@ impl RuleDoc {
                 Spec::Metric { query, interval }
             }
         };
+        if self.kind != Kind::NewTerms && (self.history.is_some() || self.learning.is_some()) {
+            return Err(err(
+                if self.history.is_some() { "history" } else { "learning" },
+                format!("only new_terms rules take this field, this rule is kind {:?}", self.kind),
+            ));
+        }
         if self.kind != Kind::Metric && self.expr.is_some() {
             return Err(err(
                 "expr",

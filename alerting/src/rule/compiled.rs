@@ -63,6 +63,11 @@ pub enum Spec {
         query: metrics::promql::Query,
         interval: Duration,
     },
+    /// The key is the rule's `group_by` values.
+    NewTerms {
+        history: Duration,
+        learning: Duration,
+    },
 }
 
 /// A validated rule, ready to evaluate.

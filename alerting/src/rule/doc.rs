@@ -36,6 +36,10 @@ pub enum Kind {
     /// A PromQL expression evaluated every `interval`; each returned series is an
     /// alert keyed by its labels (Prometheus alerting-rule semantics).
     Metric,
+    /// Fires when a combination of `group_by` values appears for the first time
+    /// within `history`, after a `learning` period (Elastic's new-terms rules).
+    #[serde(rename = "new_terms")]
+    NewTerms,
 }
 
 /// A structured condition on one field; exactly one operator is set.
@@ -182,6 +186,13 @@ pub struct RuleDoc {
     pub also: Vec<AltCountDoc>,
     #[serde(default)]
     pub within: Option<String>,
+    /// New-terms rules: how long a combination is remembered (default 14d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<String>,
+    /// New-terms rules: how long after the rule is first evaluated it only learns
+    /// (default 7d).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<String>,
     /// Metric rules: the PromQL expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expr: Option<String>,

@@ -94,6 +94,12 @@ pub fn backtest(rule: &Rule, events: &[StoredLog], truncated: bool) -> BacktestR
         }
         // Refused before replay (web::backtests): a metric rule has no log events.
         Spec::Metric { .. } => {}
+        // No stored history in a replay: the first `learning` of the range learns.
+        Spec::NewTerms { .. } => {
+            for hit in crate::engine::new_terms_replay(rule, events.iter().map(|e| (e.seq, &e.record))) {
+                record(hit, 1, false);
+            }
+        }
         Spec::Threshold { interval, .. } => {
             let refs: Vec<(i64, &LogRecord)> = events.iter().map(|e| (e.seq, &e.record)).collect();
             if let (Some(first), Some(last)) = (events.first(), events.last()) {

@@ -39,12 +39,13 @@ impl Engine {
                 let evaluated =
                     tokio::task::spawn_blocking(move || engine.evaluate_events(&batch, Utc::now()))
                         .await;
-                let Ok((changes, sequences)) = evaluated else {
+                let Ok((mut changes, sequences)) = evaluated else {
                     tracing::error!("rule evaluation panicked; retrying the batch");
                     follower.last = before;
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 };
+                changes.extend(self.resolve_terms(Utc::now()).await);
                 match self.store.apply(&changes, Some((CHECKPOINT, last))).await {
                     Ok(()) => {
                         self.finish_signals(0, true);

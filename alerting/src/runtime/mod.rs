@@ -114,7 +114,27 @@ pub struct Engine {
     crossings: Mutex<HashMap<(TenantId, String), i64>>,
     crossing_wake: tokio::sync::Notify,
     index: Arc<LogIndex>,
+    /// New-terms candidates of the batch being evaluated (combinations not written
+    /// to Postgres within the last hour by this process); `run_events` resolves them.
+    pending_terms: Mutex<Vec<TermCandidate>>,
+    /// (tenant, rule, hash) → when this process last wrote the combination.
+    known_terms: Mutex<HashMap<(TenantId, String, [u8; 16]), DateTime<Utc>>>,
+    /// (tenant, rule) → when its learning period started.
+    terms_start: Mutex<HashMap<(TenantId, String), DateTime<Utc>>>,
+    last_terms_prune: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// A combination a new_terms rule saw that may be new.
+struct TermCandidate {
+    tenant: TenantId,
+    rule: Arc<Rule>,
+    terms: String,
+    hash: [u8; 16],
+    hit: Hit,
+}
+
+/// Combinations this process remembers having written (a map cleared when full).
+const KNOWN_TERMS: usize = 1_000_000;
 
 /// Where correlation signals go once their alert changes are saved: the server
 /// passes its ingest writer, so signals are ordinary committed records.
@@ -208,6 +228,10 @@ impl Engine {
             crossings: Mutex::new(HashMap::new()),
             crossing_wake: tokio::sync::Notify::new(),
             index,
+            pending_terms: Mutex::new(Vec::new()),
+            known_terms: Mutex::new(HashMap::new()),
+            terms_start: Mutex::new(HashMap::new()),
+            last_terms_prune: Mutex::new(None),
         })
     }
 
@@ -458,6 +482,28 @@ impl Engine {
                         None
                     }
                     Spec::Metric { .. } => None,
+                    Spec::NewTerms { .. } => {
+                        if let Some((terms, hash)) = crate::engine::new_terms_key(rule, &stored.record) {
+                            let key = (tenant, rule.id().to_string(), hash);
+                            let fresh = self
+                                .known_terms
+                                .lock()
+                                .expect("terms lock")
+                                .get(&key)
+                                .is_some_and(|t| now - *t < chrono::Duration::hours(1));
+                            if !fresh {
+                                let hit = crate::engine::new_terms_hit(rule, &stored.record, stored.seq);
+                                self.pending_terms.lock().expect("terms lock").push(TermCandidate {
+                                    tenant,
+                                    rule: rule.clone(),
+                                    terms,
+                                    hash,
+                                    hit,
+                                });
+                            }
+                        }
+                        None
+                    }
                 };
                 if let Some(hit) = hit {
                     changes.extend(self.apply_hits(tenant, rule, vec![hit], now, false));
@@ -476,6 +522,80 @@ impl Engine {
             self.crossing_wake.notify_one();
         }
         (changes, touched_sequences)
+    }
+
+    /// Resolve the batch's new-terms candidates against Postgres: a combination that
+    /// is new there (and past the rule's learning period) is an alert.
+    pub(crate) async fn resolve_terms(&self, now: DateTime<Utc>) -> Vec<AlertChange> {
+        let candidates = std::mem::take(&mut *self.pending_terms.lock().expect("terms lock"));
+        let mut changes = Vec::new();
+        for c in candidates {
+            let Spec::NewTerms { history, learning } = &c.rule.spec else {
+                continue;
+            };
+            let key = (c.tenant, c.rule.id().to_string());
+            let cached = self.terms_start.lock().expect("terms lock").get(&key).copied();
+            let start = match cached {
+                Some(s) => s,
+                None => match self.store.new_terms_start(c.tenant, c.rule.id()).await {
+                    Ok(s) => {
+                        self.terms_start.lock().expect("terms lock").insert(key.clone(), s);
+                        s
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, rule = c.rule.id(), "new-terms state unavailable");
+                        continue;
+                    }
+                },
+            };
+            let cutoff = c.hit.at - chrono::Duration::from_std(*history).unwrap_or_default();
+            match self
+                .store
+                .new_terms_see(c.tenant, c.rule.id(), &c.hash, &c.terms, c.hit.at, cutoff)
+                .await
+            {
+                Ok(new) => {
+                    {
+                        let mut known = self.known_terms.lock().expect("terms lock");
+                        if known.len() >= KNOWN_TERMS {
+                            known.clear();
+                        }
+                        known.insert((c.tenant, key.1.clone(), c.hash), now);
+                    }
+                    let learned = now >= start + chrono::Duration::from_std(*learning).unwrap_or_default();
+                    if new && learned {
+                        changes.extend(self.apply_hits(c.tenant, &c.rule, vec![c.hit], now, false));
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, rule = c.rule.id(), "new-terms state not saved")
+                }
+            }
+        }
+        changes
+    }
+
+    /// Forget new-terms combinations past their history, every ten minutes.
+    pub(crate) async fn prune_terms(&self, now: DateTime<Utc>) {
+        {
+            let mut last = self.last_terms_prune.lock().expect("terms lock");
+            if last.is_some_and(|l| now - l < chrono::Duration::minutes(10)) {
+                return;
+            }
+            *last = Some(now);
+        }
+        let rules = self.rules();
+        let tenants = self.tenants.read().expect("tenants lock").clone();
+        for tenant in tenants {
+            for rule in rules.for_tenant(tenant) {
+                if let Spec::NewTerms { history, .. } = &rule.spec {
+                    let cutoff = now - chrono::Duration::from_std(*history).unwrap_or_default();
+                    if let Err(err) = self.store.new_terms_prune(tenant, rule.id(), cutoff).await {
+                        tracing::warn!(error = %err, rule = rule.id(), "new-terms prune failed");
+                    }
+                }
+            }
+        }
     }
 
     async fn persist_sequences(&self, keys: &[(TenantId, String)]) {

@@ -151,6 +151,7 @@ impl Engine {
     /// One scheduler tick at `now`.
     pub async fn tick(&self, now: DateTime<Utc>) -> crate::Result<()> {
         self.refresh_silences().await?;
+        self.prune_terms(now).await;
         let rules = self.rules();
         let mut changes = Vec::new();
         // Quiet periods of match and sequence alerts; silence changes.
