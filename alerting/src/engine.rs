@@ -219,7 +219,14 @@ pub fn new_terms_key(rule: &Rule, record: &LogRecord) -> Option<(String, [u8; 16
 
 /// The alert of a new term: one per combination, carrying the event.
 pub fn new_terms_hit(rule: &Rule, record: &LogRecord, seq: i64) -> Hit {
-    hit(rule, group_of(rule, record), Some(record), vec![seq], 1, record.time)
+    hit(
+        rule,
+        group_of(rule, record),
+        Some(record),
+        vec![seq],
+        1,
+        record.time,
+    )
 }
 
 /// Replay `events` (oldest first) through a new_terms rule with no stored history:

@@ -621,11 +621,13 @@ impl AlertStore {
             .bind(rule)
             .execute(&self.db.pool)
             .await?;
-        Ok(sqlx::query_scalar("SELECT started_at FROM rule_terms_start WHERE tenant_id = $1 AND rule_id = $2")
-            .bind(tenant.0)
-            .bind(rule)
-            .fetch_one(&self.db.pool)
-            .await?)
+        Ok(sqlx::query_scalar(
+            "SELECT started_at FROM rule_terms_start WHERE tenant_id = $1 AND rule_id = $2",
+        )
+        .bind(tenant.0)
+        .bind(rule)
+        .fetch_one(&self.db.pool)
+        .await?)
     }
 
     /// Record a combination seen at `at`; whether it is new: never seen, or last
@@ -660,14 +662,21 @@ impl AlertStore {
 
     /// Forget combinations last seen before `cutoff` and all but the newest
     /// [`MAX_TERMS_PER_RULE`]; returns how many went.
-    pub async fn new_terms_prune(&self, tenant: TenantId, rule: &str, cutoff: DateTime<Utc>) -> Result<u64> {
-        let old = sqlx::query("DELETE FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 AND last_seen < $3")
-            .bind(tenant.0)
-            .bind(rule)
-            .bind(cutoff)
-            .execute(&self.db.pool)
-            .await?
-            .rows_affected();
+    pub async fn new_terms_prune(
+        &self,
+        tenant: TenantId,
+        rule: &str,
+        cutoff: DateTime<Utc>,
+    ) -> Result<u64> {
+        let old = sqlx::query(
+            "DELETE FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 AND last_seen < $3",
+        )
+        .bind(tenant.0)
+        .bind(rule)
+        .bind(cutoff)
+        .execute(&self.db.pool)
+        .await?
+        .rows_affected();
         let over = sqlx::query(
             "DELETE FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 AND hash IN \
              (SELECT hash FROM rule_terms WHERE tenant_id = $1 AND rule_id = $2 ORDER BY last_seen DESC OFFSET $3)",

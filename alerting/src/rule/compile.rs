@@ -317,13 +317,21 @@ impl RuleDoc {
                 if self.group_by.is_empty() {
                     return Err(err("group_by", "a new_terms rule needs group_by: the fields whose combination is new (e.g. [attributes.entity.actor, attributes.k8s.client.ip])".into()));
                 }
-                let history = duration("history", &self.history)?.unwrap_or(Duration::from_secs(14 * 86_400));
+                let history =
+                    duration("history", &self.history)?.unwrap_or(Duration::from_secs(14 * 86_400));
                 if history > MAX_HISTORY || history < Duration::from_secs(60) {
-                    return Err(err("history", format!("must be between 1m and {}d", MAX_HISTORY.as_secs() / 86_400)));
+                    return Err(err(
+                        "history",
+                        format!("must be between 1m and {}d", MAX_HISTORY.as_secs() / 86_400),
+                    ));
                 }
-                let learning = duration("learning", &self.learning)?.unwrap_or(Duration::from_secs(7 * 86_400));
+                let learning = duration("learning", &self.learning)?
+                    .unwrap_or(Duration::from_secs(7 * 86_400));
                 if learning > MAX_HISTORY {
-                    return Err(err("learning", format!("must be at most {}d", MAX_HISTORY.as_secs() / 86_400)));
+                    return Err(err(
+                        "learning",
+                        format!("must be at most {}d", MAX_HISTORY.as_secs() / 86_400),
+                    ));
                 }
                 Spec::NewTerms { history, learning }
             }
@@ -365,8 +373,15 @@ impl RuleDoc {
         };
         if self.kind != Kind::NewTerms && (self.history.is_some() || self.learning.is_some()) {
             return Err(err(
-                if self.history.is_some() { "history" } else { "learning" },
-                format!("only new_terms rules take this field, this rule is kind {:?}", self.kind),
+                if self.history.is_some() {
+                    "history"
+                } else {
+                    "learning"
+                },
+                format!(
+                    "only new_terms rules take this field, this rule is kind {:?}",
+                    self.kind
+                ),
             ));
         }
         if self.kind != Kind::Metric && self.expr.is_some() {

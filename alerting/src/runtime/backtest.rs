@@ -96,7 +96,9 @@ pub fn backtest(rule: &Rule, events: &[StoredLog], truncated: bool) -> BacktestR
         Spec::Metric { .. } => {}
         // No stored history in a replay: the first `learning` of the range learns.
         Spec::NewTerms { .. } => {
-            for hit in crate::engine::new_terms_replay(rule, events.iter().map(|e| (e.seq, &e.record))) {
+            for hit in
+                crate::engine::new_terms_replay(rule, events.iter().map(|e| (e.seq, &e.record)))
+            {
                 record(hit, 1, false);
             }
         }

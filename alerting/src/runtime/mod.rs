@@ -483,7 +483,9 @@ impl Engine {
                     }
                     Spec::Metric { .. } => None,
                     Spec::NewTerms { .. } => {
-                        if let Some((terms, hash)) = crate::engine::new_terms_key(rule, &stored.record) {
+                        if let Some((terms, hash)) =
+                            crate::engine::new_terms_key(rule, &stored.record)
+                        {
                             let key = (tenant, rule.id().to_string(), hash);
                             let fresh = self
                                 .known_terms
@@ -492,14 +494,17 @@ impl Engine {
                                 .get(&key)
                                 .is_some_and(|t| now - *t < chrono::Duration::hours(1));
                             if !fresh {
-                                let hit = crate::engine::new_terms_hit(rule, &stored.record, stored.seq);
-                                self.pending_terms.lock().expect("terms lock").push(TermCandidate {
-                                    tenant,
-                                    rule: rule.clone(),
-                                    terms,
-                                    hash,
-                                    hit,
-                                });
+                                let hit =
+                                    crate::engine::new_terms_hit(rule, &stored.record, stored.seq);
+                                self.pending_terms.lock().expect("terms lock").push(
+                                    TermCandidate {
+                                        tenant,
+                                        rule: rule.clone(),
+                                        terms,
+                                        hash,
+                                        hit,
+                                    },
+                                );
                             }
                         }
                         None
@@ -534,12 +539,20 @@ impl Engine {
                 continue;
             };
             let key = (c.tenant, c.rule.id().to_string());
-            let cached = self.terms_start.lock().expect("terms lock").get(&key).copied();
+            let cached = self
+                .terms_start
+                .lock()
+                .expect("terms lock")
+                .get(&key)
+                .copied();
             let start = match cached {
                 Some(s) => s,
                 None => match self.store.new_terms_start(c.tenant, c.rule.id()).await {
                     Ok(s) => {
-                        self.terms_start.lock().expect("terms lock").insert(key.clone(), s);
+                        self.terms_start
+                            .lock()
+                            .expect("terms lock")
+                            .insert(key.clone(), s);
                         s
                     }
                     Err(err) => {
@@ -562,7 +575,8 @@ impl Engine {
                         }
                         known.insert((c.tenant, key.1.clone(), c.hash), now);
                     }
-                    let learned = now >= start + chrono::Duration::from_std(*learning).unwrap_or_default();
+                    let learned =
+                        now >= start + chrono::Duration::from_std(*learning).unwrap_or_default();
                     if new && learned {
                         changes.extend(self.apply_hits(c.tenant, &c.rule, vec![c.hit], now, false));
                     }

@@ -806,21 +806,44 @@ async fn threshold_rule_fires_at_the_crossing_not_at_the_next_interval() {
     let (server, _data) = spawn_with_rules(&rules).await;
     // Let the first scheduled run (at start) pass, so the next one is an hour away.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let failures = |n: usize| request("auth", (0..n).map(|_| login("carol", "failed login")).collect());
+    let failures = |n: usize| {
+        request(
+            "auth",
+            (0..n).map(|_| login("carol", "failed login")).collect(),
+        )
+    };
     assert_eq!(server.post_protobuf(&failures(2)).await.status(), 200);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, body, _) = server
-        .call("GET", "/api/v1/alerts?rule=burst-hourly", &Auth::Token(server.creds.api_token.clone()), None)
+        .call(
+            "GET",
+            "/api/v1/alerts?rule=burst-hourly",
+            &Auth::Token(server.creds.api_token.clone()),
+            None,
+        )
         .await;
-    assert_eq!(body["alerts"].as_array().unwrap().len(), 0, "two is below the threshold: {body}");
+    assert_eq!(
+        body["alerts"].as_array().unwrap().len(),
+        0,
+        "two is below the threshold: {body}"
+    );
     // The third event crosses it.
     let sent = Instant::now();
     assert_eq!(server.post_protobuf(&failures(1)).await.status(), 200);
-    let firing = wait_alerts(&server, "rule=burst-hourly", |a| !a.is_empty(), Duration::from_secs(10)).await;
+    let firing = wait_alerts(
+        &server,
+        "rule=burst-hourly",
+        |a| !a.is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
     let latency = sent.elapsed();
     assert_eq!(firing[0]["evidence"]["count"], 3, "{firing:?}");
     assert_eq!(firing[0]["state"], "firing");
-    assert!(latency < Duration::from_secs(3), "fired {latency:?} after the crossing");
+    assert!(
+        latency < Duration::from_secs(3),
+        "fired {latency:?} after the crossing"
+    );
 }
 
 /// `new_terms`: a combination of values fires the first time it is seen, not again;
@@ -837,33 +860,64 @@ async fn new_terms_fire_once_per_new_combination_after_learning_and_across_resta
     let login_from = |ip: &str| {
         request(
             "auth",
-            vec![record("login ok", 9, vec![kv("user.name", string("dave")), kv("client.ip", string(ip))])],
+            vec![record(
+                "login ok",
+                9,
+                vec![kv("user.name", string("dave")), kv("client.ip", string(ip))],
+            )],
         )
     };
     // Learning: the first address is learned, not reported.
-    assert_eq!(server.post_protobuf(&login_from("10.0.0.1")).await.status(), 200);
+    assert_eq!(
+        server.post_protobuf(&login_from("10.0.0.1")).await.status(),
+        200
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(alerts(&server, "rule=new-address").await.is_empty(), "silent while learning");
+    assert!(
+        alerts(&server, "rule=new-address").await.is_empty(),
+        "silent while learning"
+    );
     // After learning: the known address is quiet, a new one fires once.
-    assert_eq!(server.post_protobuf(&login_from("10.0.0.1")).await.status(), 200);
-    assert_eq!(server.post_protobuf(&login_from("10.0.0.2")).await.status(), 200);
-    assert_eq!(server.post_protobuf(&login_from("10.0.0.2")).await.status(), 200);
-    let fired = wait_alerts(&server, "rule=new-address", |a| !a.is_empty(), Duration::from_secs(10)).await;
+    assert_eq!(
+        server.post_protobuf(&login_from("10.0.0.1")).await.status(),
+        200
+    );
+    assert_eq!(
+        server.post_protobuf(&login_from("10.0.0.2")).await.status(),
+        200
+    );
+    assert_eq!(
+        server.post_protobuf(&login_from("10.0.0.2")).await.status(),
+        200
+    );
+    let fired = wait_alerts(
+        &server,
+        "rule=new-address",
+        |a| !a.is_empty(),
+        Duration::from_secs(10),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fired_now = alerts(&server, "rule=new-address").await;
     assert_eq!(fired_now.len(), 1, "{fired_now:?}");
     assert_eq!(fired[0]["labels"]["attributes.client.ip"], "10.0.0.2");
-    assert_eq!(fired_now[0]["evidence"]["count"], 1, "the second login from it is not new");
+    assert_eq!(
+        fired_now[0]["evidence"]["count"], 1,
+        "the second login from it is not new"
+    );
     // State is in Postgres: after a restart the learned and the reported addresses
     // stay known, and a third one is new.
     let url = server.database_url.clone();
     {
         use sqlx::Connection;
-        let mut conn = sqlx::PgConnection::connect(url.as_ref().unwrap()).await.unwrap();
-        let terms: i64 = sqlx::query_scalar("SELECT count(*) FROM rule_terms WHERE rule_id = 'new-address'")
-            .fetch_one(&mut conn)
+        let mut conn = sqlx::PgConnection::connect(url.as_ref().unwrap())
             .await
             .unwrap();
+        let terms: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM rule_terms WHERE rule_id = 'new-address'")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
         assert_eq!(terms, 2);
     }
     assert!(server.stop().unwrap().success());
@@ -873,7 +927,13 @@ async fn new_terms_fire_once_per_new_combination_after_learning_and_across_resta
     for ip in ["10.0.0.1", "10.0.0.2", "10.0.0.3"] {
         assert_eq!(again.post_protobuf(&login_from(ip)).await.status(), 200);
     }
-    let after = wait_alerts(&again, "rule=new-address", |a| a.len() >= 2, Duration::from_secs(10)).await;
+    let after = wait_alerts(
+        &again,
+        "rule=new-address",
+        |a| a.len() >= 2,
+        Duration::from_secs(10),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after_now = alerts(&again, "rule=new-address").await;
     assert_eq!(after_now.len(), 2, "{after_now:?}");
@@ -881,7 +941,10 @@ async fn new_terms_fire_once_per_new_combination_after_learning_and_across_resta
         .iter()
         .map(|a| a["labels"]["attributes.client.ip"].as_str().unwrap())
         .collect();
-    assert!(ips.contains(&"10.0.0.3") && ips.contains(&"10.0.0.2"), "{ips:?}");
+    assert!(
+        ips.contains(&"10.0.0.3") && ips.contains(&"10.0.0.2"),
+        "{ips:?}"
+    );
     for a in &after_now {
         assert_eq!(a["evidence"]["count"], 1, "{a}");
     }
