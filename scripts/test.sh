@@ -23,6 +23,13 @@ fi
 export PALISADE_TEST_PYTHON="$venv/bin/python"
 # A signing secret the paging tests read from the environment (channels file).
 export PALISADE_TEST_HOOK_SECRET="whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# Falco's k8saudit test traces are read in place from the shared directory beside the
+# repository (never copied into it); a clone elsewhere finds them at /work/shared.
+if [ -z "${PALISADE_SHARED_DIR:-}" ]; then
+  for d in "$PWD/../shared" /work/shared; do
+    if [ -f "$d/data/falco-k8saudit-traces/NOTICE.md" ]; then export PALISADE_SHARED_DIR="$d"; break; fi
+  done
+fi
 
 # --- Command-line peers used by the TLS tests ----------------------------------------
 missing=""
