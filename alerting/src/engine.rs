@@ -200,6 +200,11 @@ pub fn counts(rule: &Rule, record: &LogRecord) -> bool {
         && !excepted(rule, record)
 }
 
+/// The fingerprint of the alert a record would belong to (its rule and group).
+pub fn group_fingerprint(rule: &Rule, record: &LogRecord) -> String {
+    fingerprint(rule.id(), &group_of(rule, record))
+}
+
 /// A new_terms rule's key for a record it counts: the canonical text of its
 /// `group_by` values and a 16-byte hash of it. `None` when a field is missing.
 pub fn new_terms_key(rule: &Rule, record: &LogRecord) -> Option<(String, [u8; 16])> {

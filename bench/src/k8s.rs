@@ -187,6 +187,66 @@ async fn run_phase(
     })
 }
 
+/// Whether a pack rule existed before the outside-coverage rules (K8S-031 on).
+fn in_pack_of_before(id: &str) -> bool {
+    id.starts_with("C-")
+        || id
+            .strip_prefix("K8S-")
+            .and_then(|n| n.parse::<u32>().ok())
+            .is_some_and(|n| n <= 30)
+}
+
+/// The detection pack alone on one core: every rule on every normalised record the
+/// way the event follower runs them (match rules `match_event`, threshold and
+/// new_terms rules `counts`, sequences their state machine), for the pack of before
+/// (35 rules) and the whole pack. Returns (rules, records/s) for each.
+fn pack_rates(records: &[model::LogRecord]) -> anyhow::Result<Vec<(usize, f64)>> {
+    use alerting::engine::{SequenceState, counts, match_event};
+    use alerting::rule::Spec;
+    let dir = palisade_tests::workspace_root().join("rules/k8s");
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path)?;
+            all.extend(
+                alerting::rule::parse_rules(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+            );
+        }
+    }
+    let before: Vec<_> = all
+        .iter()
+        .filter(|r| in_pack_of_before(r.id()))
+        .cloned()
+        .collect();
+    let mut out = Vec::new();
+    for pack in [before, all] {
+        let mut sequences: BTreeMap<String, SequenceState> = BTreeMap::new();
+        let mut hits = 0usize;
+        let started = Instant::now();
+        for (seq, record) in records.iter().enumerate() {
+            for rule in &pack {
+                let hit = match rule.spec {
+                    Spec::Match => match_event(rule, record, seq as i64).is_some(),
+                    Spec::Sequence { .. } => sequences
+                        .entry(rule.id().to_string())
+                        .or_default()
+                        .on_event(rule, record, seq as i64)
+                        .is_some(),
+                    Spec::Threshold { .. } | Spec::NewTerms { .. } => counts(rule, record),
+                    Spec::Metric { .. } => false,
+                };
+                hits += usize::from(hit);
+            }
+        }
+        let rate = records.len() as f64 / started.elapsed().as_secs_f64();
+        std::hint::black_box(hits);
+        out.push((pack.len(), rate));
+    }
+    Ok(out)
+}
+
 pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
     let palisade = std::fs::canonicalize(&args.palisade)?;
     palisade_tests::set_palisade_bin(palisade);
@@ -216,6 +276,8 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
         }
     }
     let normalise_rate = n as f64 / t.elapsed().as_secs_f64();
+    eprintln!("bench: the pack alone over the normalised records");
+    let packs = pack_rates(&audit_records)?;
     let workload = Workload { records: n, batch };
     let plain_records: Vec<model::LogRecord> = (0..workload.requests())
         .map(|b| normalized(workload, b))
@@ -283,7 +345,7 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
         PhaseSpec {
             name: "Kubernetes audit events, audit webhook (EventList)",
             path: "/v1/k8s/audit?cluster=bench-webhook",
-            bodies: webhook_bodies,
+            bodies: webhook_bodies.clone(),
             records: n,
             search: "attributes.k8s.cluster.name:\"bench-webhook\"",
             expect_searchable: requests,
@@ -305,6 +367,54 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
         clients,
     )
     .await?;
+
+    // The same webhook phase against the pack as it was before the outside-coverage
+    // work (the 30 detections K8S-001…030 and C-01…C-05, in their current form), and
+    // against no rules at all, each on its own server and database in this run.
+    let before_dir = TempDir::new("palisade-bench-k8s-pack35");
+    let pack = palisade_tests::workspace_root().join("rules/k8s");
+    for entry in std::fs::read_dir(&pack)? {
+        let name = entry?.file_name().into_string().unwrap_or_default();
+        let id = name.trim_end_matches(".yaml");
+        if name.ends_with(".yaml") && in_pack_of_before(id) {
+            std::fs::copy(pack.join(&name), before_dir.0.join(&name))?;
+        }
+    }
+    let mut earlier = Vec::new();
+    for (label, dir_arg) in [
+        (
+            "audit events, webhook, the 35-rule pack of before",
+            Some(before_dir.0.to_str().unwrap_or("")),
+        ),
+        ("audit events, webhook, no rules", None),
+    ] {
+        let url2 = cluster
+            .create_database(if dir_arg.is_some() { "k8s35" } else { "k8s0" })
+            .await?;
+        let dir2 = TempDir::new("palisade-bench-k8s-b");
+        let mut extra: Vec<&str> = UNLIMITED.to_vec();
+        extra.push("--no-builtin-rules");
+        if let Some(d) = dir_arg {
+            extra.extend(["--rules-dir", d]);
+        }
+        let other = TestServer::start(&dir2.0, Some(url2.clone()), &extra).await?;
+        let phase = run_phase(
+            &other,
+            &url2,
+            PhaseSpec {
+                name: label,
+                path: "/v1/k8s/audit?cluster=bench-webhook",
+                bodies: webhook_bodies.clone(),
+                records: n,
+                search: "attributes.k8s.cluster.name:\"bench-webhook\"",
+                expect_searchable: requests,
+            },
+            clients,
+        )
+        .await?;
+        earlier.push(phase);
+        drop(other);
+    }
 
     let (status, body, _) = server
         .call(
@@ -328,7 +438,7 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
     println!();
     println!("| phase | acked/s | searchable/s | evaluated by the pack/s | ack p99 |");
     println!("|---|---|---|---|---|");
-    for p in [&plain, &webhook, &otlp] {
+    for p in [&plain, &webhook, &otlp].into_iter().chain(earlier.iter()) {
         let r = p.records as f64;
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.0} ms |",
@@ -339,6 +449,12 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
             p.ack_p99
         );
     }
+    for (rules, rate) in &packs {
+        println!(
+            "| baseline: the pack alone ({rules} rules) over the normalised records, one core | {rate:.0} | | | |"
+        );
+    }
+
     println!(
         "| baseline: `k8saudit::to_record` alone (parse, redact, derive), one core | {normalise_rate:.0} | | | |"
     );

@@ -583,7 +583,12 @@ fn hundred_rules() -> String {
         ));
     }
     text.push_str(
-        "apiVersion: palisade/v1\nid: probe\ntitle: Probe\nseverity: info\nkind: match\nquery: 'body:probealert'\ngroup_by: [attributes.probe.id]\n",
+        "apiVersion: palisade/v1\nid: probe\ntitle: Probe\nseverity: info\nkind: match\nquery: 'body:probealert'\ngroup_by: [attributes.probe.id]\n---\n",
+    );
+    // A threshold probe evaluated hourly on schedule: only the crossing path can fire
+    // it within the probe's wait.
+    text.push_str(
+        "apiVersion: palisade/v1\nid: probe-burst\ntitle: Probe burst\nseverity: info\nkind: threshold\nquery: 'body:probeburst'\ngroup_by: [attributes.probe.id]\nwindow: 5m\ninterval: 1h\nthreshold: 3\n",
     );
     text
 }
@@ -636,18 +641,28 @@ async fn rules_bench(args: Args) -> anyhow::Result<()> {
         rates.push((name, n / ingest_secs, n / evaluated_secs));
         if with_rules {
             eprintln!("bench: match-to-firing probes under load");
-            let (p50, p99) = firing_probes(&server, args.probes).await?;
-            print_rules(&args, &rates, p50, p99);
+            let matched = firing_probes(&server, args.probes, "probe", "probealert", 1).await?;
+            eprintln!("bench: threshold crossing-to-firing probes under load");
+            let crossed =
+                firing_probes(&server, args.probes, "probe-burst", "probeburst", 3).await?;
+            print_rules(&args, &rates, matched, crossed);
         }
         drop(server);
     }
     Ok(())
 }
 
-/// Send probes (one matching record each, a new fingerprint each) while a background
-/// client ingests at about 10,000 records/s (half the ingest target); time each from
-/// its 200 to its alert being `firing`.
-async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f64)> {
+/// Send probes (`per_probe` matching records each, the last one alone, a new
+/// fingerprint each) while a background client ingests at about 10,000 records/s
+/// (half the ingest target); time each from the 200 of its last record to its alert
+/// being `firing`.
+async fn firing_probes(
+    server: &TestServer,
+    n: usize,
+    rule: &str,
+    body: &str,
+    per_probe: usize,
+) -> anyhow::Result<(f64, f64)> {
     let background = Workload {
         records: 200_000,
         batch: 500,
@@ -658,18 +673,23 @@ async fn firing_probes(server: &TestServer, n: usize) -> anyhow::Result<(f64, f6
     let mut samples = Vec::new();
     for p in 0..n {
         let id = format!("p{p}x{}", uuid::Uuid::new_v4().simple());
-        let body = request(
-            "probe",
-            vec![record("probealert", 9, vec![kv("probe.id", string(&id))])],
-        )
-        .encode_to_vec();
-        view.send(&client, body).await?;
+        let one = || {
+            request(
+                "probe",
+                vec![record(body, 9, vec![kv("probe.id", string(&id))])],
+            )
+            .encode_to_vec()
+        };
+        for _ in 1..per_probe {
+            view.send(&client, one()).await?;
+        }
+        view.send(&client, one()).await?;
         let acked = Instant::now();
         loop {
             let (status, list) = server
                 .get_api(
                     "/api/v1/alerts",
-                    &[("rule", "probe"), ("state", "firing"), ("limit", "1000")],
+                    &[("rule", rule), ("state", "firing"), ("limit", "1000")],
                     Some(&server.creds.api_token),
                 )
                 .await;
@@ -728,7 +748,12 @@ impl Background {
     }
 }
 
-fn print_rules(args: &Args, rates: &[(&str, f64, f64)], p50: f64, p99: f64) {
+fn print_rules(
+    args: &Args,
+    rates: &[(&str, f64, f64)],
+    (p50, p99): (f64, f64),
+    (c50, c99): (f64, f64),
+) {
     println!(
         "## palisade-bench --mode rules: {} records, batch {}, {} clients",
         args.records, args.batch, args.clients
@@ -746,6 +771,10 @@ fn print_rules(args: &Args, rates: &[(&str, f64, f64)], p50: f64, p99: f64) {
     }
     println!(
         "| match-to-firing p50 / p99 ({} probes, background load ~10,000 records/s) | {p50:.0} ms / {p99:.0} ms |",
+        args.probes
+    );
+    println!(
+        "| threshold crossing-to-firing p50 / p99 ({} probes of 3 records, rule interval 1 h, same load) | {c50:.0} ms / {c99:.0} ms |",
         args.probes
     );
 }

@@ -476,8 +476,20 @@ impl Engine {
                         hit
                     }
                     Spec::Threshold { .. } => {
+                        // A group already firing has crossed: the schedule keeps its
+                        // evidence current; only groups that may cross now are worth an
+                        // evaluation at once.
                         if crate::engine::counts(rule, &stored.record) {
-                            crossed.push(((tenant, rule.id().to_string()), stored.seq));
+                            let fp = crate::engine::group_fingerprint(rule, &stored.record);
+                            let firing = self
+                                .active
+                                .lock()
+                                .expect("active lock")
+                                .get(&(tenant, fp))
+                                .is_some_and(|a| a.alert.state == State::Firing);
+                            if !firing {
+                                crossed.push(((tenant, rule.id().to_string()), stored.seq));
+                            }
                         }
                         None
                     }

@@ -32,7 +32,8 @@ fn traces_dir() -> PathBuf {
     dir
 }
 
-/// Each trace file and the detection it must raise (`None`: nothing at medium+).
+/// Each trace file and the detection it must raise (`None`: nothing at medium+). The
+/// rule is raised at medium or above, except those in [`LOW_BY_DESIGN`].
 /// The `None` files are Falco's negative cases and the traces of its INFO-priority
 /// activity rules (a role, binding, service account or configmap created), which
 /// are an event stream, not detections.
@@ -64,6 +65,11 @@ const EXPECTED: &[(&str, Option<&str>)] = &[
     ("delete_clusterrole", None),
     ("exec_pod", Some("K8S-001")),
 ];
+
+/// Detections deliberately low where Falco's own rule is NOTICE: exec/attach by a
+/// person into an application pod (K8S-001; high in kube-system or by a service
+/// account, and the commands that matter are K8S-002). docs/coverage.md says why.
+const LOW_BY_DESIGN: &[&str] = &["K8S-001"];
 
 /// A trace line as a current v1 Event with a fresh audit id.
 fn to_v1(mut e: Value, n: usize) -> Value {
@@ -153,10 +159,13 @@ async fn falcos_own_k8saudit_traces_raise_their_detections() {
             .collect();
         match expected {
             Some(rule) => {
-                if !paging.iter().any(|(r, _)| r == rule) {
-                    failures.push(format!(
-                        "{file}: expected {rule} at medium+, raised {raised:?}"
-                    ));
+                let at_severity = if LOW_BY_DESIGN.contains(rule) {
+                    raised.iter().any(|(r, sev)| r == rule && sev != "info")
+                } else {
+                    paging.iter().any(|(r, _)| r == rule)
+                };
+                if !at_severity {
+                    failures.push(format!("{file}: expected {rule}, raised {raised:?}"));
                 }
                 // Every line of a security-relevant trace raises it (the configmap
                 // trace has six variants of the credential).
