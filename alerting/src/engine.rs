@@ -5,7 +5,7 @@
 //! periods into alert transitions; the server persists both.
 
 use k8saudit::attr;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use model::LogRecord;
@@ -198,6 +198,81 @@ pub fn counts(rule: &Rule, record: &LogRecord) -> bool {
         && k8saudit::inventory::evaluable(record)
         && selects(&rule.selector, record)
         && !excepted(rule, record)
+}
+
+/// Most groups [`CrossingTracker`] follows (all are forgotten when it is full: the
+/// schedule still evaluates every rule each `interval`).
+pub const CROSSING_GROUPS: usize = 50_000;
+/// Most events it keeps per group.
+pub const CROSSING_EVENTS_PER_GROUP: usize = 4_096;
+
+/// Sliding in-memory counts of threshold rules per group, so the event follower sees
+/// a group reach its threshold without reading the index: per (tenant, rule, group),
+/// the times of the group's counted events within the rule's longest window and the
+/// values of its `distinct` fields. Only when a group holds here is the rule evaluated
+/// (through the index) at once. Bounded by [`CROSSING_GROUPS`] and
+/// [`CROSSING_EVENTS_PER_GROUP`]; starts empty at process start.
+#[derive(Debug, Default)]
+pub struct CrossingTracker {
+    groups: HashMap<(model::TenantId, String), VecDeque<(DateTime<Utc>, Vec<String>)>>,
+}
+
+impl CrossingTracker {
+    /// Count `record` (which `rule` counts) for its group; whether the group now
+    /// holds the rule's main condition or one of its `also` conditions.
+    pub fn observe(&mut self, tenant: model::TenantId, rule: &Rule, record: &LogRecord) -> bool {
+        let Spec::Threshold {
+            window,
+            threshold,
+            distinct,
+            also,
+            ..
+        } = &rule.spec
+        else {
+            return false;
+        };
+        let conditions: Vec<(std::time::Duration, f64, Option<&String>)> =
+            std::iter::once((*window, *threshold, distinct.as_ref()))
+                .chain(
+                    also.iter()
+                        .map(|a| (a.window, a.threshold, a.distinct.as_ref())),
+                )
+                .collect();
+        let longest = conditions.iter().map(|c| c.0).max().unwrap_or_default();
+        let values: Vec<String> = conditions
+            .iter()
+            .map(|c| c.2.map(|f| group_value(record, f)).unwrap_or_default())
+            .collect();
+        let key = (tenant, group_fingerprint(rule, record));
+        if self.groups.len() >= CROSSING_GROUPS && !self.groups.contains_key(&key) {
+            self.groups.clear();
+        }
+        let events = self.groups.entry(key).or_default();
+        events.push_back((record.time, values));
+        let newest = events.iter().map(|e| e.0).max().unwrap_or(record.time);
+        let oldest = newest - chrono::Duration::from_std(longest).unwrap_or_default();
+        events.retain(|e| e.0 > oldest);
+        while events.len() > CROSSING_EVENTS_PER_GROUP {
+            events.pop_front();
+        }
+        conditions
+            .iter()
+            .enumerate()
+            .any(|(i, (window, threshold, distinct))| {
+                let since = newest - chrono::Duration::from_std(*window).unwrap_or_default();
+                let inside = events.iter().filter(|e| e.0 > since);
+                let value = if distinct.is_some() {
+                    inside
+                        .filter(|e| !e.1[i].is_empty())
+                        .map(|e| e.1[i].as_str())
+                        .collect::<HashSet<&str>>()
+                        .len()
+                } else {
+                    inside.count()
+                };
+                value as f64 >= *threshold
+            })
+    }
 }
 
 /// The fingerprint of the alert a record would belong to (its rule and group).

@@ -325,6 +325,14 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
     // The built-in pack (30 detections + C-01…C-05) is loaded by default.
     let server = TestServer::start(&dir.0, Some(url.clone()), &UNLIMITED).await?;
     let clients = args.clients;
+    let webhook_phase = |name: &'static str| PhaseSpec {
+        name,
+        path: "/v1/k8s/audit?cluster=bench-webhook",
+        bodies: webhook_bodies.clone(),
+        records: n,
+        search: "attributes.k8s.cluster.name:\"bench-webhook\"",
+        expect_searchable: requests,
+    };
     let plain = run_phase(
         &server,
         &url,
@@ -342,14 +350,7 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
     let webhook = run_phase(
         &server,
         &url,
-        PhaseSpec {
-            name: "Kubernetes audit events, audit webhook (EventList)",
-            path: "/v1/k8s/audit?cluster=bench-webhook",
-            bodies: webhook_bodies.clone(),
-            records: n,
-            search: "attributes.k8s.cluster.name:\"bench-webhook\"",
-            expect_searchable: requests,
-        },
+        webhook_phase("Kubernetes audit events, audit webhook (EventList)"),
         clients,
     )
     .await?;
@@ -398,20 +399,7 @@ pub async fn k8s_bench(args: Args) -> anyhow::Result<()> {
             extra.extend(["--rules-dir", d]);
         }
         let other = TestServer::start(&dir2.0, Some(url2.clone()), &extra).await?;
-        let phase = run_phase(
-            &other,
-            &url2,
-            PhaseSpec {
-                name: label,
-                path: "/v1/k8s/audit?cluster=bench-webhook",
-                bodies: webhook_bodies.clone(),
-                records: n,
-                search: "attributes.k8s.cluster.name:\"bench-webhook\"",
-                expect_searchable: requests,
-            },
-            clients,
-        )
-        .await?;
+        let phase = run_phase(&other, &url2, webhook_phase(label), clients).await?;
         earlier.push(phase);
         drop(other);
     }

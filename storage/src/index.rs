@@ -286,6 +286,8 @@ pub struct LogIndex {
     fields: IndexFields,
     reader: IndexReader,
     writer: Mutex<IndexWriter>,
+    /// The checkpoint of the commit searches see (set after the reader reloads).
+    searchable: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for LogIndex {
@@ -345,12 +347,14 @@ impl LogIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
+        let searchable = Self::read_payload(&index).map_or(0, |p| p.checkpoint);
         Ok(LogIndex {
             dir: dir.to_path_buf(),
             index,
             fields,
             reader,
             writer: Mutex::new(writer),
+            searchable: std::sync::atomic::AtomicI64::new(searchable),
         })
     }
 
@@ -375,6 +379,12 @@ impl LogIndex {
     /// The highest sequence id contained in the last commit (0 for a new index).
     pub fn checkpoint(&self) -> i64 {
         Self::read_payload(&self.index).map_or(0, |p| p.checkpoint)
+    }
+
+    /// The highest sequence id searches can see: the checkpoint of the last commit
+    /// the reader has reloaded (a commit is durable a moment before it is searchable).
+    pub fn searchable_checkpoint(&self) -> i64 {
+        self.searchable.load(std::sync::atomic::Ordering::Acquire)
     }
 
     fn document(&self, log: &StoredLog) -> TantivyDocument {
@@ -481,6 +491,8 @@ impl LogIndex {
             prepared.commit()?;
         }
         self.reader.reload()?;
+        self.searchable
+            .fetch_max(checkpoint, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 

@@ -112,6 +112,8 @@ pub struct Engine {
     /// the scheduler evaluates them as soon as the index holds that event, so an
     /// alert opens at the crossing instead of at the next `interval`.
     crossings: Mutex<HashMap<(TenantId, String), i64>>,
+    /// In-memory sliding counts per group, which say when a group may have crossed.
+    crossing_counts: Mutex<crate::engine::CrossingTracker>,
     crossing_wake: tokio::sync::Notify,
     index: Arc<LogIndex>,
     /// New-terms candidates of the batch being evaluated (combinations not written
@@ -226,6 +228,7 @@ impl Engine {
             signal_sink: RwLock::new(None),
             metrics: RwLock::new(None),
             crossings: Mutex::new(HashMap::new()),
+            crossing_counts: Mutex::new(Default::default()),
             crossing_wake: tokio::sync::Notify::new(),
             index,
             pending_terms: Mutex::new(Vec::new()),
@@ -477,8 +480,8 @@ impl Engine {
                     }
                     Spec::Threshold { .. } => {
                         // A group already firing has crossed: the schedule keeps its
-                        // evidence current; only groups that may cross now are worth an
-                        // evaluation at once.
+                        // evidence current. Of the others, a group whose in-memory count
+                        // reaches the threshold is evaluated at once (through the index).
                         if crate::engine::counts(rule, &stored.record) {
                             let fp = crate::engine::group_fingerprint(rule, &stored.record);
                             let firing = self
@@ -487,7 +490,13 @@ impl Engine {
                                 .expect("active lock")
                                 .get(&(tenant, fp))
                                 .is_some_and(|a| a.alert.state == State::Firing);
-                            if !firing {
+                            let holds = !firing
+                                && self.crossing_counts.lock().expect("crossing lock").observe(
+                                    tenant,
+                                    rule,
+                                    &stored.record,
+                                );
+                            if holds {
                                 crossed.push(((tenant, rule.id().to_string()), stored.seq));
                             }
                         }

@@ -196,27 +196,22 @@ impl Engine {
                 } else {
                     self.evaluate_threshold(tenant, &rule, now).await
                 };
-                match evaluated {
-                    Ok(c) => changes.extend(c),
-                    Err(err) => {
-                        tracing::warn!(error = %err, rule = rule.id(), "scheduled rule evaluation failed")
-                    }
-                }
+                collect(
+                    &mut changes,
+                    evaluated,
+                    &rule,
+                    "scheduled rule evaluation failed",
+                );
             }
         }
-        if !changes.is_empty() {
-            let saved = self.store.apply(&changes, None).await;
-            self.finish_signals(1, saved.is_ok());
-            saved?;
-        }
-        Ok(())
+        self.save_scheduled(&changes).await
     }
 
     /// Threshold rules whose matching events the index now holds (see
     /// `crossings`): evaluate each over its window now, as a scheduled run would.
     /// Returns whether some wait for the index still.
     pub async fn evaluate_crossings(&self, now: DateTime<Utc>) -> crate::Result<bool> {
-        let indexed = self.index.checkpoint();
+        let indexed = self.index.searchable_checkpoint();
         let ready: Vec<(TenantId, String)> = {
             let mut crossings = self.crossings.lock().expect("crossings lock");
             let ready: Vec<(TenantId, String)> = crossings
@@ -239,19 +234,26 @@ impl Engine {
             let Some(rule) = rules.find(tenant, &id) else {
                 continue;
             };
-            match self.evaluate_threshold(tenant, &rule, now).await {
-                Ok(c) => changes.extend(c),
-                Err(err) => {
-                    tracing::warn!(error = %err, rule = rule.id(), "threshold evaluation at a crossing failed")
-                }
-            }
+            let evaluated = self.evaluate_threshold(tenant, &rule, now).await;
+            collect(
+                &mut changes,
+                evaluated,
+                &rule,
+                "threshold evaluation at a crossing failed",
+            );
         }
+        self.save_scheduled(&changes).await?;
+        Ok(waiting)
+    }
+
+    /// Save the alert changes of the schedule's path (signals index 1).
+    async fn save_scheduled(&self, changes: &[AlertChange]) -> crate::Result<()> {
         if !changes.is_empty() {
-            let saved = self.store.apply(&changes, None).await;
+            let saved = self.store.apply(changes, None).await;
             self.finish_signals(1, saved.is_ok());
             saved?;
         }
-        Ok(waiting)
+        Ok(())
     }
 
     /// Tick every second until `shutdown`; between ticks, evaluate threshold rules
@@ -284,5 +286,18 @@ impl Engine {
                 _ = shutdown.cancelled() => return,
             }
         }
+    }
+}
+
+/// Add one rule's evaluated changes, or log why there are none.
+fn collect(
+    changes: &mut Vec<AlertChange>,
+    evaluated: crate::Result<Vec<AlertChange>>,
+    rule: &Rule,
+    what: &str,
+) {
+    match evaluated {
+        Ok(c) => changes.extend(c),
+        Err(err) => tracing::warn!(error = %err, rule = rule.id(), "{what}"),
     }
 }
