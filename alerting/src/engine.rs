@@ -214,8 +214,11 @@ pub const CROSSING_EVENTS_PER_GROUP: usize = 4_096;
 /// [`CROSSING_EVENTS_PER_GROUP`]; starts empty at process start.
 #[derive(Debug, Default)]
 pub struct CrossingTracker {
-    groups: HashMap<(model::TenantId, String), VecDeque<(DateTime<Utc>, Vec<String>)>>,
+    groups: HashMap<(model::TenantId, String), GroupEvents>,
 }
+
+/// A group's counted events: time and the values of the rule's `distinct` fields.
+type GroupEvents = VecDeque<(DateTime<Utc>, Vec<String>)>;
 
 impl CrossingTracker {
     /// Count `record` (which `rule` counts) for its group; whether the group now

@@ -120,11 +120,14 @@ pub struct Engine {
     /// to Postgres within the last hour by this process); `run_events` resolves them.
     pending_terms: Mutex<Vec<TermCandidate>>,
     /// (tenant, rule, hash) → when this process last wrote the combination.
-    known_terms: Mutex<HashMap<(TenantId, String, [u8; 16]), DateTime<Utc>>>,
+    known_terms: Mutex<HashMap<TermKey, DateTime<Utc>>>,
     /// (tenant, rule) → when its learning period started.
     terms_start: Mutex<HashMap<(TenantId, String), DateTime<Utc>>>,
     last_terms_prune: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// (tenant, rule id, combination hash).
+type TermKey = (TenantId, String, [u8; 16]);
 
 /// A combination a new_terms rule saw that may be new.
 struct TermCandidate {

@@ -948,4 +948,95 @@ async fn new_terms_fire_once_per_new_combination_after_learning_and_across_resta
     for a in &after_now {
         assert_eq!(a["evidence"]["count"], 1, "{a}");
     }
+    // A backtest replays the stored logins: the first address is learned (within
+    // `learning` of the first event), the two others are new once each.
+    let (status, result, _) = again
+        .call(
+            "POST",
+            "/api/v1/rules/backtest",
+            &Auth::Token(again.creds.api_token.clone()),
+            Some(json!({"rule_id": "new-address", "from": "now-1h"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{result}");
+    let mut replayed: Vec<&str> = result["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["labels"]["attributes.client.ip"].as_str().unwrap())
+        .collect();
+    replayed.sort();
+    assert_eq!(replayed, ["10.0.0.2", "10.0.0.3"], "{result}");
+}
+
+/// The crossing under ingest load: a background client sends 200-record batches
+/// while probes of three records cross a threshold rule evaluated hourly.
+#[tokio::test(flavor = "multi_thread")]
+async fn threshold_rule_fires_at_the_crossing_under_background_load() {
+    let rules = TempDir::new("palisade-rules");
+    std::fs::write(
+        rules.0.join("slow.yaml"),
+        "apiVersion: palisade/v1\nid: probe-burst\ntitle: Probe burst\nseverity: info\nkind: threshold\nquery: 'body:probeburst'\ngroup_by: [attributes.probe.id]\nwindow: 5m\ninterval: 1h\nthreshold: 3\n",
+    )
+    .unwrap();
+    let (server, _data) = spawn_with_rules(&rules).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let background = {
+        let stop = stop.clone();
+        let http = server.http.clone();
+        let url = format!("{}/v1/logs", server.otlp_http);
+        let token = server.creds.ingest_token.clone();
+        tokio::spawn(async move {
+            use prost::Message;
+            let body = request(
+                "load",
+                (0..200)
+                    .map(|i| record(&format!("background {i}"), 9, vec![]))
+                    .collect(),
+            )
+            .encode_to_vec();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = http
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    for p in 0..5 {
+        let id = format!("probe-{p}");
+        let one = || {
+            request(
+                "probe",
+                vec![record("probeburst", 9, vec![kv("probe.id", string(&id))])],
+            )
+        };
+        for _ in 0..3 {
+            assert_eq!(server.post_protobuf(&one()).await.status(), 200);
+        }
+        let sent = Instant::now();
+        let firing = wait_alerts(
+            &server,
+            "rule=probe-burst&state=firing&limit=1000",
+            |a| {
+                a.iter()
+                    .any(|x| x["labels"]["attributes.probe.id"] == id.as_str())
+            },
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(!firing.is_empty());
+        assert!(
+            sent.elapsed() < Duration::from_secs(3),
+            "probe {p}: {:?}",
+            sent.elapsed()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    background.await.unwrap();
 }
