@@ -88,6 +88,19 @@ async fn an_attack_becomes_one_incident_with_its_whole_story() {
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    // Group on the actor only: the generator draws each attack burst's outside address
+    // at random from 248 values, so an anonymous scanner's single forbidden requests
+    // (K8S-043, low) may share the contractor's address and, grouped on client_ip,
+    // pull one of the contractor's alerts into the scanner's incident.
+    let (status, body, _) = server
+        .call(
+            "PUT",
+            "/api/v1/incident-settings",
+            &admin(&server),
+            Some(json!({"group_on": ["actor"], "window": "30m", "auto_resolve": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
 
     // The contractor looks around a few minutes before the attack bursts start.
     let recon_at = (chrono::Utc::now() - chrono::Duration::seconds(280))
