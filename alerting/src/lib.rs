@@ -15,6 +15,7 @@ pub mod catalogue;
 pub mod engine;
 pub mod error;
 pub mod eval;
+pub mod gate;
 pub mod lifecycle;
 pub mod rule;
 pub mod runtime;

@@ -156,7 +156,11 @@ pub fn fire(rule: &Rule, events: &[(i64, LogRecord)]) -> BTreeMap<String, Fired>
     match &rule.spec {
         Spec::Match => {
             for (seq, record) in events {
-                if let Some(hit) = match_event(rule, record, *seq) {
+                // Through the rule's gates, as the event follower runs it: a case that
+                // should fire fails if a gate wrongly closes.
+                if crate::gate::GateView::new(record).open(&rule.gates)
+                    && let Some(hit) = match_event(rule, record, *seq)
+                {
                     add(hit.fingerprint, hit.labels, hit.count, false);
                 }
             }

@@ -51,7 +51,8 @@ pub(crate) struct Args {
     palisade: PathBuf,
     /// `ingest` (ingest and search), `rules` (ingest with 0 vs 100 match rules,
     /// and match-to-firing latency) or `k8s` (audit events through normalisation and
-    /// the built-in detection pack, beside plain logs) or `paging` (alerts through the
+    /// the built-in detection pack, beside plain logs; `k8s-packs` only its comparison
+    /// of packs on fresh servers) or `paging` (alerts through the
     /// notification outbox to a webhook receiver: latency under load, throughput) or
     /// `timeline` (an incident timeline with 1,000 correlated events among `--records`)
     /// or `metrics` (OTLP metrics ingest, bytes per point, a PromQL range query over
@@ -436,6 +437,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if args.mode == "k8s" {
         return k8s::k8s_bench(args).await;
+    }
+    if args.mode == "k8s-packs" {
+        return k8s::k8s_packs_bench(args).await;
     }
     if args.mode == "paging" {
         return paging::paging_bench(args).await;

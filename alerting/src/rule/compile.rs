@@ -411,6 +411,7 @@ impl RuleDoc {
                 .map_err(|m| err("annotations", format!("{key}: {m}")))?;
         }
         Ok(Rule {
+            gates: crate::gate::gates(&main),
             group_by: self.group_by.clone(),
             doc: self,
             selector: main,

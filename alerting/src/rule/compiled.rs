@@ -83,6 +83,8 @@ pub struct Rule {
     pub for_: Duration,
     pub resolve_after: Duration,
     pub keep_firing_for: Duration,
+    /// Necessary conditions of `selector`, checked first ([`crate::gate`]).
+    pub gates: Vec<crate::gate::Gate>,
 }
 
 impl Rule {

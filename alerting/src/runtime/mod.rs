@@ -464,7 +464,14 @@ impl Engine {
             let tenant_rules = by_tenant
                 .entry(tenant)
                 .or_insert_with(|| rules.for_tenant(tenant));
+            let mut gates = crate::gate::GateView::new(&stored.record);
             for rule in tenant_rules.iter() {
+                // A closed gate: the rule's selector cannot hold for this record.
+                if !matches!(rule.spec, Spec::Sequence { .. } | Spec::Metric { .. })
+                    && !gates.open(&rule.gates)
+                {
+                    continue;
+                }
                 let hit = match rule.spec {
                     Spec::Match => match_event(rule, &stored.record, stored.seq),
                     Spec::Sequence { .. } => {
