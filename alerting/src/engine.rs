@@ -146,12 +146,31 @@ fn make_hit(
         "count": count,
     });
     context[extra.0] = extra.1;
-    let annotations = rule
+    let mut annotations: BTreeMap<String, String> = rule
         .doc
         .annotations
         .iter()
         .map(|(k, t)| (k.clone(), crate::template::render(t, &context)))
         .collect();
+    // Pages, incidents and the UI show `summary`: a rule without one gets its title
+    // and what the alert is about (the non-empty group values).
+    if annotations
+        .get("summary")
+        .is_none_or(|s| s.trim().is_empty())
+        && !rule.doc.title.trim().is_empty()
+    {
+        let about: Vec<&str> = group
+            .values()
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+            .collect();
+        let summary = if about.is_empty() {
+            rule.doc.title.clone()
+        } else {
+            format!("{} ({})", rule.doc.title, about.join(", "))
+        };
+        annotations.insert("summary".into(), summary);
+    }
     Hit {
         rule_id: rule.id().to_string(),
         entity: BTreeMap::new(),
@@ -293,12 +312,24 @@ pub fn new_terms_key(rule: &Rule, record: &LogRecord) -> Option<(String, [u8; 16
     if group.values().any(String::is_empty) {
         return None;
     }
-    let text = serde_json::to_string(&group).unwrap_or_default();
+    let mut text = serde_json::to_string(&group).unwrap_or_default();
     let digest = <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes());
     let mut h = [0u8; 16];
     h.copy_from_slice(&digest[..16]);
+    // The hash is the identity; the text is kept for people, bounded.
+    if text.len() > MAX_TERMS_TEXT_BYTES {
+        let mut end = MAX_TERMS_TEXT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
     Some((text, h))
 }
+
+/// Most bytes of a new_terms combination's text stored beside its hash.
+pub const MAX_TERMS_TEXT_BYTES: usize = 1024;
 
 /// The alert of a new term: one per combination, carrying the event.
 pub fn new_terms_hit(rule: &Rule, record: &LogRecord, seq: i64) -> Hit {
@@ -556,5 +587,57 @@ impl SequenceState {
             let within = chrono::Duration::from_std(*within).unwrap_or_default();
             self.progress.retain(|_, p| now - p.started_at <= within);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::TenantId;
+
+    fn record(user: &str, agent: &str) -> LogRecord {
+        let now = Utc::now();
+        LogRecord {
+            tenant_id: TenantId(uuid::Uuid::nil()),
+            time: now,
+            observed_time: now,
+            severity_number: 9,
+            severity_text: "INFO".into(),
+            body: String::new(),
+            attributes: json!({"user": user, "agent": agent})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            resource: Default::default(),
+            scope_name: String::new(),
+            scope_version: String::new(),
+            trace_id: None,
+            span_id: None,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn new_terms_text_is_bounded_and_the_hash_tells_long_values_apart() {
+        let rule = crate::rule::parse_rules(
+            "apiVersion: palisade/v1\nid: nt\ntitle: New agent\nseverity: medium\nkind: new_terms\nquery: 'attributes.user:*'\ngroup_by: [attributes.user, attributes.agent]\n",
+        )
+        .expect("rule")
+        .remove(0);
+        let long = "é".repeat(4000);
+        let (text, hash) =
+            new_terms_key(&rule, &record("alice", &format!("{long}a"))).expect("key");
+        assert!(
+            text.len() <= MAX_TERMS_TEXT_BYTES + '…'.len_utf8(),
+            "{}",
+            text.len()
+        );
+        assert!(text.ends_with('…'));
+        let (other_text, other_hash) =
+            new_terms_key(&rule, &record("alice", &format!("{long}b"))).expect("key");
+        assert_eq!(text, other_text, "both cut at the same place");
+        assert_ne!(hash, other_hash, "but they are two combinations");
+        let (short, _) = new_terms_key(&rule, &record("alice", "kubectl")).expect("key");
+        assert!(short.contains("kubectl") && !short.ends_with('…'));
     }
 }

@@ -31,7 +31,9 @@ pub struct Fired {
     pub count: u64,
 }
 
-fn events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
+/// A test case's events as ingest would have stored them (normalised, in time order,
+/// stages of one request marked), with their sequence numbers.
+pub fn case_events(case: &TestCase) -> Result<Vec<(i64, LogRecord)>, String> {
     let start = test_epoch();
     let mut out = Vec::new();
     for (i, e) in case.events.iter().enumerate() {
@@ -212,7 +214,7 @@ pub fn run_rule_tests(rule: &Rule) -> Vec<CaseResult> {
                 passed,
                 detail,
             };
-            let events = match events(case) {
+            let events = match case_events(case) {
                 Ok(e) => e,
                 Err(m) => return result(false, m),
             };

@@ -66,6 +66,51 @@ fn every_case_of_every_shipped_rule_passes() {
     assert!(passed >= 89, "only {passed} cases ran");
 }
 
+/// Every alert of the pack says what it is about: a rule without its own `summary`
+/// template gets its title and the group values (pages, incident titles and the UI
+/// show the summary; a bare rule id tells the person paged nothing).
+#[test]
+fn every_shipped_match_rule_summarises_its_alerts() {
+    let mut checked = 0;
+    for (file, rule) in pack() {
+        if rule.spec != alerting::rule::Spec::Match {
+            continue;
+        }
+        for case in &rule.doc.tests {
+            let events = alerting::testing::case_events(case).expect("case events");
+            for (seq, record) in &events {
+                let Some(hit) = alerting::engine::match_event(&rule, record, *seq) else {
+                    continue;
+                };
+                let summary = hit.annotations.get("summary").cloned().unwrap_or_default();
+                assert!(
+                    !summary.trim().is_empty() && summary != rule.id(),
+                    "rules/k8s/{file}: case {:?}: summary {summary:?}",
+                    case.name
+                );
+                if !rule.doc.annotations.contains_key("summary") {
+                    assert!(
+                        summary.starts_with(&rule.doc.title),
+                        "rules/k8s/{file}: {summary:?}"
+                    );
+                    let about: Vec<&String> = hit
+                        .labels
+                        .iter()
+                        .filter(|(k, v)| k.starts_with("attributes.") && !v.is_empty())
+                        .map(|(_, v)| v)
+                        .collect();
+                    assert!(
+                        about.iter().all(|v| summary.contains(v.as_str())),
+                        "rules/k8s/{file}: {summary:?} lacks the group values {about:?}"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} hits checked");
+}
+
 /// Compare generated text with the checked-in file, or rewrite it under
 /// `PALISADE_BLESS=1`.
 fn check_generated(path: &Path, expected: &str) {

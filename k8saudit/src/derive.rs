@@ -1240,6 +1240,20 @@ mod tests {
         ] {
             assert!(!is_health_check(attack), "{attack} is not a health check");
         }
+        // Past the 1,024-byte bound nothing is a check, however it starts: padding a
+        // command with spaces or flags cannot buy an exception.
+        let padded = format!("curl -s http://localhost:8080/healthz{}", " ".repeat(1024));
+        assert!(padded.len() > 1024);
+        assert!(!is_health_check(&padded));
+        let at_bound = format!(
+            "curl -s http://localhost:8080/healthz{}",
+            " ".repeat(1024 - 37)
+        );
+        assert_eq!(at_bound.len(), 1024);
+        assert!(
+            is_health_check(&at_bound),
+            "a check at the bound is still one"
+        );
     }
 
     #[test]
