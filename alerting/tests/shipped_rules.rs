@@ -175,3 +175,124 @@ fn a_failing_case_names_its_file_and_case() {
     assert_eq!(wrong.case, "deliberately wrong");
     assert!(!wrong.detail.is_empty());
 }
+
+/// One entry of `tests/fixtures/outside-rules.yaml`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutsideEntry {
+    outside: String,
+    /// What the outside rule selects, as read.
+    read: String,
+    expect: OutsideExpect,
+    #[serde(default)]
+    repeat: Option<usize>,
+    events: Vec<alerting::rule::TestEvent>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutsideExpect {
+    rule: String,
+    severity: alerting::rule::Severity,
+}
+
+/// Measured against the rules others wrote: for every outside rule a pack rule says it
+/// covers (`outside:`), a realistic event written from that outside rule's selection
+/// (`tests/fixtures/outside-rules.yaml`) raises the pack rule at its expected severity
+/// or above, through the whole pack as the follower runs it (gates included); and the
+/// fixture and the rules' `outside:` fields name the same pairs. A severity below
+/// medium must be one of the documented choices in docs/coverage.md.
+#[test]
+fn outside_rules_each_raise_their_detection() {
+    use alerting::rule::Severity;
+    use std::collections::{BTreeMap, BTreeSet};
+    let text = std::fs::read_to_string(root().join("tests/fixtures/outside-rules.yaml"))
+        .expect("tests/fixtures/outside-rules.yaml");
+    let entries: Vec<OutsideEntry> =
+        serde_saphyr::from_str(&text).expect("outside-rules.yaml parses");
+    let pack = pack();
+    let coverage = std::fs::read_to_string(root().join("docs/coverage.md")).unwrap();
+    let severity_choices = coverage
+        .split("## Severity choices")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/coverage.md has its severity table");
+
+    let named: BTreeSet<(String, String)> = pack
+        .iter()
+        .flat_map(|(_, rule)| {
+            rule.doc
+                .outside
+                .iter()
+                .map(|o| (o.clone(), rule.id().to_string()))
+        })
+        .collect();
+    let fixture: BTreeSet<(String, String)> = entries
+        .iter()
+        .map(|e| (e.outside.clone(), e.expect.rule.clone()))
+        .collect();
+    assert_eq!(
+        fixture.len(),
+        entries.len(),
+        "an outside rule twice in the fixture"
+    );
+    let missing: Vec<_> = named.difference(&fixture).collect();
+    let extra: Vec<_> = fixture.difference(&named).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "rules' outside: fields without an event: {missing:?}; events for pairs no rule names: {extra:?}"
+    );
+
+    let mut failures = Vec::new();
+    let mut by_source: BTreeMap<&str, usize> = BTreeMap::new();
+    for entry in &entries {
+        assert!(
+            !entry.read.trim().is_empty(),
+            "{}: say what it selects",
+            entry.outside
+        );
+        let mut events = Vec::new();
+        for _ in 0..entry.repeat.unwrap_or(1) {
+            events.extend(entry.events.iter().cloned());
+        }
+        let case = alerting::rule::TestCase {
+            name: entry.outside.clone(),
+            events,
+            expect: Vec::new(),
+        };
+        let events = alerting::testing::case_events(&case)
+            .unwrap_or_else(|m| panic!("{}: {m}", entry.outside));
+        let mut raised: BTreeMap<String, Severity> = BTreeMap::new();
+        for (_, rule) in &pack {
+            for fired in alerting::testing::fire(rule, &events).into_values() {
+                let severity: Severity = serde_json::from_value(serde_json::json!(
+                    fired.labels.get("severity").cloned().unwrap_or_default()
+                ))
+                .expect("a severity label");
+                let e = raised.entry(rule.id().to_string()).or_insert(severity);
+                *e = (*e).max(severity);
+            }
+        }
+        match raised.get(&entry.expect.rule) {
+            Some(s) if *s >= entry.expect.severity => {}
+            other => failures.push(format!(
+                "{}: expected {} at {:?} or above, got {other:?}; raised: {raised:?}",
+                entry.outside, entry.expect.rule, entry.expect.severity
+            )),
+        }
+        if entry.expect.severity < Severity::Medium {
+            assert!(
+                severity_choices.contains(entry.expect.rule.as_str()),
+                "{}: {} at {:?} is not among docs/coverage.md's severity choices",
+                entry.outside,
+                entry.expect.rule,
+                entry.expect.severity
+            );
+        }
+        let source = entry.outside.split(':').next().unwrap_or_default();
+        *by_source.entry(source).or_default() += 1;
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    eprintln!("outside rules, one event each, raised their detection: {by_source:?}");
+    assert!(entries.len() >= 90, "only {} outside rules", entries.len());
+}
