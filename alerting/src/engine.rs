@@ -164,11 +164,12 @@ fn make_hit(
             .map(String::as_str)
             .filter(|v| !v.is_empty())
             .collect();
-        let summary = if about.is_empty() {
-            rule.doc.title.clone()
-        } else {
-            format!("{} ({})", rule.doc.title, about.join(", "))
-        };
+        // Through the template engine, so it is escaped like every annotation.
+        context["about"] = json!(about.join(", "));
+        let summary = crate::template::render(
+            "{{ rule.title }}{% if about %} ({{ about }}){% endif %}",
+            &context,
+        );
         annotations.insert("summary".into(), summary);
     }
     Hit {

@@ -89,15 +89,24 @@ fn every_shipped_match_rule_summarises_its_alerts() {
                     case.name
                 );
                 if !rule.doc.annotations.contains_key("summary") {
+                    // HTML-escaped like every annotation (event content is attacker's).
+                    let escape = |v: &str| {
+                        v.replace('&', "&amp;")
+                            .replace('<', "&lt;")
+                            .replace('>', "&gt;")
+                            .replace('"', "&quot;")
+                            .replace('\'', "&#x27;")
+                            .replace('/', "&#x2f;")
+                    };
                     assert!(
-                        summary.starts_with(&rule.doc.title),
+                        summary.starts_with(&escape(&rule.doc.title)),
                         "rules/k8s/{file}: {summary:?}"
                     );
-                    let about: Vec<&String> = hit
+                    let about: Vec<String> = hit
                         .labels
                         .iter()
                         .filter(|(k, v)| k.starts_with("attributes.") && !v.is_empty())
-                        .map(|(_, v)| v)
+                        .map(|(_, v)| escape(v))
                         .collect();
                     assert!(
                         about.iter().all(|v| summary.contains(v.as_str())),
