@@ -51,6 +51,26 @@ pub struct AlertChange {
     pub notify: Option<&'static str>,
 }
 
+/// Fold the changes of one batch that only carry an alert's newer state (no state
+/// transition, no notification, not its opening) into that alert's previous change:
+/// a burst of events on one open alert is then one row update and one incident touch
+/// per batch instead of one per event. What is saved is the same: the last state of
+/// every alert, every transition and every notification, in order.
+pub fn coalesce(changes: &[AlertChange]) -> Vec<AlertChange> {
+    let mut out: Vec<AlertChange> = Vec::with_capacity(changes.len());
+    let mut last: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for change in changes {
+        let pure = !change.is_new && change.transitions.is_empty() && change.notify.is_none();
+        if pure && let Some(&at) = last.get(&change.alert.id) {
+            out[at].alert = change.alert.clone();
+            continue;
+        }
+        last.insert(change.alert.id, out.len());
+        out.push(change.clone());
+    }
+    out
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleRow {
     pub id: String,
@@ -172,8 +192,9 @@ impl AlertStore {
         changes: &[AlertChange],
         checkpoint: Option<(&str, i64)>,
     ) -> Result<()> {
+        let changes = coalesce(changes);
         let mut tx = self.db.pool.begin().await?;
-        for change in changes {
+        for change in &changes {
             let a = &change.alert;
             if change.is_new {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -229,7 +250,7 @@ impl AlertStore {
                 .await?;
             }
         }
-        for change in changes {
+        for change in &changes {
             if let Some(event) = change.notify {
                 crate::notify::enqueue(&mut tx, &change.alert, event).await?;
             }
@@ -688,5 +709,85 @@ impl AlertStore {
         .await?
         .rows_affected();
         Ok(old + over)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: Uuid, count: i64, state: &str) -> AlertRow {
+        let now = Utc::now();
+        AlertRow {
+            id,
+            tenant_id: TenantId(Uuid::nil()),
+            rule_id: "r".into(),
+            fingerprint: id.to_string(),
+            state: state.into(),
+            severity: "low".into(),
+            labels: Value::Null,
+            annotations: Value::Null,
+            event_ids: (0..count).collect(),
+            event_count: count,
+            started_at: now,
+            firing_at: Some(now),
+            resolved_at: None,
+            last_true_at: now,
+            silenced: false,
+        }
+    }
+
+    fn change(
+        alert: AlertRow,
+        is_new: bool,
+        to: Option<&str>,
+        notify: Option<&'static str>,
+    ) -> AlertChange {
+        AlertChange {
+            transitions: to
+                .map(|to| TransitionRow {
+                    from: None,
+                    to: to.into(),
+                    at: Utc::now(),
+                    silenced: false,
+                })
+                .into_iter()
+                .collect(),
+            alert,
+            is_new,
+            notify,
+        }
+    }
+
+    #[test]
+    fn a_burst_on_one_alert_is_one_change_and_nothing_is_lost() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let changes = vec![
+            change(row(a, 1, "firing"), true, Some("firing"), Some("trigger")),
+            change(row(a, 2, "firing"), false, None, None),
+            change(row(b, 5, "firing"), false, None, None),
+            change(row(a, 3, "firing"), false, None, None),
+            change(row(b, 6, "firing"), false, None, None),
+            // An escalation re-fires: kept apart, with its notification.
+            change(row(a, 4, "firing"), false, None, Some("trigger")),
+            change(row(a, 5, "firing"), false, None, None),
+        ];
+        let out = coalesce(&changes);
+        assert_eq!(out.len(), 3, "{out:?}");
+        // The opening carries the state of the updates that followed it.
+        assert!(out[0].is_new && out[0].notify == Some("trigger"));
+        assert_eq!(out[0].transitions.len(), 1);
+        assert_eq!(out[0].alert.event_count, 3);
+        // The other alert: one update with its last state.
+        assert_eq!((out[1].alert.id, out[1].alert.event_count), (b, 6));
+        // The escalation, then the last update folded into it.
+        assert_eq!(out[2].notify, Some("trigger"));
+        assert_eq!(out[2].alert.event_count, 5);
+        // Every alert's last state is what is saved.
+        for id in [a, b] {
+            let last_in = changes.iter().rev().find(|c| c.alert.id == id).unwrap();
+            let last_out = out.iter().rev().find(|c| c.alert.id == id).unwrap();
+            assert_eq!(last_in.alert, last_out.alert);
+        }
     }
 }

@@ -295,6 +295,51 @@ async fn refresh(tx: &mut sqlx::PgConnection, incident: Uuid) -> Result<()> {
     Ok(())
 }
 
+/// Add one alert to an incident's entities and severity: the cost of that alert, not
+/// of the incident (the full [`refresh`] is for merges and splits). The same result
+/// as a refresh, since an alert's entities are fixed when it joins and its severity only
+/// rises.
+async fn absorb(
+    tx: &mut sqlx::PgConnection,
+    incident: Uuid,
+    alert: &AlertRow,
+    entities: &[Entity],
+) -> Result<()> {
+    if !entities.is_empty() {
+        let kinds: Vec<&str> = entities.iter().map(|e| e.kind.as_str()).collect();
+        let values: Vec<&str> = entities.iter().map(|e| e.value.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO incident_entities (incident_id, tenant_id, kind, value) \
+             SELECT $1, $2, g.k, g.v FROM unnest($3::text[], $4::text[]) AS g(k, v) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(incident)
+        .bind(alert.tenant_id.0)
+        .bind(&kinds)
+        .bind(&values)
+        .execute(&mut *tx)
+        .await?;
+    }
+    raise_severity(tx, incident, &alert.severity).await
+}
+
+/// The incident takes `severity` when it is higher than its own.
+async fn raise_severity(tx: &mut sqlx::PgConnection, incident: Uuid, severity: &str) -> Result<()> {
+    let current: String = sqlx::query_scalar("SELECT severity FROM incidents WHERE id = $1")
+        .bind(incident)
+        .fetch_one(&mut *tx)
+        .await?;
+    let top = incident::max_severity(&current, severity);
+    if top != current {
+        sqlx::query("UPDATE incidents SET severity = $2 WHERE id = $1")
+            .bind(incident)
+            .bind(top)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
 fn title_of(alert: &AlertRow) -> String {
     let summary = alert.annotations["summary"]
         .as_str()
@@ -332,7 +377,8 @@ pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) ->
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            refresh(tx, id).await?;
+            // Its entities were recorded when it joined; only its severity rose.
+            raise_severity(tx, id, &a.severity).await?;
             if incident.state == "resolved" && incident.merged_into.is_none() {
                 set_state(
                     tx,
@@ -425,7 +471,7 @@ pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) ->
             .bind(serde_json::to_value(&entities).unwrap_or_default())
             .execute(&mut *tx)
             .await?;
-            refresh(tx, id).await?;
+            absorb(tx, id, a, &entities).await?;
         }
         (_, Some(id)) => {
             sqlx::query(
