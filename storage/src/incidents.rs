@@ -402,7 +402,9 @@ pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) ->
             let settings = settings_in(tx, a.tenant_id).await?;
             let ids: Vec<i64> = a.event_ids.iter().copied().take(20).collect();
             let evidence: Vec<(Value, Option<String>)> = sqlx::query(
-                "SELECT attributes, trace_id FROM log_records WHERE tenant_id = $1 AND seq = ANY($2)",
+                // Ids first, tenant after: see `LogStore::fetch_by_seqs`.
+                "WITH r AS MATERIALIZED (SELECT tenant_id, attributes, trace_id FROM log_records WHERE seq = ANY($2)) \
+                 SELECT attributes, trace_id FROM r WHERE tenant_id = $1",
             )
             .bind(a.tenant_id.0)
             .bind(&ids)

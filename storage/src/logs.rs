@@ -271,6 +271,11 @@ impl LogStore {
     }
 
     /// Records of one tenant by sequence id; `time_range` (inclusive) prunes partitions.
+    ///
+    /// The ids are looked up first and the tenant filtered after (a materialised CTE):
+    /// given `tenant_id = $1` in the same scan, a planner without fresh statistics (a
+    /// new day's partition) ANDs the `(tenant_id, time)` index, reading every row of the
+    /// tenant — milliseconds per call at 200,000 rows, growing with the table.
     pub async fn fetch_by_seqs(
         &self,
         tenant: TenantId,
@@ -284,8 +289,9 @@ impl LogStore {
             match time_range {
                 Some((from, to)) => {
                     sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "SELECT seq, {COLUMNS} FROM log_records \
-                     WHERE tenant_id = $1 AND seq = ANY($2) AND time >= $3 AND time <= $4"
+                        "WITH r AS MATERIALIZED (SELECT seq, {COLUMNS} FROM log_records \
+                         WHERE seq = ANY($2) AND time >= $3 AND time <= $4) \
+                         SELECT seq, {COLUMNS} FROM r WHERE tenant_id = $1"
                     )))
                     .bind(tenant.0)
                     .bind(seqs)
@@ -295,7 +301,8 @@ impl LogStore {
                     .await?
                 }
                 None => sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT seq, {COLUMNS} FROM log_records WHERE tenant_id = $1 AND seq = ANY($2)"
+                    "WITH r AS MATERIALIZED (SELECT seq, {COLUMNS} FROM log_records WHERE seq = ANY($2)) \
+                     SELECT seq, {COLUMNS} FROM r WHERE tenant_id = $1"
                 )))
                 .bind(tenant.0)
                 .bind(seqs)
