@@ -164,10 +164,11 @@ fn make_hit(
             .map(String::as_str)
             .filter(|v| !v.is_empty())
             .collect();
-        // Through the template engine, so it is escaped like every annotation.
+        // Through the template engine, so the group values (event content) are escaped
+        // like every annotation; the title is the rule author's text, as written.
         context["about"] = json!(about.join(", "));
         let summary = crate::template::render(
-            "{{ rule.title }}{% if about %} ({{ about }}){% endif %}",
+            "{{ rule.title | safe }}{% if about %} ({{ about }}){% endif %}",
             &context,
         );
         annotations.insert("summary".into(), summary);
