@@ -598,25 +598,12 @@ mod tests {
     use model::TenantId;
 
     fn record(user: &str, agent: &str) -> LogRecord {
-        let now = Utc::now();
-        LogRecord {
-            tenant_id: TenantId(uuid::Uuid::nil()),
-            time: now,
-            observed_time: now,
-            severity_number: 9,
-            severity_text: "INFO".into(),
-            body: String::new(),
-            attributes: json!({"user": user, "agent": agent})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
-            resource: Default::default(),
-            scope_name: String::new(),
-            scope_version: String::new(),
-            trace_id: None,
-            span_id: None,
-            flags: 0,
-        }
+        let mut r = LogRecord::new(TenantId(uuid::Uuid::nil()), Utc::now(), "");
+        r.attributes = json!({"user": user, "agent": agent})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        r
     }
 
     #[test]

@@ -155,21 +155,9 @@ mod tests {
     use serde_json::json;
 
     fn record(attributes: Value) -> LogRecord {
-        LogRecord {
-            tenant_id: TenantId(uuid::Uuid::nil()),
-            time: Utc::now(),
-            observed_time: Utc::now(),
-            severity_number: 9,
-            severity_text: "INFO".into(),
-            body: String::new(),
-            attributes: attributes.as_object().cloned().unwrap_or_default(),
-            resource: Default::default(),
-            scope_name: String::new(),
-            scope_version: String::new(),
-            trace_id: None,
-            span_id: None,
-            flags: 0,
-        }
+        let mut r = LogRecord::new(TenantId(uuid::Uuid::nil()), Utc::now(), "");
+        r.attributes = attributes.as_object().cloned().unwrap_or_default();
+        r
     }
 
     fn selector(query: &str) -> Selector {

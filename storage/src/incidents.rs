@@ -286,12 +286,17 @@ async fn refresh(tx: &mut sqlx::PgConnection, incident: Uuid) -> Result<()> {
         .map(String::as_str)
         .reduce(incident::max_severity)
     {
-        sqlx::query("UPDATE incidents SET severity = $2 WHERE id = $1")
-            .bind(incident)
-            .bind(top)
-            .execute(&mut *tx)
-            .await?;
+        set_severity(tx, incident, top).await?;
     }
+    Ok(())
+}
+
+async fn set_severity(tx: &mut sqlx::PgConnection, incident: Uuid, severity: &str) -> Result<()> {
+    sqlx::query("UPDATE incidents SET severity = $2 WHERE id = $1")
+        .bind(incident)
+        .bind(severity)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
@@ -331,11 +336,7 @@ async fn raise_severity(tx: &mut sqlx::PgConnection, incident: Uuid, severity: &
         .await?;
     let top = incident::max_severity(&current, severity);
     if top != current {
-        sqlx::query("UPDATE incidents SET severity = $2 WHERE id = $1")
-            .bind(incident)
-            .bind(top)
-            .execute(&mut *tx)
-            .await?;
+        set_severity(tx, incident, top).await?;
     }
     Ok(())
 }
