@@ -360,6 +360,11 @@ fn title_of(alert: &AlertRow) -> String {
 /// Join a firing alert to an incident, or open one; resolve an incident whose alerts
 /// all resolved (when the tenant's settings say so). Runs inside `apply`'s
 /// transaction, after the alert rows are written.
+/// An alert's evidence (`$1` tenant, `$2` ids) for its entities: ids first, tenant
+/// after — see `LogStore::fetch_by_seqs`.
+pub const EVIDENCE_SQL: &str = "WITH r AS MATERIALIZED (SELECT tenant_id, attributes, trace_id \
+     FROM log_records WHERE seq = ANY($2)) SELECT attributes, trace_id FROM r WHERE tenant_id = $1";
+
 pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) -> Result<()> {
     let a = &change.alert;
     let current: Option<Uuid> =
@@ -402,18 +407,14 @@ pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) ->
                 .await?;
             let settings = settings_in(tx, a.tenant_id).await?;
             let ids: Vec<i64> = a.event_ids.iter().copied().take(20).collect();
-            let evidence: Vec<(Value, Option<String>)> = sqlx::query(
-                // Ids first, tenant after: see `LogStore::fetch_by_seqs`.
-                "WITH r AS MATERIALIZED (SELECT tenant_id, attributes, trace_id FROM log_records WHERE seq = ANY($2)) \
-                 SELECT attributes, trace_id FROM r WHERE tenant_id = $1",
-            )
-            .bind(a.tenant_id.0)
-            .bind(&ids)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|r| Ok((r.try_get("attributes")?, r.try_get("trace_id")?)))
-            .collect::<Result<_>>()?;
+            let evidence: Vec<(Value, Option<String>)> = sqlx::query(EVIDENCE_SQL)
+                .bind(a.tenant_id.0)
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get("attributes")?, r.try_get("trace_id")?)))
+                .collect::<Result<_>>()?;
             let entities = incident::entities(&a.labels, &evidence, &aliases());
             let grouping: Vec<&Entity> = entities
                 .iter()

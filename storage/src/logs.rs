@@ -39,6 +39,20 @@ pub struct LogStore {
 const COLUMNS: &str = "tenant_id, time, observed_time, severity_number, severity_text, body, \
                        attributes, resource, scope_name, scope_version, trace_id, span_id, flags";
 
+/// The statement of [`LogStore::fetch_by_seqs`] (`$1` tenant, `$2` ids, `$3`/`$4` the
+/// inclusive time range when `time_range`): ids first, tenant after — see there.
+pub fn by_seqs_sql(time_range: bool) -> String {
+    let range = if time_range {
+        " AND time >= $3 AND time <= $4"
+    } else {
+        ""
+    };
+    format!(
+        "WITH r AS MATERIALIZED (SELECT seq, {COLUMNS} FROM log_records WHERE seq = ANY($2){range}) \
+         SELECT seq, {COLUMNS} FROM r WHERE tenant_id = $1"
+    )
+}
+
 fn partition_name(day: NaiveDate) -> String {
     format!(
         "log_records_p{:04}{:02}{:02}",
@@ -285,30 +299,14 @@ impl LogStore {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
-        let rows =
-            match time_range {
-                Some((from, to)) => {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "WITH r AS MATERIALIZED (SELECT seq, {COLUMNS} FROM log_records \
-                         WHERE seq = ANY($2) AND time >= $3 AND time <= $4) \
-                         SELECT seq, {COLUMNS} FROM r WHERE tenant_id = $1"
-                    )))
-                    .bind(tenant.0)
-                    .bind(seqs)
-                    .bind(from)
-                    .bind(to)
-                    .fetch_all(&self.db.pool)
-                    .await?
-                }
-                None => sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "WITH r AS MATERIALIZED (SELECT seq, {COLUMNS} FROM log_records WHERE seq = ANY($2)) \
-                     SELECT seq, {COLUMNS} FROM r WHERE tenant_id = $1"
-                )))
-                .bind(tenant.0)
-                .bind(seqs)
-                .fetch_all(&self.db.pool)
-                .await?,
-            };
+        let sql = by_seqs_sql(time_range.is_some());
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(tenant.0)
+            .bind(seqs);
+        if let Some((from, to)) = time_range {
+            query = query.bind(from).bind(to);
+        }
+        let rows = query.fetch_all(&self.db.pool).await?;
         rows.iter().map(decode_row).collect()
     }
 
