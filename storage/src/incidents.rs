@@ -357,14 +357,14 @@ fn title_of(alert: &AlertRow) -> String {
     title
 }
 
-/// Join a firing alert to an incident, or open one; resolve an incident whose alerts
-/// all resolved (when the tenant's settings say so). Runs inside `apply`'s
-/// transaction, after the alert rows are written.
 /// An alert's evidence (`$1` tenant, `$2` ids) for its entities: ids first, tenant
 /// after — see `LogStore::fetch_by_seqs`.
 pub const EVIDENCE_SQL: &str = "WITH r AS MATERIALIZED (SELECT tenant_id, attributes, trace_id \
      FROM log_records WHERE seq = ANY($2)) SELECT attributes, trace_id FROM r WHERE tenant_id = $1";
 
+/// Join a firing alert to an incident, or open one; resolve an incident whose alerts
+/// all resolved (when the tenant's settings say so). Runs inside `apply`'s
+/// transaction, after the alert rows are written.
 pub(crate) async fn attach(tx: &mut sqlx::PgConnection, change: &AlertChange) -> Result<()> {
     let a = &change.alert;
     let current: Option<Uuid> =
